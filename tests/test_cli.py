@@ -1,0 +1,51 @@
+"""The CLI is what users touch first: every subcommand must answer --help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import typer.main
+from typer.testing import CliRunner
+
+from bessai import __version__
+from bessai.cli import app
+
+runner = CliRunner()
+
+
+def _all_command_paths() -> list[list[str]]:
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = []
+
+    def walk(cmd: object, prefix: list[str]) -> None:
+        commands = getattr(cmd, "commands", None)
+        if commands:
+            for name, sub in commands.items():
+                paths.append([*prefix, name])
+                walk(sub, [*prefix, name])
+
+    walk(root, [])
+    return paths
+
+
+def test_version_prints_installed_version() -> None:
+    result = runner.invoke(app, ["version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == __version__
+
+
+def test_every_subcommand_has_help() -> None:
+    paths = _all_command_paths()
+    assert ["version"] in paths
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage" in result.output
+
+
+def test_console_script_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bessai.cli", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "open-bess-edge" in out.stdout
