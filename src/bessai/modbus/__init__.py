@@ -1,0 +1,1 @@
+"""Modbus layer: register-profile schema and loader, codec, read planner, async client."""

@@ -1,0 +1,267 @@
+"""Modbus TCP front end of the simulator, with the connection habits of a real Huawei device.
+
+The transport is our own (asyncio streams) so that faults can be injected where they happen on
+site: a dropped connection, "busy" answers, added latency, silence. Frames and PDUs are encoded
+and decoded by pymodbus. Like the real device it accepts one TCP client at a time (a new client
+closes the previous connection) and ignores unit ids it does not answer to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from pymodbus.exceptions import ModbusIOException
+from pymodbus.framer import FramerSocket
+from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
+from pymodbus.pdu.mei_message import ReadDeviceInformationResponse
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersResponse,
+    WriteMultipleRegistersResponse,
+    WriteSingleRegisterResponse,
+)
+
+from bessai.simulator.device import SimulatedHybrid
+
+log = structlog.get_logger("bessai.simulator")
+
+ILLEGAL_FUNCTION = 1
+DEVICE_BUSY = 6
+
+
+@dataclass(slots=True)
+class Faults:
+    """Wire-level faults in force, each until a monotonic deadline."""
+
+    busy_until: float = 0.0
+    silence_until: float = 0.0
+    drop_until: float = 0.0
+    latency_until: float = 0.0
+    latency_s: float = 0.0
+    exception_until: float = 0.0
+    exception_code: int = 4
+
+    def active(self, now: float | None = None) -> list[str]:
+        now = time.monotonic() if now is None else now
+        names = []
+        for name in ("busy", "silence", "drop", "latency", "exception"):
+            if getattr(self, f"{name}_until") > now:
+                names.append(name)
+        return names
+
+
+class SimulatorServer:
+    def __init__(
+        self,
+        device: SimulatedHybrid | None = None,
+        host: str = "127.0.0.1",
+        port: int = 5020,
+        unit_ids: tuple[int, ...] = (0, 1),
+        speed: float = 1.0,
+        tick_s: float = 0.2,
+        single_client: bool = True,
+    ) -> None:
+        self.device = device or SimulatedHybrid()
+        self.host = host
+        self.port = port
+        self.unit_ids = frozenset(unit_ids)
+        self.speed = speed
+        self.tick_s = tick_s
+        self.single_client = single_client
+        self.faults = Faults()
+        self.requests_served = 0
+        self.connections_accepted = 0
+        self._server: asyncio.Server | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._plant_start = self.device.now
+        self._mono_start = time.monotonic()
+
+    # -- clock --------------------------------------------------------------------------------
+
+    def plant_now(self) -> datetime:
+        """Plant time runs `speed` times faster than wall time."""
+        elapsed_s = (time.monotonic() - self._mono_start) * self.speed
+        return self._plant_start + timedelta(seconds=elapsed_s)
+
+    def advance(self) -> None:
+        self.device.advance(self.plant_now())
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._plant_start = self.device.now
+        self._mono_start = time.monotonic()
+        self._server = await asyncio.start_server(self._on_connect, self.host, self.port)
+        sockets = list(self._server.sockets)
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        self._ticker = asyncio.create_task(self._tick_forever(), name="sim-ticker")
+        log.info("simulator listening", host=self.host, port=self.port, speed=self.speed)
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        if self._server is not None:
+            self._server.close()
+        # Closing the sockets ends each handler at its next read; no task is cancelled, so the
+        # stream machinery never sees a cancelled connection callback.
+        self.drop_connections()
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=2.0)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> SimulatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    async def _tick_forever(self) -> None:
+        while True:
+            self.advance()
+            await asyncio.sleep(self.tick_s)
+
+    def drop_connections(self) -> None:
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+
+    # -- connections --------------------------------------------------------------------------
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        try:
+            if self.faults.drop_until > time.monotonic():
+                writer.close()
+                return
+            if self.single_client:
+                # The device keeps one client: a new connection closes the one before.
+                self.drop_connections()
+            self.connections_accepted += 1
+            self._writers.add(writer)
+            await self._serve(reader, writer)
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        framer = FramerSocket(DecodePDU(True))
+        buffer = b""
+        while True:
+            try:
+                chunk = await reader.read(1024)
+            except (ConnectionError, OSError):
+                return
+            if not chunk:
+                return
+            buffer += chunk
+            while buffer:
+                try:
+                    used, pdu = framer.handleFrame(buffer, 0, 0)
+                except ModbusIOException as exc:
+                    # A frame we cannot decode: answer "illegal function" like a device would.
+                    buffer = b""
+                    fc = exc.fcode or 0
+                    response: ModbusPDU = ExceptionResponse(
+                        fc, ILLEGAL_FUNCTION, exc.dev_id or 0, exc.transaction_id or 0
+                    )
+                    writer.write(framer.buildFrame(response))
+                    break
+                if pdu is None:
+                    if used:
+                        buffer = buffer[used:]
+                        continue
+                    break
+                buffer = buffer[used:]
+                answer = await self._answer(pdu)
+                if answer is None:
+                    continue
+                if writer.is_closing():
+                    return
+                writer.write(framer.buildFrame(answer))
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+
+    async def _answer(self, request: ModbusPDU) -> ModbusPDU | None:
+        if request.dev_id not in self.unit_ids:
+            return None  # a wrong unit id shows up as a timeout on site, not as an error
+        now = time.monotonic()
+        if self.faults.silence_until > now:
+            return None
+        if self.faults.latency_until > now:
+            await asyncio.sleep(self.faults.latency_s)
+        self.requests_served += 1
+        if self.faults.busy_until > now:
+            return self._exception(request, DEVICE_BUSY)
+        if self.faults.exception_until > now:
+            return self._exception(request, self.faults.exception_code)
+        self.advance()
+        device = self.device
+        fc = request.function_code
+        if fc == 3:
+            values = device.read(request.address, request.count)
+            if isinstance(values, int):
+                return self._exception(request, values)
+            return ReadHoldingRegistersResponse(
+                registers=values, dev_id=request.dev_id, transaction_id=request.transaction_id
+            )
+        if fc in (6, 16):
+            registers = list(request.registers)
+            code = device.write(request.address, registers)
+            if code is not None:
+                return self._exception(request, code)
+            log.info("register write", address=request.address, registers=registers)
+            if fc == 6:
+                return WriteSingleRegisterResponse(
+                    address=request.address,
+                    registers=registers,
+                    dev_id=request.dev_id,
+                    transaction_id=request.transaction_id,
+                )
+            return WriteMultipleRegistersResponse(
+                address=request.address,
+                count=len(registers),
+                dev_id=request.dev_id,
+                transaction_id=request.transaction_id,
+            )
+        if fc == 0x2B:
+            ident = device.identity
+            return ReadDeviceInformationResponse(
+                read_code=getattr(request, "read_code", 1),
+                information={
+                    0: b"HUAWEI",
+                    1: ident.model_name.encode(),
+                    2: ident.software_version.encode(),
+                },
+                dev_id=request.dev_id,
+                transaction_id=request.transaction_id,
+            )
+        return self._exception(request, ILLEGAL_FUNCTION)
+
+    @staticmethod
+    def _exception(request: ModbusPDU, code: int) -> ModbusPDU:
+        return ExceptionResponse(
+            request.function_code, code, request.dev_id, request.transaction_id
+        )
