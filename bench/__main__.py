@@ -10,10 +10,13 @@ import platform
 import sys
 import time
 
-BENCHMARKS: list[str] = []
+from bessai.logging import configure_logging
+
+BENCHMARKS: list[str] = ["device"]
 
 
 def main() -> None:
+    configure_logging("warning", json_output=False)  # stdout carries only the JSON document
     selected = sys.argv[1:] or BENCHMARKS
     results: dict[str, object] = {
         "machine": {

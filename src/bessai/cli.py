@@ -4,12 +4,16 @@ assembles them and turns a BessaiError into a one-line message instead of a trac
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from bessai import __version__
 from bessai.errors import BessaiError
+from bessai.logging import configure_logging
+from bessai.modbus import commands as modbus_commands
+from bessai.simulator import commands as sim_commands
 
 app = typer.Typer(
     name="bessai",
@@ -21,8 +25,16 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    log_level: Annotated[
+        str, typer.Option(help="Log level on stderr: debug, info, warning or error.")
+    ] = "warning",
+    log_json: Annotated[
+        bool | None, typer.Option("--log-json/--log-text", help="Force JSON or text logs.")
+    ] = None,
+) -> None:
     """open-bess-edge: edge gateway and energy-management system for battery storage."""
+    configure_logging(log_level, log_json)
 
 
 @app.command()
@@ -32,6 +44,8 @@ def version() -> None:
 
 
 # Each domain adds its commands with one line here: `<package>.commands.register(app)`.
+modbus_commands.register(app)
+sim_commands.register(app)
 
 
 def main() -> None:
@@ -39,7 +53,7 @@ def main() -> None:
     try:
         app()
     except BessaiError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)
 
 

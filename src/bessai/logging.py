@@ -7,9 +7,16 @@ import sys
 
 import structlog
 
+from bessai.errors import ConfigError
+
 
 def configure_logging(level: str = "info", json_output: bool | None = None) -> None:
     """Configure structlog for the process; JSON when stderr is not a TTY unless told."""
+    level_no = logging.getLevelNamesMapping().get(level.upper())
+    if level_no is None:
+        raise ConfigError(f"unknown log level {level!r}; use debug, info, warning or error")
+    # pymodbus logs every failed connect itself; the client reports those with more context.
+    logging.getLogger("pymodbus").setLevel(max(level_no, logging.CRITICAL))
     if json_output is None:
         json_output = not sys.stderr.isatty()
     renderer: structlog.typing.Processor = (
@@ -25,9 +32,7 @@ def configure_logging(level: str = "info", json_output: bool | None = None) -> N
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(level_no),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )

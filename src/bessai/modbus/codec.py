@@ -152,7 +152,10 @@ def encode(point: Point, value: object) -> list[int]:
             raise WriteRejectedError(
                 f"{point.name} takes a number, not {value!r}", address=point.address
             )
-        raw = round(value * point.gain)
+        if isinstance(value, int) and point.gain.is_integer():
+            raw = value * int(point.gain)  # exact for 64-bit counters, which floats are not
+        else:
+            raw = round(value * point.gain)
     low, high = _raw_range(point)
     if not low <= raw <= high:
         raise WriteRejectedError(

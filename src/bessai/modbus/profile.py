@@ -128,19 +128,23 @@ class Point(_Strict):
     def invalid_raw(self) -> frozenset[int]:
         if self.invalid is not None:
             return frozenset(self.invalid)
-        default = DEFAULT_INVALID.get(self.type)
-        return frozenset() if default is None else frozenset({default})
+        if self.type is PointType.STR:
+            return frozenset()
+        # Enums and bitfields are unsigned registers: all ones means "no value" (reference §1).
+        default = DEFAULT_INVALID.get(self.type, (1 << (16 * self.length)) - 1)
+        return frozenset({default})
 
     @model_validator(mode="before")
     @classmethod
     def _default_length(cls, data: object) -> object:
-        if isinstance(data, dict) and not data.get("length"):
-            width = TYPE_WIDTH.get(PointType(data["type"])) if "type" in data else None
-            if width is not None:
-                data = {**data, "length": width}
-            elif data.get("type") in ("bitfield", "enum"):
-                data = {**data, "length": 1}
-        return data
+        if not isinstance(data, dict) or data.get("length"):
+            return data
+        try:
+            point_type = PointType(str(data.get("type")))
+        except ValueError:
+            return data  # the field validator reports the bad type
+        width = TYPE_WIDTH.get(point_type, 1 if point_type is not PointType.STR else 0)
+        return {**data, "length": width}
 
     @model_validator(mode="after")
     def _check(self) -> Self:

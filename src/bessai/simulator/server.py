@@ -69,7 +69,7 @@ class SimulatorServer:
         self.host = host
         self.port = port
         self.unit_ids = frozenset(unit_ids)
-        self.speed = speed
+        self._speed = speed
         self.tick_s = tick_s
         self.single_client = single_client
         self.faults = Faults()
@@ -86,8 +86,19 @@ class SimulatorServer:
 
     def plant_now(self) -> datetime:
         """Plant time runs `speed` times faster than wall time."""
-        elapsed_s = (time.monotonic() - self._mono_start) * self.speed
+        elapsed_s = (time.monotonic() - self._mono_start) * self._speed
         return self._plant_start + timedelta(seconds=elapsed_s)
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    @speed.setter
+    def speed(self, value: float) -> None:
+        """Change the pace from now on (0 freezes the plant); plant time never jumps."""
+        self._plant_start = self.plant_now()
+        self._mono_start = time.monotonic()
+        self._speed = value
 
     def advance(self) -> None:
         self.device.advance(self.plant_now())

@@ -1,0 +1,68 @@
+"""Shared fixtures: a real simulator on a free loopback port and clients tuned for tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from bessai.modbus.client import ClientSettings, ModbusDevice
+from bessai.modbus.profile import BUILTIN_PROFILES, load_builtin
+from bessai.simulator.device import SimulatedHybrid
+from bessai.simulator.plant import SimplePlant, SimplePlantConfig
+from bessai.simulator.server import SimulatorServer
+
+#: Field defaults scaled down so fault tests run in seconds, not minutes.
+FAST_SETTINGS = ClientSettings(
+    wait_after_connect_s=0.05,
+    cooldown_s=0.0,
+    timeout_s=0.5,
+    retries=2,
+    retry_backoff_s=0.05,
+    retry_backoff_max_s=0.2,
+    reconnect_backoff_s=0.1,
+    reconnect_backoff_max_s=0.4,
+)
+
+#: Mid-afternoon in Santiago, so the simulated PV produces.
+NOON_UTC = datetime(2026, 1, 15, 16, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimulatorServer]:
+    plant = SimplePlant(SimplePlantConfig(initial_soc_pct=50.0))
+    server = SimulatorServer(SimulatedHybrid(plant, start=NOON_UTC), port=0, speed=1.0)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def make_device(sim: SimulatorServer) -> Callable[..., ModbusDevice]:
+    created: list[ModbusDevice] = []
+
+    def factory(unit_id: int = 1, settings: ClientSettings = FAST_SETTINGS) -> ModbusDevice:
+        device = ModbusDevice(
+            "127.0.0.1",
+            sim.port,
+            unit_id,
+            [load_builtin(name) for name in BUILTIN_PROFILES],
+            settings,
+            name="sim",
+        )
+        created.append(device)
+        return device
+
+    return factory
+
+
+@pytest.fixture
+async def device(make_device: Callable[..., ModbusDevice]) -> AsyncIterator[ModbusDevice]:
+    dev = make_device()
+    try:
+        yield dev
+    finally:
+        await dev.close()
