@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from bessai import __version__
+from bessai.control import commands as control_commands
 from bessai.errors import BessaiError
 from bessai.logging import configure_logging
 from bessai.modbus import commands as modbus_commands
@@ -44,6 +45,7 @@ def version() -> None:
 
 
 # Each domain adds its commands with one line here: `<package>.commands.register(app)`.
+control_commands.register(app)
 modbus_commands.register(app)
 sim_commands.register(app)
 

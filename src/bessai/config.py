@@ -1,0 +1,303 @@
+"""Deployment configuration: one TOML file, validated by pydantic, every value overridable by a
+`BESSAI_*` environment variable. A bad value is an error that names the file (or variable), the
+key and why.
+
+Environment overrides address keys with double underscores and list indices, e.g.
+``BESSAI_GATEWAY__HTTP_PORT=8001`` or ``BESSAI_SITES__0__SAFETY__TEMP_MAX_C=40``; values are
+parsed as TOML literals (numbers, booleans, quoted strings, arrays) and fall back to plain text.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bessai.errors import ConfigError
+from bessai.modbus.profile import BUILTIN_PROFILES
+
+ENV_PREFIX = "BESSAI_"
+
+PositiveW = Annotated[float, Field(gt=0, le=1e8)]
+Pct = Annotated[float, Field(ge=0, le=100)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class GatewayConfig(_Section):
+    data_dir: Path = Field(default=Path("var"), description="audit log, outbox and lake live here")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    status_display: bool = Field(default=True, description="live status table on a terminal")
+
+
+class DeviceConfig(_Section):
+    """One Modbus TCP device. A Huawei hybrid inverter serves the three profiles on one unit."""
+
+    kind: Literal["huawei_hybrid"] = "huawei_hybrid"
+    host: str = "127.0.0.1"
+    port: int = Field(default=502, ge=0, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=255)
+    profiles: list[str] = Field(default_factory=lambda: list(BUILTIN_PROFILES))
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    wait_after_connect_s: float = Field(default=1.0, ge=0, le=30)
+    cooldown_s: float = Field(default=0.05, ge=0, le=5)
+    retries: int = Field(default=3, ge=0, le=10)
+    reconnect_backoff_max_s: float = Field(default=60.0, gt=0, le=3600)
+
+
+class BatteryConfig(_Section):
+    """What the plant can do, independent of what the device reports."""
+
+    capacity_kwh: float = Field(default=15.0, gt=0, le=1e6)
+    max_charge_w: PositiveW = 5_000.0
+    max_discharge_w: PositiveW = 5_000.0
+
+
+class SafetyConfig(_Section):
+    """Limits the SafetyGuard enforces on every request (defaults from the original design)."""
+
+    soc_min_pct: Pct = 5.0
+    soc_max_pct: Pct = 98.0
+    soc_hysteresis_pct: float = Field(default=1.0, ge=0, le=20)
+    temp_max_c: float = Field(default=45.0, ge=0, le=80)
+    temp_min_c: float = Field(default=-10.0, ge=-40, le=40)
+    temp_hysteresis_c: float = Field(default=3.0, ge=0, le=20)
+    max_charge_w: PositiveW | None = None
+    max_discharge_w: PositiveW | None = None
+    grid_import_max_w: PositiveW | None = None
+    grid_export_max_w: PositiveW | None = None
+    #: alarm texts (or a prefix of them) that block any dispatch while active
+    blocking_alarms: list[str] = Field(
+        default_factory=lambda: [
+            "Battery Abnormal",
+            "Battery Reverse Connection",
+            "Overtemperature",
+            "Device Fault",
+            "Abnormal Residual Current",
+            "Low Insulation Resistance",
+            "Abnormal Grounding",
+            "Grid Loss",
+        ]
+    )
+    stale_after_s: float = Field(default=15.0, gt=0, le=600)
+    recovery_cycles: int = Field(default=3, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.soc_min_pct >= self.soc_max_pct:
+            raise ValueError(f"soc_min_pct {self.soc_min_pct} must be below soc_max_pct")
+        if self.temp_min_c >= self.temp_max_c:
+            raise ValueError(f"temp_min_c {self.temp_min_c} must be below temp_max_c")
+        return self
+
+
+class DispatchConfig(_Section):
+    """How a setpoint becomes Huawei forcible charge/discharge writes."""
+
+    forcible_period_min: int = Field(
+        default=2, ge=1, le=60, description="device-side expiry of each forcible command"
+    )
+    refresh_s: float = Field(default=60.0, gt=0, description="rewrite before the period expires")
+    deadband_w: float = Field(default=50.0, ge=0, description="smaller changes are not written")
+    align_cutoffs: bool = Field(
+        default=True, description="write the safety SOC limits to 47081/47082 at start"
+    )
+
+    @model_validator(mode="after")
+    def _refresh_before_expiry(self) -> Self:
+        if self.refresh_s >= self.forcible_period_min * 60:
+            raise ValueError(
+                f"refresh_s {self.refresh_s:g} must be shorter than the forcible period "
+                f"({self.forcible_period_min} min), or the command expires between refreshes"
+            )
+        return self
+
+
+class TimeOfUseRule(_Section):
+    """A daily window in site local time; `end` may be "24:00"; a window may cross midnight."""
+
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")
+    setpoint_w: float = Field(ge=-1e8, le=1e8, description="> 0 charge, < 0 discharge")
+
+    @property
+    def times(self) -> tuple[time, time]:
+        def parse(text: str) -> time:
+            return time.max if text == "24:00" else time.fromisoformat(text)
+
+        return parse(self.start), parse(self.end)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.start == self.end:
+            raise ValueError(f"window {self.start}-{self.end} is empty")
+        return self
+
+
+class ControllersConfig(_Section):
+    manual_override_default_s: float = Field(default=60.0, gt=0, le=86400)
+    manual_override_max_s: float = Field(default=3600.0, gt=0, le=86400)
+    time_of_use: list[TimeOfUseRule] = Field(default_factory=list)
+
+
+class SimulatorConfig(_Section):
+    """Start a simulator in-process for this site (the embedded default, tests, demos)."""
+
+    enabled: bool = False
+    speed: float = Field(default=1.0, gt=0, le=10_000)
+    scenario: str | None = None
+    initial_soc_pct: Pct = 50.0
+
+
+class SiteConfig(_Section):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    name: str = ""
+    timezone: str = Field(default="America/Santiago", description="for local-time rules")
+    cycle_s: float = Field(default=5.0, ge=0.1, le=600)
+    slow_every: int = Field(default=12, ge=1, le=10_000, description="slow group every N cycles")
+    devices: list[DeviceConfig] = Field(default_factory=lambda: [DeviceConfig()])
+    battery: BatteryConfig = Field(default_factory=BatteryConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    controllers: ControllersConfig = Field(default_factory=ControllersConfig)
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+
+    @model_validator(mode="after")
+    def _one_hybrid(self) -> Self:
+        hybrids = [d for d in self.devices if d.kind == "huawei_hybrid"]
+        if len(hybrids) != 1:
+            raise ValueError("a site needs exactly one device of kind 'huawei_hybrid'")
+        if self.safety.stale_after_s < self.cycle_s:
+            raise ValueError(
+                f"safety.stale_after_s {self.safety.stale_after_s:g} is shorter than one cycle "
+                f"({self.cycle_s:g} s): every cycle would be stale"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _known_timezone(self) -> Self:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {self.timezone!r}") from None
+        return self
+
+    @property
+    def device(self) -> DeviceConfig:
+        return next(d for d in self.devices if d.kind == "huawei_hybrid")
+
+
+class Config(_Section):
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    sites: list[SiteConfig] = Field(min_length=1)
+    #: sections owned by other packages (telemetry, market, ...) are validated by them
+    telemetry: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_sites(self) -> Self:
+        ids = [s.id for s in self.sites]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate site id(s): {', '.join(duplicates)}")
+        return self
+
+
+def embedded_default() -> dict[str, Any]:
+    """The configuration `bessai run` uses without a file: one site on a built-in simulator."""
+    return {
+        "sites": [
+            {
+                "id": "demo",
+                "name": "Simulated SUN2000-10KTL-M1 + LUNA2000 15 kWh",
+                "devices": [{"host": "127.0.0.1", "port": 0, "unit_id": 1}],
+                "simulator": {"enabled": True, "speed": 1.0},
+            }
+        ]
+    }
+
+
+def _parse_env_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Apply BESSAI_* variables to the raw config tree; returns the keys overridden."""
+    applied: list[str] = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if path[0] not in Config.model_fields:
+            continue  # other BESSAI_* variables (API keys, CEN token) belong elsewhere
+        node: Any = data
+        for depth, part in enumerate(path[:-1]):
+            key: Any = int(part) if part.isdigit() else part
+            if isinstance(node, list):
+                if not isinstance(key, int) or key >= len(node):
+                    raise ConfigError(
+                        f"environment variable {name}: {'.'.join(path[: depth + 1])} "
+                        f"is not an element of a list of {len(node)}"
+                    )
+                node = node[key]
+            else:
+                node = node.setdefault(key, {})
+            if not isinstance(node, dict | list):
+                raise ConfigError(
+                    f"environment variable {name}: {'.'.join(path[: depth + 1])} is not a table"
+                )
+        last: Any = int(path[-1]) if path[-1].isdigit() else path[-1]
+        node[last] = _parse_env_value(raw)
+        applied.append(".".join(path))
+    return applied
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[Config, list[str]]:
+    """Load and validate; returns the config and the keys set from the environment."""
+    environ = os.environ if environ is None else environ
+    if path is None:
+        data: dict[str, Any] = embedded_default()
+        source = "the embedded default configuration"
+    else:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration {path} is not valid TOML: {exc}") from None
+        source = str(path)
+    overridden = apply_env_overrides(data, environ)
+    if overridden:
+        source += f" (with environment overrides: {', '.join(overridden)})"
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    if path is not None and not config.gateway.data_dir.is_absolute():
+        config.gateway.data_dir = (path.parent / config.gateway.data_dir).resolve()
+    return config, overridden

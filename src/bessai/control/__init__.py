@@ -1,0 +1,1 @@
+"""The gateway core: cycle, process image, safety guard, controllers, audit, multi-site."""

@@ -1,0 +1,83 @@
+"""The process image: every point's last value with its timestamp and quality, frozen per cycle.
+
+A value can be missing or old; nothing downstream may assume otherwise. Quality is `good` when
+read within the staleness window, `stale` when older, `invalid` when the device does not serve
+the point or reports its "no value" sentinel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+
+from bessai.modbus.client import PollResult, Reading
+from bessai.modbus.codec import Value
+
+
+class Quality(StrEnum):
+    GOOD = "good"
+    STALE = "stale"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class PointValue:
+    value: Value
+    ts: datetime | None
+    quality: Quality
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessImage:
+    site_id: str
+    cycle: int
+    ts: datetime
+    points: Mapping[str, PointValue]
+
+    def get(self, key: str) -> PointValue | None:
+        return self.points.get(key)
+
+    def good(self, key: str) -> Value:
+        """The value when its quality is good, else None."""
+        point = self.points.get(key)
+        return point.value if point is not None and point.quality is Quality.GOOD else None
+
+    def number(self, key: str) -> float | None:
+        value = self.good(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    def age_s(self, key: str) -> float | None:
+        point = self.points.get(key)
+        if point is None or point.ts is None:
+            return None
+        return (self.ts - point.ts).total_seconds()
+
+
+class ImageBuilder:
+    """Keeps the last reading of every point and freezes an image per cycle."""
+
+    def __init__(self, site_id: str, stale_after_s: float) -> None:
+        self.site_id = site_id
+        self.stale_after_s = stale_after_s
+        self._last: dict[str, Reading] = {}
+
+    def update(self, result: PollResult) -> None:
+        for key, reading in result.readings.items():
+            if reading.error is not None and key in self._last:
+                continue  # a failed read keeps the previous value, which ages into stale
+            self._last[key] = reading
+
+    def freeze(self, cycle: int, now: datetime) -> ProcessImage:
+        points: dict[str, PointValue] = {}
+        for key, reading in self._last.items():
+            if not reading.available or reading.value is None or reading.error is not None:
+                quality = Quality.INVALID
+            elif (now - reading.ts).total_seconds() > self.stale_after_s:
+                quality = Quality.STALE
+            else:
+                quality = Quality.GOOD
+            points[key] = PointValue(reading.value, reading.ts, quality)
+        return ProcessImage(self.site_id, cycle, now, MappingProxyType(points))

@@ -1,0 +1,213 @@
+"""The SafetyGuard: every request for battery power, from any controller or the API, passes
+here before anything is written. It allows, clamps (naming the binding limit) or blocks (naming
+the reason); it never increases a request, and a request for zero is always allowed because
+stopping is always safe.
+
+Conditions with a threshold (temperature, SOC at a limit, blocking alarms) latch and release
+only after a hysteresis, so a value hovering at a limit does not make the battery chatter.
+`assess` updates the latches once per cycle from the measurements; `check` applies them to a
+request and has no side effects, so the API can ask "what would happen" with the same answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bessai.config import BatteryConfig, SafetyConfig
+from bessai.devices.huawei import Measurements
+
+
+class Outcome(StrEnum):
+    ALLOWED = "allowed"
+    CLAMPED = "clamped"
+    BLOCKED = "blocked"
+
+
+class SafetyState(StrEnum):
+    NORMAL = "normal"  # nothing restricts dispatch beyond power limits
+    LIMITED = "limited"  # a latched condition blocks one or both directions
+    SAFE = "safe"  # fail-safe: no dispatch at all (stale data, lost device, failed write)
+
+
+@dataclass(frozen=True, slots=True)
+class GuardDecision:
+    requested_w: float
+    setpoint_w: float
+    outcome: Outcome
+    reason: str
+    binding_limit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Latch:
+    name: str
+    blocks_charge: bool
+    blocks_discharge: bool
+    reason: str
+
+
+class SafetyGuard:
+    def __init__(self, safety: SafetyConfig, battery: BatteryConfig) -> None:
+        self.safety = safety
+        self.battery = battery
+        self.latches: dict[str, Latch] = {}
+
+    # -- assess: update latched conditions once per cycle --------------------------------------
+
+    def assess(self, m: Measurements) -> list[Latch]:
+        s = self.safety
+        temp = m.battery_temp_c
+        if temp is not None:
+            self._hysteresis(
+                "temp_high",
+                on=temp >= s.temp_max_c,
+                off=temp <= s.temp_max_c - s.temp_hysteresis_c,
+                latch=Latch(
+                    "temp_high",
+                    True,
+                    True,
+                    f"battery temperature {temp:.1f} °C at or above the {s.temp_max_c:g} °C limit",
+                ),
+            )
+            self._hysteresis(
+                "temp_low",
+                on=temp <= s.temp_min_c,
+                off=temp >= s.temp_min_c + s.temp_hysteresis_c,
+                latch=Latch(
+                    "temp_low",
+                    True,
+                    True,
+                    f"battery temperature {temp:.1f} °C at or below the {s.temp_min_c:g} °C limit",
+                ),
+            )
+        soc = m.soc_pct
+        if soc is not None:
+            self._hysteresis(
+                "soc_high",
+                on=soc >= s.soc_max_pct,
+                off=soc <= s.soc_max_pct - s.soc_hysteresis_pct,
+                latch=Latch(
+                    "soc_high", True, False, f"SOC {soc:.1f} % at or above {s.soc_max_pct:g} %"
+                ),
+            )
+            self._hysteresis(
+                "soc_low",
+                on=soc <= s.soc_min_pct,
+                off=soc >= s.soc_min_pct + s.soc_hysteresis_pct,
+                latch=Latch(
+                    "soc_low", False, True, f"SOC {soc:.1f} % at or below {s.soc_min_pct:g} %"
+                ),
+            )
+        blocking = [a for a in m.alarms if any(a.startswith(p) for p in s.blocking_alarms)]
+        if m.battery_status == "fault":
+            blocking.append("battery running status: fault")
+        if blocking:
+            self.latches["alarm"] = Latch(
+                "alarm", True, True, "device alarm: " + "; ".join(blocking)
+            )
+        else:
+            self.latches.pop("alarm", None)
+        return list(self.latches.values())
+
+    def _hysteresis(self, name: str, *, on: bool, off: bool, latch: Latch) -> None:
+        if on:
+            self.latches[name] = latch
+        elif name in self.latches:
+            if off:
+                del self.latches[name]
+            else:
+                self.latches[name] = latch  # keep it, with the current value in the reason
+
+    @property
+    def state(self) -> SafetyState:
+        return SafetyState.LIMITED if self.latches else SafetyState.NORMAL
+
+    # -- check: apply limits to one request, without side effects -----------------------------
+
+    def power_limit_w(self, m: Measurements, charging: bool) -> tuple[float, str]:
+        """The smallest power limit in force for a direction, and its name."""
+        s, b = self.safety, self.battery
+        candidates: list[tuple[float, str]] = []
+        if charging:
+            candidates.append((b.max_charge_w, "battery.max_charge_w"))
+            if s.max_charge_w is not None:
+                candidates.append((s.max_charge_w, "safety.max_charge_w"))
+            if m.max_charge_w is not None:
+                candidates.append((m.max_charge_w, "device capability 37046"))
+            if m.charge_limit_setting_w is not None:
+                candidates.append((m.charge_limit_setting_w, "device setting 47075"))
+        else:
+            candidates.append((b.max_discharge_w, "battery.max_discharge_w"))
+            if s.max_discharge_w is not None:
+                candidates.append((s.max_discharge_w, "safety.max_discharge_w"))
+            if m.max_discharge_w is not None:
+                candidates.append((m.max_discharge_w, "device capability 37048"))
+            if m.discharge_limit_setting_w is not None:
+                candidates.append((m.discharge_limit_setting_w, "device setting 47077"))
+        return min(candidates, key=lambda c: c[0])
+
+    def check(self, m: Measurements, requested_w: float) -> GuardDecision:
+        if requested_w != requested_w:  # NaN from a broken controller is never sent
+            return GuardDecision(requested_w, 0.0, Outcome.BLOCKED, "request is not a number")
+        if requested_w == 0:
+            return GuardDecision(0.0, 0.0, Outcome.ALLOWED, "stop is always allowed")
+        charging = requested_w > 0
+
+        def blocked(reason: str) -> GuardDecision:
+            return GuardDecision(requested_w, 0.0, Outcome.BLOCKED, reason)
+
+        missing = [
+            name
+            for name, value in (
+                ("soc_pct", m.soc_pct),
+                ("battery_temp_c", m.battery_temp_c),
+                ("battery_power_w", m.battery_power_w),
+            )
+            if value is None
+        ]
+        if missing:
+            return blocked(f"stale or missing data: {', '.join(missing)}")
+        for latch in self.latches.values():
+            if (charging and latch.blocks_charge) or (not charging and latch.blocks_discharge):
+                return blocked(latch.reason)
+
+        setpoint_w = requested_w
+        binding: str | None = None
+        limit_w, limit_name = self.power_limit_w(m, charging)
+        if abs(setpoint_w) > limit_w:
+            setpoint_w = limit_w if charging else -limit_w
+            binding = f"{limit_name} = {limit_w:g} W"
+
+        s = self.safety
+        if s.grid_import_max_w is not None or s.grid_export_max_w is not None:
+            if m.grid_power_w is None or m.battery_power_w is None:
+                return blocked("grid limits cannot be checked: meter data stale or missing")
+            # What the site would draw without the battery; the battery adds its setpoint to it.
+            base_w = m.grid_power_w - m.battery_power_w
+            if charging and s.grid_import_max_w is not None:
+                room_w = s.grid_import_max_w - base_w
+                if setpoint_w > room_w:
+                    if room_w <= 0:
+                        return blocked(
+                            f"grid import would exceed safety.grid_import_max_w = "
+                            f"{s.grid_import_max_w:g} W"
+                        )
+                    setpoint_w = room_w
+                    binding = f"safety.grid_import_max_w = {s.grid_import_max_w:g} W"
+            if not charging and s.grid_export_max_w is not None:
+                room_w = s.grid_export_max_w + base_w
+                if -setpoint_w > room_w:
+                    if room_w <= 0:
+                        return blocked(
+                            f"grid export would exceed safety.grid_export_max_w = "
+                            f"{s.grid_export_max_w:g} W"
+                        )
+                    setpoint_w = -room_w
+                    binding = f"safety.grid_export_max_w = {s.grid_export_max_w:g} W"
+
+        if setpoint_w == requested_w:
+            return GuardDecision(requested_w, setpoint_w, Outcome.ALLOWED, "within all limits")
+        return GuardDecision(
+            requested_w, setpoint_w, Outcome.CLAMPED, f"clamped by {binding}", binding
+        )

@@ -1,0 +1,105 @@
+"""Prometheus metrics of the gateway, each labelled by site. Updated from the cycle's snapshot;
+a scrape only serializes memory, it never touches a device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bessai.modbus.client import ClientStats
+
+CYCLE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+SAFETY_STATE_VALUE = {"normal": 0, "limited": 1, "safe": 2}
+
+
+class _DeviceStatsCollector(Collector):
+    """Modbus request and error counts per device, read from the clients' counters."""
+
+    def __init__(self, source: Callable[[], Iterable[tuple[str, str, ClientStats]]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "bessai_modbus_requests", "Modbus requests sent", labels=["site", "device"]
+        )
+        errors = CounterMetricFamily(
+            "bessai_modbus_errors", "Modbus requests that failed", labels=["site", "device"]
+        )
+        timeouts = CounterMetricFamily(
+            "bessai_modbus_timeouts", "Modbus requests that timed out", labels=["site", "device"]
+        )
+        exceptions = CounterMetricFamily(
+            "bessai_modbus_exceptions",
+            "Modbus exception answers by code",
+            labels=["site", "device", "code"],
+        )
+        latency = GaugeMetricFamily(
+            "bessai_modbus_last_latency_seconds",
+            "Latency of the last Modbus request",
+            labels=["site", "device"],
+        )
+        reconnects = CounterMetricFamily(
+            "bessai_modbus_connects", "TCP connections made", labels=["site", "device"]
+        )
+        for site, device, stats in self._source():
+            requests.add_metric([site, device], stats.requests)
+            errors.add_metric([site, device], stats.errors)
+            timeouts.add_metric([site, device], stats.timeouts)
+            reconnects.add_metric([site, device], stats.reconnects)
+            latency.add_metric([site, device], stats.last_latency_s)
+            for code, count in stats.exceptions_by_code.items():
+                exceptions.add_metric([site, device, str(code)], count)
+        yield from (requests, errors, timeouts, exceptions, latency, reconnects)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.cycles = Counter("bessai_cycles", "Control cycles run", ["site"], registry=r)
+        self.cycle_duration = Histogram(
+            "bessai_cycle_duration_seconds",
+            "Duration of one control cycle",
+            ["site"],
+            buckets=CYCLE_BUCKETS_S,
+            registry=r,
+        )
+        self.cycle_overruns = Counter(
+            "bessai_cycle_overruns", "Cycles that took longer than the period", ["site"], registry=r
+        )
+        self.safety_blocks = Counter(
+            "bessai_safety_blocks", "Requests the safety guard blocked", ["site"], registry=r
+        )
+        self.safety_clamps = Counter(
+            "bessai_safety_clamps", "Requests the safety guard clamped", ["site"], registry=r
+        )
+        self.safety_state = Gauge(
+            "bessai_safety_state", "0 normal, 1 limited, 2 safe (fail-safe)", ["site"], registry=r
+        )
+        self.site_restarts = Counter(
+            "bessai_site_restarts", "Site tasks restarted after a crash", ["site"], registry=r
+        )
+        self.commands = Counter(
+            "bessai_device_writes", "Registers written to devices", ["site"], registry=r
+        )
+        self.data_age = Gauge(
+            "bessai_data_age_seconds", "Age of the newest good battery data", ["site"], registry=r
+        )
+        self.values = {
+            name: Gauge(f"bessai_{name}", help_text, ["site"], registry=r)
+            for name, help_text in (
+                ("soc_pct", "Battery state of charge"),
+                ("battery_power_w", "Battery power, > 0 charging"),
+                ("pv_power_w", "PV power"),
+                ("grid_power_w", "Grid power, > 0 importing"),
+                ("load_power_w", "Site load"),
+                ("battery_temp_c", "Battery temperature"),
+                ("setpoint_w", "Battery setpoint after the safety guard"),
+            )
+        }
+
+    def watch_devices(self, source: Callable[[], Iterable[tuple[str, str, ClientStats]]]) -> None:
+        self.registry.register(_DeviceStatsCollector(source))
