@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
-from bessai.plant.battery import luna2000
+from bessai.plant.battery import ci_container_1mw_4mwh, luna2000
 from bessai.plant.degradation import capacity_fade
 from bessai.plant.load import LoadConfig
 from bessai.plant.pv import PvConfig
@@ -161,3 +163,32 @@ def test_capacity_fade_after_a_year_of_daily_cycling_is_in_the_published_range(
     # The online model inside the site and the batch model over its traces agree, except that
     # the site shrinks the capacity as it fades, which moves the SOC trace slightly.
     assert batch.total_fade == pytest.approx(fade, rel=0.02)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    preset=hst.sampled_from(["luna", "ci"]),
+    soc0=hst.floats(0.0, 100.0),
+    ambient=hst.floats(-15.0, 45.0),
+    steps=hst.lists(
+        hst.tuples(hst.floats(-2.0, 2.0), hst.floats(1.0, 86_400.0)), min_size=1, max_size=30
+    ),
+)
+def test_site_keeps_soc_in_bounds_and_power_within_limits(
+    preset: str, soc0: float, ambient: float, steps: list[tuple[float, float]]
+) -> None:
+    battery = luna2000(2) if preset == "luna" else ci_container_1mw_4mwh()
+    site = Site(
+        SiteConfig(battery=battery, initial_soc_pct=soc0, ambient_mean_c=ambient),
+        seed=0,
+    )
+    now = T0
+    for frac, dt_s in steps:
+        lim = site.limits()
+        st_ = site.step(frac * battery.max_charge_power_w, dt_s, now)
+        now += timedelta(seconds=dt_s)
+        assert -lim.max_discharge_w * (1 + 1e-12) <= st_.battery_power_w
+        assert st_.battery_power_w <= lim.max_charge_w * (1 + 1e-12)
+        assert 0.0 <= st_.soc_pct <= 100.0
+        assert 0.0 <= st_.energy_kwh <= st_.capacity_kwh
+        assert 0.0 < st_.soh_pct <= 100.0
