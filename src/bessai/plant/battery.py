@@ -249,6 +249,8 @@ class Battery:
         self, setpoint_w: float, dt_s: float, temp_c: float, extra_aux_w: float = 0.0
     ) -> float:
         """Apply `setpoint_w` (> 0 charge) for `dt_s` seconds; return the realised power in W."""
+        if not dt_s > 0.0:
+            raise ValueError(f"dt_s must be positive, got {dt_s}")
         cfg = self.config
         max_ch, max_dis = power_limits_w(cfg, self.soc_pct, temp_c)
         power = min(max_ch, max(-max_dis, setpoint_w))
