@@ -90,6 +90,12 @@ def test_episodes_start_on_real_days(prices: npt.NDArray[np.float64]) -> None:
     starts = {env.reset(seed=s)[1]["start_step"] for s in range(30)}
     assert all(s % 24 == 0 for s in starts)
     assert len(starts) > 10
+    # A series that starts at 18:00 has its first midnight 6 steps in.
+    late = BessEnv(prices, 1.0, start_hour_of_day=18.0)
+    starts = {late.reset(seed=s)[1]["start_step"] for s in range(30)}
+    assert all(s % 24 == 6 for s in starts)
+    obs, _ = late.reset(seed=0)
+    assert obs[-1] == pytest.approx(1.0)  # cos of hour 0
 
 
 def test_vectorized(prices: npt.NDArray[np.float64]) -> None:

@@ -78,9 +78,14 @@ class BessEnv(gym.Env[ObsArray, ObsArray]):
         if episode_days < 1 or forecast_steps < 0:
             raise ValueError("episode_days must be >= 1 and forecast_steps >= 0")
         self._episode_steps = steps_per_day * episode_days
-        if prices.size < self._episode_steps or not np.all(np.isfinite(prices)):
+        # Episodes start at midnight: the first one in the series is this many steps in.
+        self._first_midnight = round(((24.0 - start_hour_of_day) % 24.0) / step_hours)
+        if prices.size < self._first_midnight + self._episode_steps or not np.all(
+            np.isfinite(prices)
+        ):
             raise ValueError(
-                f"need at least {self._episode_steps} finite prices for one episode,"
+                f"need at least {self._first_midnight + self._episode_steps} finite prices"
+                " for one episode from midnight,"
                 f" got {prices.size}"
             )
         if initial_soc_pct is not None and not 0 <= initial_soc_pct <= 100:
@@ -88,7 +93,9 @@ class BessEnv(gym.Env[ObsArray, ObsArray]):
         self._prices = prices
         self._step_h = float(step_hours)
         self._steps_per_day = steps_per_day
-        self._n_days = (prices.size - self._episode_steps) // steps_per_day + 1
+        self._n_days = (
+            prices.size - self._first_midnight - self._episode_steps
+        ) // steps_per_day + 1
         self._forecast = forecast_steps
         self._start_hour = start_hour_of_day
         self._initial_soc = initial_soc_pct
@@ -155,7 +162,7 @@ class BessEnv(gym.Env[ObsArray, ObsArray]):
             if not 0 <= start <= self._prices.size - self._episode_steps:
                 raise ValueError(f"start_step {start} leaves no full episode in the series")
         else:
-            start = int(rng.integers(self._n_days)) * self._steps_per_day
+            start = self._first_midnight + int(rng.integers(self._n_days)) * self._steps_per_day
         soc0 = (
             float(self._initial_soc)
             if self._initial_soc is not None

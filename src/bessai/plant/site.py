@@ -23,7 +23,8 @@ API (what the simulator, the back-test and the Gymnasium environment call)::
 `Site.limits() -> PowerLimits`
     Charge and discharge power the battery accepts right now (SOC taper and temperature).
 `Site.state -> SiteState`
-    The last state returned by `step` (or the initial state).
+    The last state returned by `step`; before the first step, the initial state with time
+    1970-01-01 UTC (call `step(0.0, 0.0, now)` for a state stamped `now`).
 
 Sign conventions: battery power > 0 = charging; grid power > 0 = import, and
 grid = load - pv + battery (the battery's auxiliaries are drawn from its own stored energy).
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from bessai.errors import ConfigError
 from bessai.plant.battery import Battery, BatteryConfig, luna2000
@@ -45,6 +46,8 @@ from bessai.plant.series import PowerSource, SeriesProfile, epoch_s
 from bessai.plant.thermal import ThermalModel
 
 J_PER_KWH = 3.6e6
+# `Site.state` before any step: the physical values are real, the time is a placeholder.
+_BEFORE_FIRST_STEP = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +175,7 @@ class Site:
         self._counters = [0.0, 0.0, 0.0, 0.0]
         max_ch, max_dis = self._battery.limits_w(temp0)
         self._state = SiteState(
-            time=datetime(1970, 1, 1),
+            time=_BEFORE_FIRST_STEP,
             dt_s=0.0,
             setpoint_w=0.0,
             battery_power_w=0.0,
