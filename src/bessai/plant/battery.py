@@ -59,6 +59,7 @@ class BatteryConfig:
     discharge_temp_max_c: float = 60.0
     self_discharge_pct_per_month: float = 2.0
     aux_power_w: float = 0.0
+    # Informational (register maps report per-module values); the figures above are totals.
     modules: int = 1
 
     def __post_init__(self) -> None:
@@ -101,9 +102,9 @@ def luna2000(modules: int = 3) -> BatteryConfig:
     """Huawei LUNA2000-class stack: 5 kWh and 2.5 kW per module, 1 to 3 modules per stack per
     the datasheet, more for parallel stacks. Thermal figures are per module, scaled: ~40 kJ/K of
     cells and housing, 2.5 % of rated power released as heat inside the pack (cells and the
-    module's DC/DC), natural convection only (0.3 K/W per module). With these a pack cycled at
-    full power on a 35 °C day passes 45 °C in about three hours, as field reports of
-    over-temperature derating on hot days suggest."""
+    module's DC/DC), natural convection only (0.3 K/W per module). These are engineering
+    estimates, not datasheet values; with them a pack cycled at full power on a 35 °C day passes
+    45 °C in about three hours, the over-temperature case the safety tests need."""
     if modules < 1:
         raise ConfigError(f"luna2000 needs at least one module, got {modules}")
     rated_w = 2500.0 * modules
