@@ -61,6 +61,25 @@ def test_container_hvac_holds_temperature_at_rated_power() -> None:
     assert site.state.aux_kwh > 3.0 * 24
 
 
+def test_container_without_hvac_overheats_within_a_working_day() -> None:
+    from dataclasses import replace
+
+    ci = ci_container_1mw_4mwh()
+    broken = replace(ci, thermal=replace(ci.thermal, cooling_max_w=0.0))
+    site = Site(
+        SiteConfig(
+            battery=broken,
+            ambient_mean_c=35.0,
+            ambient_daily_amplitude_c=0.0,
+            initial_temp_c=35.0,
+        )
+    )
+    temps = _cycle_at_full_power(site, hours=16.0, dt_s=60.0)
+    # 25 t of cells heated by 10 kW through 0.004 K/W: tau = 28 h, 10 K rise after ~8 h.
+    hours_to_45 = next(i for i, t in enumerate(temps) if t > 45.0) / 60.0
+    assert 5.0 < hours_to_45 < 12.0
+
+
 def test_rc_response_matches_the_analytic_solution() -> None:
     cfg = ThermalConfig(
         heat_capacity_j_per_k=50_000.0,

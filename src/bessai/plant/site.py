@@ -26,6 +26,13 @@ API (what the simulator, the back-test and the Gymnasium environment call)::
     The last state returned by `step`; before the first step, the initial state with time
     1970-01-01 UTC (call `step(0.0, 0.0, now)` for a state stamped `now`).
 
+`SiteState` fields (frozen): time (end of the step), dt_s, setpoint_w, battery_power_w
+(realised), grid_power_w, pv_power_w, load_power_w, soc_pct, energy_kwh, capacity_kwh, soh_pct,
+cell_temp_c, ambient_temp_c, max_charge_power_w and max_discharge_power_w (limits for the next
+step), and cumulative counters charged_kwh, discharged_kwh (AC side), import_kwh, export_kwh,
+pv_kwh, load_kwh, self_discharge_kwh, aux_kwh, fade_loss_kwh, equivalent_full_cycles; property
+`limited` (setpoint not delivered).
+
 Sign conventions: battery power > 0 = charging; grid power > 0 = import, and
 grid = load - pv + battery (the battery's auxiliaries are drawn from its own stored energy).
 Counters are cumulative since construction, in kWh.
