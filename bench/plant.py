@@ -1,4 +1,6 @@
-"""Plant benchmarks: Gymnasium environment steps per second (single and vectorized), site
+"""Plant benchmarks: Gymnasium environment steps per second (single, gymnasium's sync vector
+env, and the native numpy-batched vector env at several widths; a vector step of N envs counts
+N environment steps), site
 steps per second as the simulator drives them, and rainflow + fade on a year of 15-min data."""
 
 from __future__ import annotations
@@ -48,13 +50,15 @@ def _env_single(prices: npt.NDArray[np.float64], steps: int) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def _env_vector(prices: npt.NDArray[np.float64], num_envs: int, steps: int) -> float:
+def _env_vector(
+    prices: npt.NDArray[np.float64], num_envs: int, steps: int, mode: str | None
+) -> float:
     import gymnasium as gym
 
     import bessai  # noqa: F401 - registers the environment
 
     envs = gym.make_vec(
-        "bessai/BESS-v0", num_envs=num_envs, vectorization_mode="sync", prices_usd_mwh=prices
+        "bessai/BESS-v0", num_envs=num_envs, vectorization_mode=mode, prices_usd_mwh=prices
     )
     envs.reset(seed=0)
     envs.action_space.seed(0)
@@ -96,7 +100,10 @@ def run() -> dict[str, object]:
     daily = 50 + 40 * np.sin(2 * np.pi * np.arange(n) / 96)
     return {
         "env_steps_per_s_single": round(_env_single(prices, 20_000)),
-        "env_steps_per_s_vector_sync_8": round(_env_vector(prices, 8, 3_000)),
+        "env_steps_per_s_vector_sync_8": round(_env_vector(prices, 8, 3_000, "sync")),
+        "env_steps_per_s_vector_native_8": round(_env_vector(prices, 8, 3_000, None)),
+        "env_steps_per_s_vector_native_64": round(_env_vector(prices, 64, 1_000, None)),
+        "env_steps_per_s_vector_native_256": round(_env_vector(prices, 256, 300, None)),
         "site_steps_per_s_with_pv_load": round(_site_steps(20_000)),
         "rainflow_year_15min_white_noise_s": round(_best_of(5, lambda: count_cycles(noise)), 4),
         "fade_year_15min_white_noise_s": round(

@@ -19,7 +19,11 @@ def _register_envs() -> None:
     except ImportError:
         return
     if "bessai/BESS-v0" not in registry:
-        register(id="bessai/BESS-v0", entry_point="bessai.plant.env:BessEnv")
+        register(
+            id="bessai/BESS-v0",
+            entry_point="bessai.plant.env:BessEnv",
+            vector_entry_point="bessai.plant.env_vector:BessVectorEnv",
+        )
 
 
 _register_envs()

@@ -31,6 +31,7 @@ def test_registered_on_import_without_loading_the_model() -> None:
         "assert 'bessai/BESS-v0' in gymnasium.registry\n"
         "assert 'bessai.plant.env' not in sys.modules\n"
         "assert 'bessai.plant.site' not in sys.modules\n"
+        "assert 'bessai.plant.env_vector' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
