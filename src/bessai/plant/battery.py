@@ -249,7 +249,10 @@ class Battery:
     def step(
         self, setpoint_w: float, dt_s: float, temp_c: float, extra_aux_w: float = 0.0
     ) -> float:
-        """Apply `setpoint_w` (> 0 charge) for `dt_s` seconds; return the realised power in W."""
+        """Apply `setpoint_w` (> 0 charge) for `dt_s` seconds; return the realised power in W.
+
+        `bessai.plant.env_vector` repeats this over arrays; tests/plant/test_env_vector.py
+        fails until a change here is mirrored there."""
         if not dt_s > 0.0:
             raise ValueError(f"dt_s must be positive, got {dt_s}")
         cfg = self.config

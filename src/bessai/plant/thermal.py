@@ -68,7 +68,8 @@ class ThermalModel:
 
     def step(self, power_w: float, ambient_c: float, dt_s: float) -> float:
         """Advance by `dt_s` with battery power `power_w` (either sign); return the average
-        electrical power of the cooler over the step, in W."""
+        electrical power of the cooler over the step, in W. Mirrored over arrays in
+        `bessai.plant.env_vector` (held equal by tests/plant/test_env_vector.py)."""
         cfg = self._cfg
         q = self.heat_w(power_w)
         t0 = self.temp_c
