@@ -12,7 +12,7 @@ import time
 
 from bessai.logging import configure_logging
 
-BENCHMARKS: list[str] = ["device"]
+BENCHMARKS: list[str] = ["device", "plant"]
 
 
 def main() -> None:

@@ -8,3 +8,22 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+local"
 
 __all__ = ["__version__"]
+
+
+def _register_envs() -> None:
+    """Make `gymnasium.make("bessai/BESS-v0", ...)` work after `import bessai`. The entry points
+    are strings, so the plant model loads only when an environment is made; without gymnasium
+    installed the package still imports."""
+    try:
+        from gymnasium.envs.registration import register, registry
+    except ImportError:
+        return
+    if "bessai/BESS-v0" not in registry:
+        register(
+            id="bessai/BESS-v0",
+            entry_point="bessai.plant.env:BessEnv",
+            vector_entry_point="bessai.plant.env_vector:BessVectorEnv",
+        )
+
+
+_register_envs()

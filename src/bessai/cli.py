@@ -14,6 +14,7 @@ from bessai.control import commands as control_commands
 from bessai.errors import BessaiError
 from bessai.logging import configure_logging
 from bessai.modbus import commands as modbus_commands
+from bessai.plant import commands as plant_commands
 from bessai.simulator import commands as sim_commands
 
 app = typer.Typer(
@@ -48,6 +49,7 @@ def version() -> None:
 control_commands.register(app)
 modbus_commands.register(app)
 sim_commands.register(app)
+plant_commands.register(app)
 
 
 def main() -> None:
