@@ -10,7 +10,7 @@ import pytest
 from bessai.modbus.client import ClientSettings, ModbusDevice
 from bessai.modbus.profile import BUILTIN_PROFILES, load_builtin
 from bessai.simulator.device import SimulatedHybrid
-from bessai.simulator.plant import SimplePlant, SimplePlantConfig
+from bessai.simulator.plant import PhysicsPlant, PlantConfig
 from bessai.simulator.server import SimulatorServer
 
 #: Field defaults scaled down so fault tests run in seconds, not minutes.
@@ -31,7 +31,7 @@ NOON_UTC = datetime(2026, 1, 15, 16, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def sim() -> AsyncIterator[SimulatorServer]:
-    plant = SimplePlant(SimplePlantConfig(initial_soc_pct=50.0))
+    plant = PhysicsPlant(PlantConfig(initial_soc_pct=50.0), now=NOON_UTC)
     server = SimulatorServer(SimulatedHybrid(plant, start=NOON_UTC), port=0, speed=1.0)
     await server.start()
     try:

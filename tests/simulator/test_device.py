@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from bessai.simulator.device import ILLEGAL_ADDRESS, ILLEGAL_VALUE, SimulatedHybrid
-from bessai.simulator.plant import SimplePlant, SimplePlantConfig
+from bessai.simulator.plant import PhysicsPlant, PlantConfig
 
 NIGHT_UTC = datetime(2026, 1, 15, 5, 0, tzinfo=UTC)  # 02:00 in Santiago: no PV
 
 
 def hybrid(soc_pct: float = 50.0, start: datetime = NIGHT_UTC) -> SimulatedHybrid:
-    return SimulatedHybrid(SimplePlant(SimplePlantConfig(initial_soc_pct=soc_pct)), start=start)
+    return SimulatedHybrid(
+        PhysicsPlant(PlantConfig(initial_soc_pct=soc_pct), now=start), start=start
+    )
 
 
 def write(dev: SimulatedHybrid, name: str, value: object) -> int | None:
@@ -123,11 +127,37 @@ def test_signs_at_the_device_boundary() -> None:
     assert dev.get("huawei_sun2000.active_power_w") == round(state.pv_power_w - 4000)
 
 
-def test_temperature_rises_under_sustained_power() -> None:
-    dev = hybrid()
-    t0 = dev.get("unit1_temp_c")
-    write(dev, "forcible_discharge_power_w", 5000)
-    write(dev, "forcible_period_min", 120)
-    write(dev, "forcible_command", 2)
-    run_for(dev, 3600, step_s=30)
-    assert dev.get("unit1_temp_c") > t0 + 5  # type: ignore[operator]
+def test_temperature_rises_under_sustained_full_power_on_a_hot_day() -> None:
+    plant = PhysicsPlant(
+        PlantConfig(max_charge_power_w=7500, max_discharge_power_w=7500, initial_soc_pct=90),
+        now=NIGHT_UTC,
+    )
+    dev = SimulatedHybrid(plant, start=NIGHT_UTC)
+    plant.set_state(temp_c=35.0, ambient_c=35.0)
+    write(dev, "forcible_charge_power_w", 7500)
+    write(dev, "forcible_discharge_power_w", 7500)
+    write(dev, "forcible_period_min", 1440)
+    command = 2
+    write(dev, "forcible_command", command)
+    temps = []
+    for _ in range(6 * 60):  # six hours of cycling at full power, 1-minute steps
+        run_for(dev, 60, step_s=60)
+        soc = dev.get("soc_pct")
+        assert isinstance(soc, float)
+        if command == 2 and soc <= 10:
+            command = 1
+            write(dev, "forcible_command", command)
+        elif command == 1 and soc >= 90:
+            command = 2
+            write(dev, "forcible_command", command)
+        temps.append(dev.get("unit1_temp_c"))
+    assert max(temps) > 45.0  # type: ignore[type-var]
+    assert temps[30] > 35.0  # type: ignore[operator]
+
+
+def test_forcing_soc_does_not_count_as_cycling() -> None:
+    plant = PhysicsPlant(PlantConfig(initial_soc_pct=50.0), now=NIGHT_UTC)
+    plant.set_state(soc_pct=97.5)
+    plant.step(1000.0, 0.2, NIGHT_UTC)
+    assert plant.site.state.soh_pct > 99.9
+    assert plant.state.soc_pct == pytest.approx(97.5, abs=0.01)

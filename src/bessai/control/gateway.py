@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import structlog
 
@@ -17,7 +18,7 @@ from bessai.control.site import SiteRunner
 from bessai.modbus.client import ClientSettings, ClientStats
 from bessai.observe.metrics import GatewayMetrics
 from bessai.simulator.device import SimulatedHybrid
-from bessai.simulator.plant import SimplePlant, SimplePlantConfig
+from bessai.simulator.plant import PhysicsPlant, PlantConfig
 from bessai.simulator.scenario import ScenarioRunner, check_scenario, load_scenario, scenario_path
 from bessai.simulator.server import SimulatorServer
 
@@ -57,13 +58,14 @@ class Gateway:
 
     async def _start_simulator(self, site: SiteConfig) -> SiteConfig:
         sim_cfg = site.simulator
-        plant = SimplePlant(
-            SimplePlantConfig(
+        plant = PhysicsPlant(
+            PlantConfig(
                 initial_soc_pct=sim_cfg.initial_soc_pct,
-                capacity_wh=site.battery.capacity_kwh * 1000,
+                capacity_kwh=site.battery.capacity_kwh,
                 max_charge_power_w=site.battery.max_charge_w,
                 max_discharge_power_w=site.battery.max_discharge_w,
-            )
+            ),
+            now=datetime.now(UTC),
         )
         device = site.device
         server = SimulatorServer(

@@ -310,6 +310,14 @@ class DegradationTracker:
         self._last = soc
         self._direction = direction
 
+    def rebase(self, soc_pct: float) -> None:
+        """Move to `soc_pct` without counting the jump as cycling: a scenario set the SOC by
+        hand. The open rainflow residue is closed off; what it held is not counted."""
+        soc = float(soc_pct) / 100.0
+        self._stack = [soc]
+        self._last = soc
+        self._direction = 0.0
+
     def _push(self, value: float) -> None:
         sv = self._stack
         sv.append(value)

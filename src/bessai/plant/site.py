@@ -41,7 +41,7 @@ Counters are cumulative since construction, in kWh.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from bessai.errors import ConfigError
@@ -220,6 +220,25 @@ class Site:
     def limits(self) -> PowerLimits:
         max_ch, max_dis = self._battery.limits_w(self._thermal.temp_c)
         return PowerLimits(max_charge_w=max_ch, max_discharge_w=max_dis)
+
+    def force_state(self, *, soc_pct: float | None = None, temp_c: float | None = None) -> None:
+        """Set SOC or cell temperature directly (simulator scenarios); counters are kept."""
+        if soc_pct is not None:
+            if not 0.0 <= soc_pct <= 100.0:
+                raise ValueError(f"soc_pct must be in [0, 100], got {soc_pct}")
+            self._battery.energy_kwh = self._battery.capacity_kwh * soc_pct / 100.0
+            self._tracker.rebase(soc_pct)
+        if temp_c is not None:
+            self._thermal.temp_c = temp_c
+        max_ch, max_dis = self._battery.limits_w(self._thermal.temp_c)
+        self._state = replace(
+            self._state,
+            soc_pct=self._battery.soc_pct,
+            energy_kwh=self._battery.energy_kwh,
+            cell_temp_c=self._thermal.temp_c,
+            max_charge_power_w=max_ch,
+            max_discharge_power_w=max_dis,
+        )
 
     def ambient_c(self, now: datetime) -> float:
         cfg = self.config

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from bessai.logging import configure_logging
 from bessai.simulator.device import SimulatedHybrid
-from bessai.simulator.plant import SimplePlant, SimplePlantConfig
+from bessai.simulator.plant import PhysicsPlant, PlantConfig
 from bessai.simulator.scenario import (
     BUILTIN_SCENARIOS,
     ScenarioRunner,
@@ -60,7 +61,7 @@ def sim(
         speed = loaded.speed
 
     async def run() -> None:
-        plant = SimplePlant(SimplePlantConfig(initial_soc_pct=soc_pct))
+        plant = PhysicsPlant(PlantConfig(initial_soc_pct=soc_pct), now=datetime.now(UTC))
         server = SimulatorServer(
             SimulatedHybrid(plant), host, port, units, speed, single_client=not multi_client
         )

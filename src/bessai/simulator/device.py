@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from bessai.modbus.codec import decode, encode
 from bessai.modbus.profile import Access, Block, Point, Profile, load_builtin
-from bessai.simulator.plant import SITE_TZ, PlantModel, PlantState, SimplePlant
+from bessai.simulator.plant import PhysicsPlant, PlantModel, PlantState
+
+#: Huawei registers carry the inverter's local time; the simulated site is in Santiago.
+SITE_TZ = ZoneInfo("America/Santiago")
 
 ILLEGAL_ADDRESS = 2
 ILLEGAL_VALUE = 3
@@ -58,7 +62,8 @@ class SimulatedHybrid:
         profiles: list[Profile] | None = None,
         start: datetime | None = None,
     ) -> None:
-        self.plant = plant or SimplePlant()
+        self.now = start or datetime.now(UTC)
+        self.plant = plant or PhysicsPlant(now=self.now)
         self.identity = identity or Identity()
         self.profiles = profiles or [
             load_builtin("huawei_sun2000"),
@@ -81,7 +86,7 @@ class SimulatedHybrid:
                     self._write_only.update(range(point.address, point.end))
         # A bare name works where it is unique (inverter and meter both have active_power_w).
         self.points.update({name: pts[0] for name, pts in short_names.items() if len(pts) == 1})
-        self.capacity_wh = float(getattr(getattr(self.plant, "config", None), "capacity_wh", 15e3))
+        self.capacity_wh = self.plant.capacity_wh
         self.registers: dict[int, int] = {}
         for block in self.blocks:
             for address in range(block.start, block.end):
@@ -90,7 +95,6 @@ class SimulatedHybrid:
         self.unsupported: set[int] = set()
         #: point values pinned by a scenario (name -> physical value), re-applied every tick
         self.overrides: dict[str, object] = {}
-        self.now = start or datetime.now(UTC)
         self._started = self.now
         self._forcible_started: datetime | None = None
         self._day = self.now.astimezone(SITE_TZ).date()

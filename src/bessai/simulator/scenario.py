@@ -12,7 +12,7 @@ time, whatever the plant speed). Example::
       - {at_s: 60, fault: silence, duration_s: 10}
       - {at_s: 75, fault: drop, duration_s: 3}
       - {at_s: 80, fault: exception, code: 4, duration_s: 2}
-      - {at_s: 90, plant: {soc_pct: 97}}
+      - {at_s: 90, plant: {soc_pct: 97, ambient_c: 35}}
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class _Strict(BaseModel):
 class PlantChange(_Strict):
     soc_pct: float | None = Field(default=None, ge=0, le=100)
     temp_c: float | None = Field(default=None, ge=-40, le=120)
+    ambient_c: float | None = Field(default=None, ge=-40, le=60, description="a hot or cold day")
 
 
 class Event(_Strict):
@@ -130,8 +131,9 @@ class ScenarioRunner:
         device = self.server.device
         device.unsupported.update(self.scenario.unsupported)
         if self.scenario.initial is not None:
+            initial = self.scenario.initial
             device.plant.set_state(
-                soc_pct=self.scenario.initial.soc_pct, temp_c=self.scenario.initial.temp_c
+                soc_pct=initial.soc_pct, temp_c=initial.temp_c, ambient_c=initial.ambient_c
             )
         self._t0 = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="sim-scenario")
@@ -172,7 +174,10 @@ class ScenarioRunner:
                     event.duration_s, self._release, list(event.set)
                 )
         elif event.plant is not None:
-            server.device.plant.set_state(soc_pct=event.plant.soc_pct, temp_c=event.plant.temp_c)
+            change = event.plant
+            server.device.plant.set_state(
+                soc_pct=change.soc_pct, temp_c=change.temp_c, ambient_c=change.ambient_c
+            )
             server.advance()
         elif event.fault == "busy":
             server.faults.busy_until = until
