@@ -233,9 +233,9 @@ def _parse_env_value(text: str) -> Any:
         return text
 
 
-def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
-    """Apply BESSAI_* variables to the raw config tree; returns the keys overridden."""
-    applied: list[str] = []
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Apply BESSAI_* variables to the raw config tree; returns {dotted key: variable name}."""
+    applied: dict[str, str] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
@@ -253,6 +253,11 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> lis
                     )
                 node = node[key]
             else:
+                if key not in node and path[depth + 1].isdigit():
+                    raise ConfigError(
+                        f"environment variable {name}: {'.'.join(path[: depth + 1])} is not in "
+                        "the configuration file; list it there to override its elements"
+                    )
                 node = node.setdefault(key, {})
             if not isinstance(node, dict | list):
                 raise ConfigError(
@@ -260,18 +265,19 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> lis
                 )
         last: Any = int(path[-1]) if path[-1].isdigit() else path[-1]
         node[last] = _parse_env_value(raw)
-        applied.append(".".join(path))
+        applied[".".join(path)] = name
     return applied
 
 
-def _describe(exc: ValidationError, source: str) -> str:
+def _describe(exc: ValidationError, source: str, overridden: Mapping[str, str]) -> str:
     lines = [f"invalid configuration in {source}:"]
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"]) or "(top level)"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key"
-        lines.append(f"  {key}: {message}")
+        origin = overridden.get(key)
+        lines.append(f"  {key}: {message}" + (f" (set by {origin})" if origin else ""))
     return "\n".join(lines)
 
 
@@ -292,12 +298,10 @@ def load_config(
             raise ConfigError(f"configuration {path} is not valid TOML: {exc}") from None
         source = str(path)
     overridden = apply_env_overrides(data, environ)
-    if overridden:
-        source += f" (with environment overrides: {', '.join(overridden)})"
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+        raise ConfigError(_describe(exc, source, overridden)) from None
     if path is not None and not config.gateway.data_dir.is_absolute():
         config.gateway.data_dir = (path.parent / config.gateway.data_dir).resolve()
-    return config, overridden
+    return config, sorted(overridden)

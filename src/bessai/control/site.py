@@ -233,9 +233,10 @@ class SiteRunner:
 
     async def step(self) -> CycleRecord:
         started = time.monotonic()
-        now = datetime.now(UTC)
         self._cycle += 1
-        errors, _polled = await self._acquire()
+        errors, answering = await self._acquire()
+        # The snapshot is taken after acquisition: a slow or failed read ages the data it kept.
+        now = datetime.now(UTC)
         image = self.builder.freeze(self._cycle, now)
         m = measurements(image)
         data_age_s = self._assess(m, time.monotonic())
@@ -273,7 +274,13 @@ class SiteRunner:
         elif decision.outcome is Outcome.CLAMPED:
             self.counters.clamps += 1
 
-        act_writes, act_error = await self._act(decision)
+        if answering:
+            act_writes, act_error = await self._act(decision)
+        else:
+            # A device that did not answer the read will not take a write either; trying would
+            # only stretch the cycle. Its own forcible period stops it; once it answers again,
+            # the stop goes out (the dispatcher still holds the last known command).
+            act_writes, act_error = [], None
         writes.extend(act_writes)
         self._act_error = act_error
         if act_error is not None:

@@ -1,6 +1,6 @@
 """Health: what an operator or a supervisor needs to know to trust the gateway right now.
-Healthy (HTTP 200) only when every site has fresh data, a connected device and is not in SAFE;
-otherwise degraded (503) with the reasons."""
+Healthy (HTTP 200) only when every site has fresh data, a connected device, is not in SAFE and
+has no temperature or alarm block; otherwise degraded (503) with the reasons."""
 
 from __future__ import annotations
 
@@ -24,6 +24,11 @@ def health(gateway: Gateway) -> tuple[bool, dict[str, Any]]:
             site_reasons.append(f"fail-safe: {site.failsafe_reason}")
         if not record.device_connected:
             site_reasons.append("device not connected")
+        # A full or empty battery is normal operation; heat, cold and device alarms are not.
+        for name in ("temp_high", "temp_low", "alarm"):
+            latch = site.guard.latches.get(name)
+            if latch is not None:
+                site_reasons.append(latch.reason)
         sites[site.id] = {
             "state": record.safety_state.value,
             "mode": record.mode.value,
