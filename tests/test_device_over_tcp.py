@@ -269,3 +269,41 @@ async def test_modbus_exception_error_carries_the_code(
         await device.read_registers(37790, 2)
     assert info.value.code == 2
     assert "register 37790" in str(info.value)
+
+
+async def test_simulated_battery_follows_the_physics_model_through_modbus_writes(
+    sim: SimulatorServer, device: ModbusDevice
+) -> None:
+    """A forcible discharge written over Modbus drives the physics plant: SOC falls by the energy
+    delivered over the discharge efficiency, and the cells warm up on a hot day."""
+    sim.device.plant.set_state(soc_pct=90.0, temp_c=35.0, ambient_c=35.0)
+    sim.speed = 0
+    before = await device.poll(FAST)
+    soc0 = before.value("huawei_luna2000", "soc_pct")
+    temp0 = before.value("huawei_luna2000", "unit1_temp_c")
+    for point, value in [
+        ("forcible_discharge_power_w", 5000),
+        ("forcible_period_min", 120),
+        ("forcible_command", "discharge"),
+    ]:
+        await device.write_point(point, value)
+    state0 = sim.device.plant.state
+    sim.speed = 1800.0  # half an hour of plant time per wall second
+    await asyncio.sleep(1.0)
+    sim.speed = 0
+    after = await device.poll(FAST)
+    state1 = sim.device.plant.state
+    assert after.value("huawei_luna2000", "power_w") == -5000
+    # The registers carry the model's state...
+    assert after.value("huawei_luna2000", "soc_pct") == pytest.approx(state1.soc_pct, abs=0.1)
+    assert after.value("huawei_luna2000", "unit1_temp_c") == pytest.approx(
+        state1.battery_temp_c, abs=0.1
+    )
+    # ...and the model's SOC moved by the energy delivered over the discharge efficiency.
+    delivered_kwh = state1.discharged_kwh - state0.discharged_kwh
+    assert delivered_kwh > 2.0
+    eta_discharge = sim.device.plant.site.battery_config.discharge_efficiency  # type: ignore[attr-defined]
+    expected_drop_pct = 100 * delivered_kwh / eta_discharge / 15.0
+    drop_pct = soc0 - after.value("huawei_luna2000", "soc_pct")  # type: ignore[operator]
+    assert drop_pct == pytest.approx(expected_drop_pct, rel=0.03)
+    assert after.value("huawei_luna2000", "unit1_temp_c") > temp0  # type: ignore[operator]
