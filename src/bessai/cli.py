@@ -10,6 +10,7 @@ from rich.console import Console
 
 from bessai import __version__
 from bessai.errors import BessaiError
+from bessai.optimize import commands as optimize_commands
 
 app = typer.Typer(
     name="bessai",
@@ -32,6 +33,7 @@ def version() -> None:
 
 
 # Each domain adds its commands with one line here: `<package>.commands.register(app)`.
+optimize_commands.register(app)
 
 
 def main() -> None:
@@ -39,7 +41,8 @@ def main() -> None:
     try:
         app()
     except BessaiError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        # soft_wrap: off a terminal rich would fold the one-line message at 80 columns.
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -19,6 +19,8 @@ fixed at their optimum.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ import numpy.typing as npt
 from bessai.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
-Status = Literal["optimal", "feasible", "fallback-idle"]
+Status = Literal["optimal", "feasible", "fallback-idle", "rule"]
 
 # Relative weight of the tie-breaking throughput cost: small enough to change revenue by less
 # than 1e-5 of the traded value, large enough to make cycling at a zero spread strictly worse.
@@ -243,12 +245,35 @@ class _Lp:
             for c in integer_cols:
                 integrality[c] = highspy.HighsVarType.kInteger
             lp.integrality_ = integrality
-        h = highspy.Highs()  # type: ignore[no-untyped-call]
+        h = _new_highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", 1)
         h.setOptionValue("random_seed", 0)
         h.passModel(lp)
         return h
+
+
+_banner_shown = False
+
+
+def _new_highs() -> highspy.Highs:
+    """A silent HiGHS instance. The library prints its banner on stdout when the first instance
+    is made, before any option can stop it; that would corrupt `--json` output, so the first
+    construction runs with file descriptor 1 pointed at /dev/null."""
+    global _banner_shown
+    if _banner_shown:
+        return highspy.Highs()  # type: ignore[no-untyped-call]
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()  # type: ignore[no-untyped-call]
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        _banner_shown = True
+    return h
 
 
 @dataclass(frozen=True, slots=True)
