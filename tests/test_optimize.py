@@ -196,3 +196,12 @@ def test_risk_mode_holds_low_confidence_and_thin_spreads() -> None:
     assert thin.charge_kw.sum() == 0
     assert thin.discharge_kw.sum() == 0
     assert all(r.startswith("hold: spread below min_spread") for r in thin.reasons)
+
+
+def test_target_outside_bounds_is_planned_at_the_bound() -> None:
+    b = Battery(soc_min_pct=10, soc_max_pct=90)
+    s = optimize([10.0, 10.0, 10.0, 10.0, 10.0], 1.0, b, soc_initial_pct=50, soc_final_pct=100)
+    assert s.violations == ()
+    assert s.soc_pct[-1] == pytest.approx(90)
+    assert s.messages == ("final SOC target 100 % is outside the SOC bounds; planned for 90 %",)
+    assert s.reasons[-1].endswith("terminal target")

@@ -122,10 +122,14 @@ def _profile(history: pd.Series, days: int, target: pd.DatetimeIndex, tz: str) -
         raise ConfigError("back-test: a forecaster needs at least one day of history")
     hist_index = history.index
     assert isinstance(hist_index, pd.DatetimeIndex)
-    local_dates = hist_index.tz_convert(tz).date
-    last_days = sorted(set(local_dates[-days * 200 :]))[-days:]
-    mask = np.isin(local_dates, last_days)
-    recent = history[mask]
+    step_s = (hist_index[1] - hist_index[0]).total_seconds() if len(hist_index) > 1 else 3600
+    # Only the tail can hold the last `days` local days (plus slack for a 25-hour day).
+    tail = history.iloc[-int((days + 1) * 86400 / step_s) - 2 :]
+    tail_index = tail.index
+    assert isinstance(tail_index, pd.DatetimeIndex)
+    local_dates = tail_index.tz_convert(tz).date
+    last_days = sorted(set(local_dates))[-days:]
+    recent = tail[np.isin(local_dates, last_days)]
     recent_index = recent.index
     assert isinstance(recent_index, pd.DatetimeIndex)
     means = recent.groupby(_slot_keys(recent_index, tz)).mean()

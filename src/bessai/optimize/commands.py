@@ -130,6 +130,7 @@ def _schedule_json(schedule: Schedule, series: PriceSeries) -> dict[str, object]
         "revenue": round(schedule.revenue, 6),
         "currency": series.currency,
         "degradation_cost": round(schedule.degradation_cost, 6),
+        "messages": list(schedule.messages),
         "violations": [
             {"step": v.step, "kind": v.kind, "amount": round(v.amount, 6), "message": v.message}
             for v in schedule.violations
@@ -219,6 +220,8 @@ def optimize_command(
     )
     for v in schedule.violations:
         out.print(f"[yellow]violation[/] at step {v.step}: {v.message}")
+    for message in schedule.messages:
+        out.print(f"[yellow]note[/]: {message}")
 
 
 def backtest_command(

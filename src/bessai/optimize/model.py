@@ -290,6 +290,7 @@ class _Layout:
     u: int | None
     u_cols: tuple[int, ...]
     balance_rows: int
+    terminal_row: int
     cycle_rows: tuple[int, ...]
     cycle_blocks: tuple[tuple[int, int], ...]
     grid_rows: int | None
@@ -328,7 +329,19 @@ def optimize(
             if len(getattr(bands, name)) != n:
                 raise ConfigError(f"optimize: bands.{name} has a different length than prices")
         p = np.asarray(bands.p50, dtype=np.float64)
+    if not math.isfinite(soc_initial_pct):
+        raise ConfigError("optimize: soc_initial_pct must be a number")
     soc_final = soc_initial_pct if soc_final_pct is None else soc_final_pct
+    messages: list[str] = []
+    # A target outside the SOC bounds would make the terminal and the SOC slack fight each
+    # other; plan for the nearest bound and say so.
+    wanted_final = soc_final
+    soc_final = min(max(soc_final, battery.soc_min_pct), battery.soc_max_pct)
+    if soc_final != wanted_final:
+        messages.append(
+            f"final SOC target {wanted_final:g} % is outside the SOC bounds; planned for "
+            f"{soc_final:g} %"
+        )
     price_c = p.copy()
     price_d = p.copy()
     if bands is not None and risk.conservative:
@@ -361,7 +374,6 @@ def optimize(
         h.run()
         return h, layout
 
-    messages: list[str] = []
     h, layout = solve(None, None)
     status = _status(h)
     x = _values(h)
@@ -498,7 +510,7 @@ def _build(
         lp.row(rhs, rhs, terms)
     for t in range(n):
         lp.row(e_min, e_max, [(e + t, 1.0), (s_lo + t, 1.0), (s_hi + t, -1.0)])
-    lp.row(e_final, math.inf, [(e + n - 1, 1.0), (s_fin, 1.0)])
+    terminal_row = lp.row(e_final, math.inf, [(e + n - 1, 1.0), (s_fin, 1.0)])
 
     cycle_rows: list[int] = []
     blocks: list[tuple[int, int]] = []
@@ -555,6 +567,7 @@ def _build(
         u,
         tuple(u_cols),
         first_balance,
+        terminal_row,
         tuple(cycle_rows),
         tuple(blocks),
         grid_first,
@@ -706,6 +719,8 @@ def _result(
     actions, reasons = _explain(
         c, d, e, value, p, price_c, price_d, dt, b, soc0, risk, held, confidence, violations, capped
     )
+    if abs(duals[lay.terminal_row]) > 1e-9 and fin <= tol:
+        reasons[-1] += "; terminal target"
     return Schedule(
         status=status,
         charge_kw=c,
