@@ -125,6 +125,8 @@ def test_negative_prices_never_charge_and_discharge_together(data_dir: Path) -> 
     assert np.all(np.minimum(s.charge_kw, s.discharge_kw) == 0)
     # Exactness must not cost the obvious: being paid to charge.
     assert s.charge_kw[window < 0].sum() > 0
+    # Stored-energy values come from the LP with the switches fixed, so they exist here too.
+    assert np.all(np.isfinite(s.energy_value_per_mwh))
 
 
 def test_initial_soc_below_minimum_is_a_violation_not_an_error() -> None:
@@ -205,3 +207,20 @@ def test_target_outside_bounds_is_planned_at_the_bound() -> None:
     assert s.soc_pct[-1] == pytest.approx(90)
     assert s.messages == ("final SOC target 100 % is outside the SOC bounds; planned for 90 %",)
     assert s.reasons[-1].endswith("terminal target")
+
+
+def test_conservative_mode_buys_at_p90_and_sells_at_p10() -> None:
+    # On p50 the spread 40 -> 100 pays; at p90 to buy (80) and p10 to sell (70) it does not.
+    p50 = [40.0, 100.0]
+    bands = Bands(p10=[20.0, 70.0], p50=p50, p90=[80.0, 130.0])
+    b = Battery(power_kw=1000, capacity_kwh=1000)
+    expected = optimize(p50, 1.0, b, soc_initial_pct=0, soc_final_pct=0, bands=bands)
+    assert expected.discharge_kw[1] > 0
+    assert expected.conservative_revenue == pytest.approx(
+        (70 * expected.discharge_kw[1] - 80 * expected.charge_kw[0]) / 1000
+    )
+    careful = optimize(
+        p50, 1.0, b, soc_initial_pct=0, soc_final_pct=0, bands=bands, risk=Risk(conservative=True)
+    )
+    assert careful.charge_kw.sum() == 0
+    assert careful.discharge_kw.sum() == 0

@@ -35,9 +35,12 @@ from bessai.errors import ConfigError
 FloatArray = npt.NDArray[np.float64]
 Status = Literal["optimal", "feasible", "fallback-idle", "rule"]
 
-# Relative weight of the tie-breaking throughput cost: small enough to change revenue by less
-# than 1e-5 of the traded value, large enough to make cycling at a zero spread strictly worse.
-_TIE_BREAK = 1e-5
+# Relative weight of the tie-breaking throughput cost (of the largest |price|): small enough to
+# move revenue by well under 1e-4 of the traded value (3e-7 on a year of Crucero), large enough
+# to make cycling at zero spread strictly worse and to pick the same vertex among equal prices
+# whatever the solver path (1e-5 was below HiGHS's tolerances: presolve on/off chose
+# different plans on persistence forecasts full of equal zero prices).
+_TIE_BREAK = 1e-4
 _ACT_TOL_KW = 1e-6
 
 
@@ -315,8 +318,9 @@ def optimize(
     """Optimise a battery schedule over the horizon of ``prices`` (per MWh, one per step).
 
     ``soc_final_pct`` is the minimum SOC at the end of the horizon (default: the initial SOC).
-    With ``bands`` the decision prices are p50 (or p90 to charge / p10 to discharge when
-    ``risk.conservative``) and the schedule carries a conservative revenue from the bands.
+    With a forecast, ``prices`` is its point forecast (p50) and ``bands`` its quantiles: they
+    drive the confidence filter, the conservative decision prices (p90 to charge, p10 to
+    discharge when ``risk.conservative``) and the conservative revenue estimate.
     """
     started = time.perf_counter()
     p = np.asarray(prices, dtype=np.float64)
@@ -332,7 +336,6 @@ def optimize(
         for name in ("p10", "p50", "p90"):
             if len(getattr(bands, name)) != n:
                 raise ConfigError(f"optimize: bands.{name} has a different length than prices")
-        p = np.asarray(bands.p50, dtype=np.float64)
     if not math.isfinite(soc_initial_pct):
         raise ConfigError("optimize: soc_initial_pct must be a number")
     soc_final = soc_initial_pct if soc_final_pct is None else soc_final_pct
