@@ -1,7 +1,7 @@
 """The back-test table of docs/benchmarks.md: day-ahead rolling back-tests of every baseline
 strategy on Crucero 2021-2023 (each year and the three together) and Valdivia 2023, with a
 1 MW / 4 MWh battery, 0.95 efficiency each way, SOC 0-100 %, starting at 50 % and ending each
-day at >= 50 %. Not in the default `make bench` run (about three minutes): run it with
+day at >= 50 %. Not in the default `make bench` run (about a minute): run it with
 `python -m bench backtest`. Each row equals one `bessai backtest ... --json` call."""
 
 from __future__ import annotations
