@@ -206,3 +206,21 @@ def test_upsampling_repeats_each_price(crucero: PriceSeries) -> None:
     assert len(q) == 96
     assert np.allclose(q.values[::4], day.values)
     assert np.allclose(q.values[3::4], day.values)
+
+
+def test_cen_file_with_several_nodes(tmp_path: Path) -> None:
+    f = tmp_path / "two.tsv"
+    header = "barra_mnemotecnico\tfecha\thora\tcosto_en_dolares\tnombre\n"
+    body = "".join(
+        f"{code}\t2023-06-01\t{h}\t{h},5\t{name}\n"
+        for code, name in [("BA01", "BA S/E A"), ("BA02", "BA S/E B")]
+        for h in (1, 2)
+    )
+    f.write_text(header + body)
+    with pytest.raises(DataError, match=r"two.tsv:4:5: a second node 'BA S/E B'"):
+        load_prices(f)
+    b = load_prices(f, node="BA02")
+    assert b.node == "BA S/E B"
+    assert b.values.tolist() == [1.5, 2.5]
+    with pytest.raises(DataError, match="no rows for node 'C'; nodes in the file: BA S/E A"):
+        load_prices(f, node="C")

@@ -288,7 +288,9 @@ def load_prices(
     ``column`` picks the price column (CEN: ``costo_usd``/``costo_en_dolares`` by default, or
     the CLP/kWh column; SMARD: any zone by name, default ``"Germany"`` stitched across the 2018
     zone change). ``unit`` states the unit of a generic file (default from its header,
-    ``price_usd_mwh`` style, else USD/MWh). Malformed content raises :class:`DataError` naming
+    ``price_usd_mwh`` style, else USD/MWh). ``node`` selects the bus of a CEN file holding
+    several (by ``nombre``/``barra`` or ``barra_mnemotecnico``); elsewhere it names the
+    series. Malformed content raises :class:`DataError` naming
     file, line and column.
     """
     p = Path(path)
@@ -338,10 +340,29 @@ def _load_cen(
     values: list[float] = []
     lines: list[int] = []
     issues: list[LoadIssue] = []
-    node_name = node
+    c_code = (
+        table.header.index("barra_mnemotecnico") if "barra_mnemotecnico" in table.header else None
+    )
+    # A CEN download can hold many buses. `node` picks one (by name or mnemonic); without it
+    # a second bus is an error, not a flood of "duplicate row" messages.
+    seen_nodes: dict[str, int] = {}
+    node_name: str | None = None
     rows = 0
     for line, row in table.rows():
         rows += 1
+        if c_node is not None:
+            name = row[c_node].strip()
+            seen_nodes.setdefault(name, line)
+            if node is not None:
+                if node != name and (c_code is None or node != row[c_code].strip()):
+                    continue
+            elif node_name is not None and name != node_name:
+                raise table.error(
+                    line,
+                    c_node,
+                    f"a second node {name!r} after {node_name!r}; choose one with node=",
+                )
+            node_name = name
         try:
             day = date.fromisoformat(row[c_fecha].strip())
         except ValueError:
@@ -361,8 +382,6 @@ def _load_cen(
             if minute not in (0, 15, 30, 45):
                 raise table.error(line, c_minute, f"minuto {row[c_minute]!r} is not 0/15/30/45")
         value = table.number(line, c_price, row[c_price], decimal_comma=decimal_comma)
-        if node_name is None and c_node is not None:
-            node_name = row[c_node].strip()
         try:
             start, issue = _cen_start(day, hour, minute, tz, line)
         except ValueError as exc:
@@ -374,6 +393,9 @@ def _load_cen(
         starts.append(start)
         values.append(value)
         lines.append(line)
+    if node is not None and node_name is None:
+        known = ", ".join(list(seen_nodes)[:10]) or "none"
+        raise DataError(f"{path}: no rows for node {node!r}; nodes in the file: {known}")
     return _regularise(
         path,
         kind,
@@ -383,7 +405,7 @@ def _load_cen(
         lines,
         step,
         unit=_CEN_COLUMNS[column],
-        node=node_name or path.stem,
+        node=node_name or node or path.stem,
         timezone=SANTIAGO,
         issues=issues,
     )

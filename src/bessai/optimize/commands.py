@@ -26,6 +26,10 @@ ColumnOpt = Annotated[
     str | None,
     typer.Option("--column", help="Price column (CEN: costo_usd / costo_clp ...; SMARD: zone)."),
 ]
+NodeOpt = Annotated[
+    str | None,
+    typer.Option("--node", help="Bus of a CEN file with several (nombre or mnemotecnico)."),
+]
 FromOpt = Annotated[
     str | None, typer.Option("--from", help="First market day (YYYY-MM-DD, local time).")
 ]
@@ -95,10 +99,10 @@ def _day(text: str | None, option: str) -> date | None:
         raise ConfigError(f"{option}: {text!r} is not a date YYYY-MM-DD") from None
 
 
-def _load(path: Path, column: str | None, err: Console) -> PriceSeries:
+def _load(path: Path, column: str | None, node: str | None, err: Console) -> PriceSeries:
     if not path.is_file():
         raise DataError(f"{path}: no such price file")
-    series = load_prices(path, column=column)
+    series = load_prices(path, column=column, node=node)
     kinds: dict[str, int] = {}
     for issue in series.report.issues:
         kinds[issue.kind] = kinds.get(issue.kind, 0) + 1
@@ -151,6 +155,7 @@ def _schedule_json(schedule: Schedule, series: PriceSeries) -> dict[str, object]
 def optimize_command(
     prices: PricesOpt,
     column: ColumnOpt = None,
+    node: NodeOpt = None,
     first: FromOpt = None,
     last: ToOpt = None,
     power_kw: PowerOpt = 1000.0,
@@ -177,7 +182,7 @@ def optimize_command(
         degradation,
         cycles_per_day,
     )
-    series = _window(_load(prices, column, err), _day(first, "--from"), _day(last, "--to"))
+    series = _window(_load(prices, column, node, err), _day(first, "--from"), _day(last, "--to"))
     schedule = optimize(
         series.values,
         series.step_h,
@@ -230,6 +235,7 @@ def backtest_command(
         str, typer.Option("--forecaster", help=f"One of: {', '.join(STRATEGIES)}.")
     ],
     column: ColumnOpt = None,
+    node: NodeOpt = None,
     first: FromOpt = None,
     last: ToOpt = None,
     power_kw: PowerOpt = 1000.0,
@@ -261,7 +267,7 @@ def backtest_command(
         degradation,
         cycles_per_day,
     )
-    series = _load(prices, column, err)
+    series = _load(prices, column, node, err)
     with Progress(
         TextColumn("back-test {task.description}"),
         BarColumn(),
