@@ -590,6 +590,32 @@ def _site_base(site: Site, n: int) -> FloatArray:
     return load - pv
 
 
+def _initial_violations(b: Battery, soc0: float) -> list[Violation]:
+    """The measured state itself can be outside the limits; the plan then recovers as fast as
+    the penalties make it, and the starting breach is reported before anything else."""
+    e0 = b.energy_kwh(soc0)
+    out: list[Violation] = []
+    if soc0 < b.soc_min_pct:
+        out.append(
+            Violation(
+                0,
+                "soc_below_min",
+                b.energy_kwh(b.soc_min_pct) - e0,
+                f"initial SOC {soc0:g} % is below the minimum {b.soc_min_pct:g} %",
+            )
+        )
+    if soc0 > b.soc_max_pct:
+        out.append(
+            Violation(
+                0,
+                "soc_above_max",
+                e0 - b.energy_kwh(b.soc_max_pct),
+                f"initial SOC {soc0:g} % is above the maximum {b.soc_max_pct:g} %",
+            )
+        )
+    return out
+
+
 def _idle(
     p: FloatArray,
     step_h: float,
@@ -613,7 +639,7 @@ def _idle(
         energy_value_per_mwh=np.full(n, np.nan),
         actions=("idle",) * n,
         reasons=("idle: solver failed",) * n,
-        violations=(),
+        violations=tuple(_initial_violations(b, soc0)),
         solver="none",
         solve_time_s=elapsed,
         soc_initial_pct=soc0,
@@ -661,27 +687,7 @@ def _result(
 
     violations: list[Violation] = []
     tol = 1e-6 * b.capacity_kwh
-    # The measured state itself can be outside the limits; the plan then recovers as fast as
-    # the penalties make it, and the starting breach is reported before anything else.
-    e0 = b.energy_kwh(soc0)
-    if soc0 < b.soc_min_pct:
-        violations.append(
-            Violation(
-                0,
-                "soc_below_min",
-                b.energy_kwh(b.soc_min_pct) - e0,
-                f"initial SOC {soc0:g} % is below the minimum {b.soc_min_pct:g} %",
-            )
-        )
-    if soc0 > b.soc_max_pct:
-        violations.append(
-            Violation(
-                0,
-                "soc_above_max",
-                e0 - b.energy_kwh(b.soc_max_pct),
-                f"initial SOC {soc0:g} % is above the maximum {b.soc_max_pct:g} %",
-            )
-        )
+    violations.extend(_initial_violations(b, soc0))
     for t in range(n):
         lo = x[lay.slack_soc_lo + t]
         hi = x[lay.slack_soc_hi + t]
@@ -823,10 +829,8 @@ def _explain(
                 head = f"idle: dear ({price}) but SOC empty"
             elif t in capped:
                 head = "idle: cycle cap reached"
-            elif risk.min_spread > 0 and (
-                price_c[t] < buy_below + risk.min_spread / 2
-                or price_d[t] > sell_above - risk.min_spread / 2
-            ):
+            elif risk.min_spread > 0 and (price_c[t] < buy_below or price_d[t] > sell_above):
+                # At this stored-energy value the step would trade; only the hurdle stops it.
                 head = f"hold: spread below min_spread {risk.min_spread:g}"
             else:
                 head = (

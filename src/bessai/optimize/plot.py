@@ -40,7 +40,11 @@ def figure_backtest(result: BacktestResult, days: int = 14) -> Figure:
             color="tab:blue",
             lw=1,
             ls="--",
-            label=f"forecast ({result.forecaster})",
+            label=(
+                "week-mean forecast (ranked by the rule)"
+                if result.forecaster == "rule"
+                else f"forecast ({result.forecaster})"
+            ),
         )
     charging = result.charge_kw[window] > 0
     discharging = result.discharge_kw[window] > 0
