@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +11,7 @@ import pytest
 
 from bessai.market.prices import load_prices
 from bessai.optimize import Bands, Battery, Risk, Site, optimize
+from bessai.optimize.follow import setpoint_kw
 
 
 def _enumerate_best(
@@ -224,3 +225,25 @@ def test_conservative_mode_buys_at_p90_and_sells_at_p10() -> None:
     )
     assert careful.charge_kw.sum() == 0
     assert careful.discharge_kw.sum() == 0
+
+
+def test_following_a_plan_and_falling_back_to_idle() -> None:
+    b = Battery(power_kw=1000, capacity_kwh=1000)
+    plan = optimize([10.0, 100.0, 50.0, 50.0], 0.25, b, soc_initial_pct=0, soc_final_pct=0)
+    start = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
+    limit = timedelta(minutes=45)
+    power, why = setpoint_kw(plan, start, start + timedelta(minutes=5), max_age=limit)
+    assert power == pytest.approx(1000)
+    assert why.startswith("charge")
+    power, why = setpoint_kw(plan, start, start + timedelta(minutes=20), max_age=limit)
+    assert power < 0
+    assert why.startswith("discharge")
+    assert setpoint_kw(plan, start, start + timedelta(minutes=50), max_age=limit) == (
+        0.0,
+        "idle: plan is 0:50:00 old (limit 0:45:00)",
+    )
+    long = timedelta(hours=2)
+    assert setpoint_kw(plan, start, start + timedelta(minutes=61), max_age=long)[1] == (
+        "idle: plan has ended"
+    )
+    assert setpoint_kw(plan, start, start - timedelta(minutes=1), max_age=long)[0] == 0.0
