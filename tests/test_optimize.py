@@ -11,6 +11,7 @@ import pytest
 
 from bessai.market.prices import load_prices
 from bessai.optimize import Bands, Battery, Risk, Site, optimize
+from bessai.optimize.backtest import market_days
 from bessai.optimize.follow import setpoint_kw
 
 
@@ -128,6 +129,22 @@ def test_negative_prices_never_charge_and_discharge_together(data_dir: Path) -> 
     assert s.charge_kw[window < 0].sum() > 0
     # Stored-energy values come from the LP with the switches fixed, so they exist here too.
     assert np.all(np.isfinite(s.energy_value_per_mwh))
+
+
+def test_no_simultaneous_trade_on_any_day_of_de_2018(data_dir: Path) -> None:
+    de = load_prices(data_dir / "smard_day_ahead_prices_2018.csv")
+    b = Battery()
+    soc = 50.0
+    solvers = []
+    for _, s, e in market_days(de):
+        plan = optimize(de.values[s:e], de.step_h, b, soc_initial_pct=soc)
+        assert not np.any(np.minimum(plan.charge_kw, plan.discharge_kw) > 0)
+        assert plan.status == "optimal"
+        solvers.append(plan.solver)
+        soc = float(plan.soc_pct[-1])
+    assert len(solvers) == 365
+    # Days where the LP burned energy at negative prices took the exact switch.
+    assert solvers.count("milp") >= 5
 
 
 def test_initial_soc_below_minimum_is_a_violation_not_an_error() -> None:

@@ -224,3 +224,21 @@ def test_cen_file_with_several_nodes(tmp_path: Path) -> None:
     assert b.values.tolist() == [1.5, 2.5]
     with pytest.raises(DataError, match="no rows for node 'C'; nodes in the file: BA S/E A"):
         load_prices(f, node="C")
+
+
+def test_malformed_smard_names_line_and_column(data_dir: Path, tmp_path: Path) -> None:
+    lines = (data_dir / SMARD).read_text(encoding="utf-8-sig").splitlines()[:6]
+    fields = lines[4].split(";")
+    fields[15] = "4,2"  # Germany/Austria/Luxembourg, column 16
+    lines[4] = ";".join(fields)
+    bad = tmp_path / "smard_bad.csv"
+    bad.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_prices(bad)
+    assert str(err.value) == (
+        f"{bad}:5:16: '4,2' is not a number (column 'Germany/Austria/Luxembourg[€/MWh]')"
+    )
+    lines[2] = lines[2].replace("1:00 AM", "25:00 AM")
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"smard_bad.csv:3:1: .* is not a date"):
+        load_prices(bad)
