@@ -10,10 +10,11 @@ import pytest
 
 from bessai.errors import ConfigError
 from bessai.market.prices import PriceSeries, load_prices
-from bessai.optimize import Battery
+from bessai.optimize import Battery, Risk
 from bessai.optimize.backtest import (
     Settlement,
     backtest,
+    empirical_bands,
     market_days,
     persistence,
     settle_ideal,
@@ -175,3 +176,33 @@ def test_backtest_uses_the_settlement_hook(valdivia: PriceSeries) -> None:
 def test_backtest_rejects_unknown_forecaster(valdivia: PriceSeries) -> None:
     with pytest.raises(ConfigError, match="unknown forecaster 'oracle'"):
         backtest(valdivia, "oracle", Battery())
+
+
+def test_backtest_risk_mode_holds_when_nothing_clears_the_hurdle(valdivia: PriceSeries) -> None:
+    first, last = date(2023, 5, 1), date(2023, 5, 7)
+    plain = backtest(valdivia, "week-mean", Battery(), first_day=first, last_day=last)
+    assert plain.revenue != 0
+    for strategy in ("week-mean", "rule"):
+        held = backtest(
+            valdivia,
+            strategy,
+            Battery(),
+            risk=Risk(min_spread=10_000),
+            first_day=first,
+            last_day=last,
+        )
+        assert held.charge_kw.sum() == 0
+        assert held.discharge_kw.sum() == 0
+        assert held.perfect_daily_net == pytest.approx(plain.perfect_daily_net)
+
+
+def test_empirical_bands_bracket_the_point_forecast(valdivia: PriceSeries) -> None:
+    days = {d: (s, e) for d, s, e in market_days(valdivia)}
+    s, e = days[date(2023, 6, 1)]
+    history = valdivia.prices.iloc[:s]
+    target = valdivia.index[s:e]
+    point = week_mean(history, target, valdivia.timezone)
+    bands = empirical_bands(history, target, valdivia.timezone, point)
+    assert np.all(np.asarray(bands.p10) <= point)
+    assert np.all(point <= np.asarray(bands.p90))
+    assert np.any(np.asarray(bands.p90) > np.asarray(bands.p10))

@@ -31,7 +31,15 @@ import pandas as pd
 
 from bessai.errors import ConfigError
 from bessai.market.prices import PriceSeries
-from bessai.optimize.model import Battery, FloatArray, Schedule, cell_throughput_kwh, optimize
+from bessai.optimize.model import (
+    Bands,
+    Battery,
+    FloatArray,
+    Risk,
+    Schedule,
+    cell_throughput_kwh,
+    optimize,
+)
 from bessai.optimize.rules import rule_schedule
 
 # --------------------------------------------------------------------------- settlement
@@ -115,9 +123,12 @@ def _slot_keys(index: pd.DatetimeIndex, tz: str) -> npt.NDArray[np.int64]:
     return np.asarray(local.hour * 60 + local.minute, dtype=np.int64)
 
 
-def _profile(history: pd.Series, days: int, target: pd.DatetimeIndex, tz: str) -> FloatArray:
-    """Mean price per local time of day over the last ``days`` local days of history, laid on
-    the target steps. A slot the history lacks (the hour DST skipped) takes the previous slot."""
+def _profile(
+    history: pd.Series, days: int, target: pd.DatetimeIndex, tz: str, quantile: float | None = None
+) -> FloatArray:
+    """Mean (or ``quantile``) price per local time of day over the last ``days`` local days of
+    history, laid on the target steps. A slot the history lacks (the hour DST skipped) takes
+    the previous slot."""
     if history.empty:
         raise ConfigError("back-test: a forecaster needs at least one day of history")
     hist_index = history.index
@@ -132,10 +143,21 @@ def _profile(history: pd.Series, days: int, target: pd.DatetimeIndex, tz: str) -
     recent = tail[np.isin(local_dates, last_days)]
     recent_index = recent.index
     assert isinstance(recent_index, pd.DatetimeIndex)
-    means = recent.groupby(_slot_keys(recent_index, tz)).mean()
+    groups = recent.groupby(_slot_keys(recent_index, tz))
+    stats = groups.mean() if quantile is None else groups.quantile(quantile)
     keys = _slot_keys(target, tz)
-    out = pd.Series(keys).map(means).ffill().bfill()
+    out = pd.Series(keys).map(stats).ffill().bfill()
     return out.to_numpy(dtype=np.float64)
+
+
+def empirical_bands(
+    history: pd.Series, target: pd.DatetimeIndex, tz: str, point: FloatArray
+) -> Bands:
+    """p10/p90 of the last seven days at the same local time of day around a point forecast
+    (kept inside the band): the naive forecasters' uncertainty, for the risk-aware mode."""
+    p10 = _profile(history, 7, target, tz, quantile=0.1)
+    p90 = _profile(history, 7, target, tz, quantile=0.9)
+    return Bands(p10=np.minimum(p10, point), p50=point, p90=np.maximum(p90, point))
 
 
 def persistence(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
@@ -269,11 +291,14 @@ def backtest(
     settle: Settle = settle_ideal,
     on_day: Callable[[int, int], None] | None = None,
     forecasters: dict[str, Forecaster] | None = None,
+    risk: Risk | None = None,
 ) -> BacktestResult:
     """Run the day-ahead rolling back-test of one forecaster over ``[first_day, last_day]``
     (local dates, inclusive; default: from the second complete day, so every forecaster has
     history, to the last). Each day's plan must end at ``soc_final_pct`` (default: the
-    initial SOC); the rule engine has no terminal target."""
+    initial SOC); the rule engine has no terminal target. With ``risk``, forecast strategies
+    get empirical p10/p90 bands (:func:`empirical_bands`) and plan in the risk-aware mode (the
+    rule engine applies ``min_confidence`` and ``min_spread`` as its own filters)."""
     registry = {**FORECASTERS, **(forecasters or {})}
     if forecaster not in registry and forecaster not in ("perfect", "rule"):
         known = ", ".join(sorted({*registry, "perfect", "rule"}))
@@ -318,13 +343,28 @@ def backtest(
             forecast, done = actual, perfect
         else:
             history = series.prices.iloc[:s]
+            point = registry["week-mean" if forecaster == "rule" else forecaster]
+            forecast = point(history, steps, tz)
+            bands = None if risk is None else empirical_bands(history, steps, tz, forecast)
             if forecaster == "rule":
-                forecast = week_mean(history, steps, tz)
-                plan: Schedule = rule_schedule(forecast, dt, battery, soc_initial_pct=soc_now)
+                plan: Schedule = rule_schedule(
+                    forecast,
+                    dt,
+                    battery,
+                    soc_initial_pct=soc_now,
+                    confidence=None if bands is None else bands.confidence(),
+                    min_confidence=0.0 if risk is None else risk.min_confidence,
+                    min_spread=0.0 if risk is None else risk.min_spread,
+                )
             else:
-                forecast = registry[forecaster](history, steps, tz)
                 plan = optimize(
-                    forecast, dt, battery, soc_initial_pct=soc_now, soc_final_pct=target
+                    forecast,
+                    dt,
+                    battery,
+                    soc_initial_pct=soc_now,
+                    soc_final_pct=target,
+                    bands=bands,
+                    risk=risk,
                 )
             done = settle(plan.charge_kw, plan.discharge_kw, actual, dt, battery, soc_now)
         soc_now = done.soc_end_pct

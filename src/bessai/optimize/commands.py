@@ -17,7 +17,7 @@ from rich.table import Table
 from bessai.errors import ConfigError, DataError
 from bessai.market.prices import PriceSeries, load_prices
 from bessai.optimize.backtest import STRATEGIES, BacktestResult, backtest, market_days
-from bessai.optimize.model import Battery, Schedule, optimize
+from bessai.optimize.model import Battery, Risk, Schedule, optimize
 
 PricesOpt = Annotated[
     Path, typer.Option("--prices", help="Price file (CEN TSV/CSV, SMARD, or timestamp,price).")
@@ -253,6 +253,23 @@ def backtest_command(
         Path | None, typer.Option("--plot", help="Write a PNG of prices, schedule and SOC.")
     ] = None,
     plot_days: Annotated[int, typer.Option("--plot-days", help="Days shown in detail.")] = 14,
+    min_spread: Annotated[
+        float | None,
+        typer.Option(
+            "--min-spread",
+            help="Risk mode: a trade must earn this per MWh beyond losses and wear.",
+        ),
+    ] = None,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(
+            "--min-confidence", help="Risk mode: hold steps whose band confidence is lower (0..1)."
+        ),
+    ] = None,
+    conservative: Annotated[
+        bool,
+        typer.Option("--conservative", help="Risk mode: plan to buy at p90 and sell at p10."),
+    ] = False,
 ) -> None:
     """Day-ahead rolling back-test: forecast, plan each day from the carried SOC, settle at
     real prices; compare with daily perfect foresight and the whole-period optimum."""
@@ -268,6 +285,13 @@ def backtest_command(
         cycles_per_day,
     )
     series = _load(prices, column, node, err)
+    risk = None
+    if min_spread is not None or min_confidence is not None or conservative:
+        risk = Risk(
+            min_spread=min_spread or 0.0,
+            min_confidence=min_confidence or 0.0,
+            conservative=conservative,
+        )
     with Progress(
         TextColumn("back-test {task.description}"),
         BarColumn(),
@@ -290,6 +314,7 @@ def backtest_command(
             first_day=_day(first, "--from"),
             last_day=_day(last, "--to"),
             on_day=on_day,
+            risk=risk,
         )
     if plot is not None:
         from bessai.optimize.plot import figure_backtest

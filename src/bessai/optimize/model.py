@@ -109,9 +109,9 @@ class Site:
 class Bands:
     """Forecast quantiles per step, in the price unit."""
 
-    p10: Sequence[float]
-    p50: Sequence[float]
-    p90: Sequence[float]
+    p10: Sequence[float] | FloatArray
+    p50: Sequence[float] | FloatArray
+    p90: Sequence[float] | FloatArray
 
     def confidence(self) -> FloatArray:
         """1 - (p90 - p10) / max(|p50|, 1): 1 for a sharp forecast, 0 when the band is as wide
