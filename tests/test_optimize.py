@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bessai.errors import ConfigError
 from bessai.market.prices import load_prices
 from bessai.optimize import Bands, Battery, Risk, Site, optimize
 from bessai.optimize.backtest import market_days
@@ -186,6 +187,10 @@ def test_site_grid_limits_and_pv() -> None:
     grid = np.array([0.0, -800, -800, 0]) + s.charge_kw - s.discharge_kw
     assert grid.min() >= -300 - 1e-6
     assert s.violations == ()
+    assert s.charge_kw[1] >= 500 - 1e-6
+    assert s.reasons[1].endswith("grid limit")
+    with pytest.raises(ConfigError, match="one value per price step"):
+        optimize([1.0, 2.0], 1.0, Battery(), soc_initial_pct=0, site=Site(pv_kw=[1.0]))
 
 
 def test_equal_prices_are_broken_towards_earlier_steps() -> None:

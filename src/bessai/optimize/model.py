@@ -332,6 +332,8 @@ def optimize(
     if not step_h > 0:
         raise ConfigError("optimize: step_h must be > 0")
     risk = risk or Risk()
+    if site is not None:
+        _site_base(site, n)  # rejects profiles of the wrong length before any solve
     if bands is not None:
         for name in ("p10", "p50", "p90"):
             if len(getattr(bands, name)) != n:
@@ -734,6 +736,11 @@ def _result(
     )
     if abs(duals[lay.terminal_row]) > 1e-9 and fin <= tol:
         reasons[-1] += "; terminal target"
+    if lay.grid_rows is not None:
+        for t in range(n):
+            # A non-zero dual on the site's grid row: the import or export limit shapes the step.
+            if abs(duals[lay.grid_rows + t]) > 1e-9:
+                reasons[t] += "; grid limit"
     return Schedule(
         status=status,
         charge_kw=c,
