@@ -242,3 +242,14 @@ def test_malformed_smard_names_line_and_column(data_dir: Path, tmp_path: Path) -
     bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"smard_bad.csv:3:1: .* is not a date"):
         load_prices(bad)
+
+
+def test_cen_csv_timestamp_must_agree_with_fecha_and_hora(tmp_path: Path) -> None:
+    f = tmp_path / "c.csv"
+    f.write_text(
+        "timestamp,fecha,hora,costo_usd,costo_clp,barra\n"
+        "2023-04-02 00:00:00,2023-04-01,24,1.0,1.0,B\n"
+        "2023-04-02 02:00:00,2023-04-01,25,1.0,1.0,B\n"
+    )
+    with pytest.raises(DataError, match=r"c.csv:3:1: timestamp '2023-04-02 02:00:00' is not"):
+        load_prices(f)

@@ -331,6 +331,9 @@ def _load_cen(
         )
     c_fecha, c_hora, c_price = (table.column(n) for n in ("fecha", "hora", column))
     c_minute = table.header.index("minuto") if "minuto" in table.header else None
+    # The CSV's `timestamp` is fecha + hora as a naive clock with no DST: useless for the time
+    # axis (hora 25 and the next day's hora 1 collide) but a cheap check that rows are intact.
+    c_stamp = table.header.index("timestamp") if "timestamp" in table.header else None
     c_node = next((table.header.index(n) for n in ("nombre", "barra") if n in table.header), None)
     decimal_comma = kind == "cen-tsv"
     tz = ZoneInfo(SANTIAGO)
@@ -382,6 +385,21 @@ def _load_cen(
             if minute not in (0, 15, 30, 45):
                 raise table.error(line, c_minute, f"minuto {row[c_minute]!r} is not 0/15/30/45")
         value = table.number(line, c_price, row[c_price], decimal_comma=decimal_comma)
+        if c_stamp is not None:
+            expected = datetime(day.year, day.month, day.day) + timedelta(
+                hours=hour, minutes=minute
+            )
+            try:
+                stamp = datetime.fromisoformat(row[c_stamp].strip())
+            except ValueError:
+                stamp = None
+            if stamp != expected:
+                raise table.error(
+                    line,
+                    c_stamp,
+                    f"timestamp {row[c_stamp]!r} is not fecha + hora "
+                    f"({expected:%Y-%m-%d %H:%M:%S})",
+                )
         try:
             start, issue = _cen_start(day, hour, minute, tz, line)
         except ValueError as exc:
