@@ -1,9 +1,12 @@
-"""Shared fixtures: a real simulator on a free loopback port and clients tuned for tests."""
+"""Shared fixtures: a real simulator on a free loopback port, clients tuned for tests, and the
+real price files in ../shared/data (read in place, never copied)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +26,10 @@ FAST_SETTINGS = ClientSettings(
     retry_backoff_max_s=0.2,
     reconnect_backoff_s=0.1,
     reconnect_backoff_max_s=0.4,
+)
+
+DATA = Path(
+    os.environ.get("BESSAI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
 
 #: Mid-afternoon in Santiago, so the simulated PV produces.
@@ -66,3 +73,10 @@ async def device(make_device: Callable[..., ModbusDevice]) -> AsyncIterator[Modb
         yield dev
     finally:
         await dev.close()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.fail(f"shared data not found at {DATA} (set BESSAI_SHARED_DATA)")
+    return DATA

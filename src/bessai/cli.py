@@ -14,6 +14,7 @@ from bessai.control import commands as control_commands
 from bessai.errors import BessaiError
 from bessai.logging import configure_logging
 from bessai.modbus import commands as modbus_commands
+from bessai.optimize import commands as optimize_commands
 from bessai.plant import commands as plant_commands
 from bessai.simulator import commands as sim_commands
 
@@ -50,6 +51,7 @@ control_commands.register(app)
 modbus_commands.register(app)
 sim_commands.register(app)
 plant_commands.register(app)
+optimize_commands.register(app)
 
 
 def main() -> None:
@@ -58,6 +60,8 @@ def main() -> None:
         app()
     except BessaiError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        # soft_wrap: off a terminal rich would fold the one-line message at 80 columns.
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -1,0 +1,1 @@
+"""Market data: price loaders (and, later, fetchers and forecasters)."""
