@@ -150,6 +150,40 @@ class ControllersConfig(_Section):
     time_of_use: list[TimeOfUseRule] = Field(default_factory=list)
 
 
+class OptimizerConfig(_Section):
+    """The model-predictive schedule: re-plan the next `horizon_h` from the measured SOC every
+    `replan_s`, on a price forecast made from a price file."""
+
+    enabled: bool = False
+    prices: str = Field(
+        default="builtin:crucero-2023",
+        description="price file (CEN TSV/CSV, SMARD, timestamp,price) or a shipped sample",
+    )
+    column: str | None = None
+    node: str | None = None
+    replay: bool = Field(
+        default=False,
+        description="map today onto the same date of the price file's last year (demo)",
+    )
+    forecaster: str = "week-mean"
+    replan_s: float = Field(default=900.0, ge=10, le=86400)
+    horizon_h: float = Field(default=24.0, gt=0, le=168)
+    max_plan_age_s: float = Field(default=2700.0, gt=0, le=86400)
+    eta_charge: float = Field(default=0.95, gt=0, le=1)
+    eta_discharge: float = Field(default=0.95, gt=0, le=1)
+    degradation_per_mwh: float = Field(default=0.0, ge=0)
+    cycles_per_day: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _plan_outlives_replan(self) -> Self:
+        if self.max_plan_age_s <= self.replan_s:
+            raise ValueError(
+                f"max_plan_age_s {self.max_plan_age_s:g} must exceed replan_s {self.replan_s:g},"
+                " or every plan expires before the next one"
+            )
+        return self
+
+
 class SimulatorConfig(_Section):
     """Start a simulator in-process for this site (the embedded default, tests, demos)."""
 
@@ -170,6 +204,7 @@ class SiteConfig(_Section):
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     controllers: ControllersConfig = Field(default_factory=ControllersConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
 
     @model_validator(mode="after")
@@ -221,6 +256,9 @@ def embedded_default() -> dict[str, Any]:
                 "name": "Simulated SUN2000-10KTL-M1 + LUNA2000 15 kWh",
                 "devices": [{"host": "127.0.0.1", "port": 0, "unit_id": 1}],
                 "simulator": {"enabled": True, "speed": 1.0},
+                # Real CEN prices (Crucero 220 kV) shipped with the package, replayed on today's
+                # date: the schedule controller plans arbitrage on them.
+                "optimizer": {"enabled": True, "prices": "builtin:crucero-2023", "replay": True},
             }
         ]
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from bessai.control.controllers import (
 )
 from bessai.control.safety import Outcome, SafetyGuard
 from bessai.devices.huawei import Measurements
+from bessai.optimize.model import Schedule
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SAFETY = SafetyConfig(
@@ -103,12 +105,34 @@ def test_every_controller_goes_through_the_same_limits(
     elif controller == "grid_event":
         grid.add(slot)
     else:
-        schedule.load([slot], NOW)
+        schedule.load(one_step_plan(setpoint), NOW - timedelta(minutes=1), NOW)
     proposal = decide([manual, grid, schedule], NOW)
     assert proposal.controller == controller
     guard = SafetyGuard(SAFETY, BATTERY)
     guard.assess(m)
     limits_hold(m, guard.check(m, proposal.setpoint_w).setpoint_w, proposal.setpoint_w)
+
+
+def one_step_plan(setpoint_w: float) -> Schedule:
+    kw = np.array([setpoint_w / 1000.0])
+    zero = np.zeros(1)
+    return Schedule(
+        status="optimal",
+        charge_kw=np.maximum(kw, 0.0),
+        discharge_kw=np.maximum(-kw, 0.0),
+        energy_kwh=zero,
+        soc_pct=zero,
+        prices=zero,
+        step_h=1.0,
+        revenue=0.0,
+        degradation_cost=0.0,
+        energy_value_per_mwh=zero,
+        actions=("x",),
+        reasons=("x",),
+        violations=(),
+        solver="test",
+        solve_time_s=0.0,
+    )
 
 
 GOOD = Measurements(soc_pct=50, battery_power_w=0, battery_temp_c=25, grid_power_w=500)

@@ -14,6 +14,8 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from bessai.errors import BessaiError
+from bessai.optimize.follow import current_slot
+from bessai.optimize.model import Schedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,27 +102,33 @@ class GridEventSlot:
 
 
 class ScheduleController:
-    """Follows the optimizer's current slot; falls back (proposes nothing) when the plan is
-    older than `max_age`, so a stale plan never drives the battery."""
+    """Follows the optimizer's current plan. A plan that is too old (the planner has stalled),
+    not started or ended proposes nothing, so a lower-priority controller (ultimately idle)
+    decides: a stale plan never drives the battery."""
 
     name = "schedule"
 
     def __init__(self, max_age: timedelta = timedelta(minutes=45)) -> None:
         self.max_age = max_age
-        self.slots: Sequence[TimedSetpoint] = ()
+        self.schedule: Schedule | None = None
+        self.plan_start: datetime | None = None
         self.created_at: datetime | None = None
 
-    def load(self, slots: Sequence[TimedSetpoint], created_at: datetime) -> None:
-        self.slots = tuple(sorted(slots, key=lambda s: s.start))
+    def load(self, schedule: Schedule, plan_start: datetime, created_at: datetime) -> None:
+        self.schedule = schedule
+        self.plan_start = plan_start
         self.created_at = created_at
 
     def propose(self, now: datetime) -> Proposal | None:
-        if self.created_at is None or now - self.created_at > self.max_age:
+        if self.schedule is None or self.plan_start is None:
             return None
-        for slot in self.slots:
-            if slot.start <= now < slot.end:
-                return Proposal(self.name, slot.setpoint_w, slot.reason)
-        return None
+        slot, reason = current_slot(
+            self.schedule, self.plan_start, now, max_age=self.max_age, created_at=self.created_at
+        )
+        if slot is None:
+            return None
+        power_kw = float(self.schedule.charge_kw[slot] - self.schedule.discharge_kw[slot])
+        return Proposal(self.name, power_kw * 1000.0, f"plan: {reason}")
 
 
 class TimeOfUseRules:

@@ -14,6 +14,7 @@ import structlog
 
 from bessai.config import Config, SiteConfig
 from bessai.control.audit import AuditLog
+from bessai.control.planner import SchedulePlanner
 from bessai.control.site import SiteRunner
 from bessai.modbus.client import ClientSettings, ClientStats
 from bessai.observe.metrics import GatewayMetrics
@@ -49,6 +50,7 @@ class Gateway:
         self.simulators: dict[str, SimulatorServer] = {}
         self._scenarios: list[ScenarioRunner] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.planners: dict[str, SchedulePlanner] = {}
         self.stop_event = asyncio.Event()
         self.metrics.watch_devices(self._device_stats)
 
@@ -91,10 +93,17 @@ class Gateway:
         for site_cfg in self.config.sites:
             if site_cfg.simulator.enabled:
                 site_cfg = await self._start_simulator(site_cfg)
-            self.sites[site_cfg.id] = SiteRunner(site_cfg, self.audit, self.metrics, self._settings)
+            site = SiteRunner(site_cfg, self.audit, self.metrics, self._settings)
+            self.sites[site_cfg.id] = site
+            if site_cfg.optimizer.enabled:
+                self.planners[site_cfg.id] = SchedulePlanner(site, site_cfg.optimizer)
         for site_id in self.sites:
             self._tasks[site_id] = asyncio.create_task(
                 self._supervise(site_id), name=f"site-{site_id}"
+            )
+        for site_id, planner in self.planners.items():
+            self._tasks[f"{site_id}/planner"] = asyncio.create_task(
+                planner.run(self.stop_event), name=f"planner-{site_id}"
             )
 
     async def _supervise(self, site_id: str) -> None:

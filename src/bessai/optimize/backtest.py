@@ -11,13 +11,16 @@ The same run computes the two yardsticks: the daily perfect-foresight plan under
 constraints (the ``perfect`` forecaster) and one optimum over the whole period. Capture ratios
 are net revenues (after wear) divided by theirs.
 
-Settlement is a separate function on purpose: until the plant model (battery physics and the
-site step) is on main, an ideal battery with the optimizer's efficiencies executes the plan;
-swap :func:`settle_ideal` for the plant's step by passing ``settle=``.
+Settlement is a separate function: by default the plan is executed by the plant's battery
+model (:func:`settle_plant`: charge taper near full, discharge taper near empty, self-discharge,
+the optimizer's efficiencies), so revenue accounts for what a real battery delivers;
+:func:`settle_ideal` executes it on an ideal battery. Equivalent full cycles are counted by
+rainflow (ASTM E1049-85) over the settled SOC.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +44,10 @@ from bessai.optimize.model import (
     optimize,
 )
 from bessai.optimize.rules import rule_schedule
+from bessai.plant.battery import Battery as CellBattery
+from bessai.plant.battery import BatteryConfig as CellConfig
+from bessai.plant.battery import ci_container_1mw_4mwh, luna2000
+from bessai.plant.degradation import count_cycles
 
 # --------------------------------------------------------------------------- settlement
 
@@ -108,6 +115,75 @@ def settle_ideal(
         degradation_cost=b.degradation_per_mwh * cells / 1000.0,
         cell_throughput_kwh=cells,
     )
+
+
+#: Cell temperature assumed in settlement: a conditioned container or a sheltered home pack.
+SETTLE_TEMP_C = 25.0
+
+
+def plant_battery_config(battery: Battery) -> CellConfig:
+    """The plant model of a battery of this size: the container preset for C&I sizes, the
+    LUNA2000 preset for home sizes, with the optimizer's capacity, powers and efficiencies.
+    Auxiliary consumption is left out: sites meter it apart from the arbitrage."""
+    if battery.capacity_kwh >= 100.0:
+        base = ci_container_1mw_4mwh()
+    else:
+        base = luna2000(max(1, round(battery.capacity_kwh / 5.0)))
+    return dataclasses.replace(
+        base,
+        name=f"back-test {battery.capacity_kwh:g} kWh",
+        nameplate_energy_kwh=battery.capacity_kwh,
+        usable_fraction=1.0,
+        max_charge_power_w=battery.p_charge_kw * 1000.0,
+        max_discharge_power_w=battery.p_discharge_kw * 1000.0,
+        charge_efficiency=battery.eta_charge,
+        discharge_efficiency=battery.eta_discharge,
+        aux_power_w=0.0,
+    )
+
+
+def settle_plant(
+    charge_kw: FloatArray,
+    discharge_kw: FloatArray,
+    prices: FloatArray,
+    step_h: float,
+    battery: Battery,
+    soc_initial_pct: float,
+) -> Settlement:
+    """The plant's battery model executes the plan: power tapers near full and near empty, the
+    cells self-discharge, and each step is cut to the SOC limits as the safety guard would."""
+    b = battery
+    cell = CellBattery(plant_battery_config(b), soc_initial_pct)
+    dt_s = step_h * 3600.0
+    n = len(prices)
+    c = np.zeros(n)
+    d = np.zeros(n)
+    soc = np.zeros(n)
+    for t in range(n):
+        want_kw = float(charge_kw[t]) - float(discharge_kw[t])
+        level_kwh = cell.energy_kwh
+        if want_kw > 0:
+            room_kwh = max(0.0, b.energy_kwh(b.soc_max_pct) - level_kwh)
+            want_kw = min(want_kw, room_kwh / (b.eta_charge * step_h))
+        elif want_kw < 0:
+            room_kwh = max(0.0, level_kwh - b.energy_kwh(b.soc_min_pct))
+            want_kw = -min(-want_kw, room_kwh * b.eta_discharge / step_h)
+        power_kw = cell.step(want_kw * 1000.0, dt_s, SETTLE_TEMP_C) / 1000.0
+        c[t] = max(power_kw, 0.0)
+        d[t] = max(-power_kw, 0.0)
+        soc[t] = cell.soc_pct
+    cells = cell_throughput_kwh(c, d, step_h, b)
+    return Settlement(
+        charge_kw=c,
+        discharge_kw=d,
+        soc_pct=soc,
+        revenue=float(np.sum(prices * (d - c)) * step_h / 1000.0),
+        degradation_cost=b.degradation_per_mwh * cells / 1000.0,
+        cell_throughput_kwh=cells,
+    )
+
+
+SETTLEMENTS: dict[str, Settle] = {"plant": settle_plant, "ideal": settle_ideal}
 
 
 # --------------------------------------------------------------------------- forecasters
@@ -215,6 +291,8 @@ class BacktestResult:
     discharge_kw: FloatArray
     soc_pct: FloatArray
     days: tuple[DayResult, ...]
+    soc_initial_pct: float
+    settlement: str
 
     @property
     def net_revenue(self) -> float:
@@ -232,9 +310,10 @@ class BacktestResult:
 
     @property
     def equivalent_full_cycles(self) -> float:
-        """Cell throughput over twice the capacity (a stand-in until the plant's rainflow
-        count is on main)."""
-        return self.cell_throughput_kwh / (2.0 * self.battery.capacity_kwh)
+        """Rainflow (ASTM E1049-85) over the settled SOC: the sum of depth x count, a full
+        0-100-0 % cycle counting one."""
+        series = np.concatenate([[self.soc_initial_pct], self.soc_pct])
+        return sum(rng * cnt for rng, cnt in count_cycles(series)) / 100.0
 
     def summary(self) -> dict[str, object]:
         return {
@@ -252,6 +331,7 @@ class BacktestResult:
             "capture_vs_daily_perfect": round(self.capture_daily, 4),
             "capture_vs_whole_period": round(self.capture_period, 4),
             "equivalent_full_cycles": round(self.equivalent_full_cycles, 2),
+            "settlement": self.settlement,
         }
 
 
@@ -288,7 +368,7 @@ def backtest(
     soc_final_pct: float | None = None,
     first_day: date | None = None,
     last_day: date | None = None,
-    settle: Settle = settle_ideal,
+    settle: Settle = settle_plant,
     on_day: Callable[[int, int], None] | None = None,
     forecasters: dict[str, Forecaster] | None = None,
     risk: Risk | None = None,
@@ -415,6 +495,8 @@ def backtest(
         discharge_kw=dis,
         soc_pct=soc,
         days=tuple(results),
+        soc_initial_pct=soc_initial_pct,
+        settlement=next((k for k, v in SETTLEMENTS.items() if v is settle), "custom"),
     )
 
 

@@ -16,7 +16,13 @@ from rich.table import Table
 
 from bessai.errors import ConfigError, DataError
 from bessai.market.prices import PriceSeries, load_prices
-from bessai.optimize.backtest import STRATEGIES, BacktestResult, backtest, market_days
+from bessai.optimize.backtest import (
+    SETTLEMENTS,
+    STRATEGIES,
+    BacktestResult,
+    backtest,
+    market_days,
+)
 from bessai.optimize.model import Battery, Risk, Schedule, optimize
 
 PricesOpt = Annotated[
@@ -270,6 +276,14 @@ def backtest_command(
         bool,
         typer.Option("--conservative", help="Risk mode: plan to buy at p90 and sell at p10."),
     ] = False,
+    settlement: Annotated[
+        str,
+        typer.Option(
+            "--settle",
+            help="Who executes the plan: 'plant' (battery model with taper and self-discharge) "
+            "or 'ideal' (the optimizer's own model).",
+        ),
+    ] = "plant",
 ) -> None:
     """Day-ahead rolling back-test: forecast, plan each day from the carried SOC, settle at
     real prices; compare with daily perfect foresight and the whole-period optimum."""
@@ -284,6 +298,10 @@ def backtest_command(
         degradation,
         cycles_per_day,
     )
+    if settlement not in SETTLEMENTS:
+        raise typer.BadParameter(
+            f"{settlement!r}; choose one of {', '.join(SETTLEMENTS)}", param_hint="--settle"
+        )
     series = _load(prices, column, node, err)
     risk = None
     if min_spread is not None or min_confidence is not None or conservative:
@@ -315,6 +333,7 @@ def backtest_command(
             last_day=_day(last, "--to"),
             on_day=on_day,
             risk=risk,
+            settle=SETTLEMENTS[settlement],
         )
     if plot is not None:
         from bessai.optimize.plot import figure_backtest

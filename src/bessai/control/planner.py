@@ -1,0 +1,150 @@
+"""The schedule planner: the slow loop beside a site's cycle. Every `replan_s` it forecasts the
+next horizon's prices from a price file, optimises the battery from the SOC measured by the
+cycle (model-predictive), and hands the plan to the site's schedule controller, which follows
+the current slot and falls back when the plan grows older than `max_plan_age_s`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+import structlog
+
+from bessai.config import OptimizerConfig
+from bessai.control.site import SiteRunner
+from bessai.errors import ConfigError
+from bessai.market.prices import PriceSeries, load_prices
+from bessai.optimize.backtest import FORECASTERS
+from bessai.optimize.model import Battery, Schedule, optimize
+
+log = structlog.get_logger("bessai.planner")
+
+#: Forecasting from prices older than this would plan on a different market.
+MAX_PRICE_LAG = timedelta(days=7)
+
+BUILTIN_PRICES = {"crucero-2023": "cen_cmg_crucero220_2022-12_2023.csv"}
+
+
+def price_path(spec: str) -> Path:
+    if spec.startswith("builtin:"):
+        name = spec.removeprefix("builtin:")
+        if name not in BUILTIN_PRICES:
+            raise ConfigError(
+                f"unknown built-in price sample {name!r}; available: {', '.join(BUILTIN_PRICES)}"
+            )
+        return Path(str(resources.files("bessai.market").joinpath("data", BUILTIN_PRICES[name])))
+    return Path(spec)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    schedule: Schedule
+    start: datetime  # real (not replayed) UTC start of the first step
+    forecast: tuple[float, ...]
+    price_time_offset: timedelta  # replay: price-file time minus real time
+
+
+class SchedulePlanner:
+    def __init__(self, site: SiteRunner, config: OptimizerConfig) -> None:
+        self.site = site
+        self.config = config
+        if config.forecaster not in FORECASTERS:
+            raise ConfigError(
+                f"site {site.id}: optimizer.forecaster {config.forecaster!r} is not one of "
+                f"{', '.join(sorted(FORECASTERS))}"
+            )
+        self.prices: PriceSeries = load_prices(
+            price_path(config.prices), column=config.column, node=config.node
+        )
+        self.last_plan: Plan | None = None
+        self.plans = 0
+        self.failures = 0
+        site.schedule.max_age = timedelta(seconds=config.max_plan_age_s)
+
+    def _offset(self, now: datetime) -> timedelta:
+        """Replay maps now onto the same moment of the price file's last full year."""
+        if not self.config.replay:
+            return timedelta(0)
+        year = self.prices.end.year if self.prices.end.month > 1 else self.prices.end.year - 1
+        target = now.replace(year=year, day=min(now.day, 28) if now.month == 2 else now.day)
+        return target - now
+
+    def battery(self) -> Battery:
+        cfg = self.site.config
+        return Battery(
+            power_kw=cfg.battery.max_charge_w / 1000.0,
+            discharge_power_kw=cfg.battery.max_discharge_w / 1000.0,
+            capacity_kwh=cfg.battery.capacity_kwh,
+            eta_charge=self.config.eta_charge,
+            eta_discharge=self.config.eta_discharge,
+            soc_min_pct=cfg.safety.soc_min_pct,
+            soc_max_pct=cfg.safety.soc_max_pct,
+            degradation_per_mwh=self.config.degradation_per_mwh,
+            cycles_per_day=self.config.cycles_per_day,
+        )
+
+    def plan(self, now: datetime, soc_pct: float) -> Plan:
+        """Forecast and optimise the next horizon from `soc_pct` (a plain function: CPU work)."""
+        step = self.prices.step
+        offset = self._offset(now)
+        price_now = pd.Timestamp(now + offset)
+        start = price_now.floor(step)
+        steps = max(1, math.ceil(timedelta(hours=self.config.horizon_h) / step))
+        target = pd.date_range(start, periods=steps, freq=step)
+        history = self.prices.prices[self.prices.prices.index < start]
+        if len(history) < 24 * 7 or history.index[-1] < start - MAX_PRICE_LAG:
+            last = "nothing" if history.empty else f"{history.index[-1]:%Y-%m-%d %H:%M}"
+            raise ConfigError(
+                f"site {self.site.id}: the price file ends before {start:%Y-%m-%d %H:%M} UTC "
+                f"(last price: {last}) or holds under a week of history; the forecaster needs "
+                f"the last seven days up to at most {MAX_PRICE_LAG.days} days ago"
+            )
+        forecast = FORECASTERS[self.config.forecaster](history, target, self.prices.timezone)
+        schedule = optimize(
+            forecast, step.total_seconds() / 3600.0, self.battery(), soc_initial_pct=soc_pct
+        )
+        plan_start = start.to_pydatetime() - offset
+        return Plan(schedule, plan_start, tuple(float(p) for p in forecast), offset)
+
+    async def replan(self) -> Plan | None:
+        record = self.site.last
+        soc = None if record is None else record.measurements.soc_pct
+        if soc is None:
+            log.warning("no measured SOC yet; plan postponed", site=self.site.id)
+            return None
+        now = datetime.now(UTC)
+        try:
+            plan = await asyncio.to_thread(self.plan, now, soc)
+        except Exception as exc:  # the plan ages out and the site falls back; never crash
+            self.failures += 1
+            log.error("planning failed", site=self.site.id, error=str(exc))
+            return None
+        self.site.schedule.load(plan.schedule, plan.start, now)
+        self.last_plan = plan
+        self.plans += 1
+        log.info(
+            "new plan",
+            site=self.site.id,
+            status=plan.schedule.status,
+            revenue=round(plan.schedule.revenue, 2),
+            soc_pct=round(soc, 1),
+        )
+        return plan
+
+    async def run(self, stop: asyncio.Event) -> None:
+        # Wait for the cycle's first measurement, then plan on a fixed period.
+        while not stop.is_set() and (
+            self.site.last is None or self.site.last.measurements.soc_pct is None
+        ):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+        while not stop.is_set():
+            await self.replan()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.config.replan_s)
