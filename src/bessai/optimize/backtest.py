@@ -80,6 +80,26 @@ class Settle(Protocol):
     ) -> Settlement: ...
 
 
+def _book(
+    charge_kw: FloatArray,
+    discharge_kw: FloatArray,
+    soc_pct: FloatArray,
+    prices: FloatArray,
+    step_h: float,
+    battery: Battery,
+) -> Settlement:
+    """Book what the battery did at the real prices, with its wear."""
+    cells = cell_throughput_kwh(charge_kw, discharge_kw, step_h, battery)
+    return Settlement(
+        charge_kw=charge_kw,
+        discharge_kw=discharge_kw,
+        soc_pct=soc_pct,
+        revenue=float(np.sum(prices * (discharge_kw - charge_kw)) * step_h / 1000.0),
+        degradation_cost=battery.degradation_per_mwh * cells / 1000.0,
+        cell_throughput_kwh=cells,
+    )
+
+
 def settle_ideal(
     charge_kw: FloatArray,
     discharge_kw: FloatArray,
@@ -106,15 +126,7 @@ def settle_ideal(
             d[t] = min(want_d, max(0.0, level - e_min) * b.eta_discharge / step_h)
         level += c[t] * b.eta_charge * step_h - d[t] * step_h / b.eta_discharge
         soc[t] = level / b.capacity_kwh * 100.0
-    cells = cell_throughput_kwh(c, d, step_h, b)
-    return Settlement(
-        charge_kw=c,
-        discharge_kw=d,
-        soc_pct=soc,
-        revenue=float(np.sum(prices * (d - c)) * step_h / 1000.0),
-        degradation_cost=b.degradation_per_mwh * cells / 1000.0,
-        cell_throughput_kwh=cells,
-    )
+    return _book(c, d, soc, prices, step_h, b)
 
 
 #: Cell temperature assumed in settlement: a conditioned container or a sheltered home pack.
@@ -172,15 +184,7 @@ def settle_plant(
         c[t] = max(power_kw, 0.0)
         d[t] = max(-power_kw, 0.0)
         soc[t] = cell.soc_pct
-    cells = cell_throughput_kwh(c, d, step_h, b)
-    return Settlement(
-        charge_kw=c,
-        discharge_kw=d,
-        soc_pct=soc,
-        revenue=float(np.sum(prices * (d - c)) * step_h / 1000.0),
-        degradation_cost=b.degradation_per_mwh * cells / 1000.0,
-        cell_throughput_kwh=cells,
-    )
+    return _book(c, d, soc, prices, step_h, b)
 
 
 SETTLEMENTS: dict[str, Settle] = {"plant": settle_plant, "ideal": settle_ideal}
