@@ -285,8 +285,10 @@ def backtest_command(
         ),
     ] = "plant",
 ) -> None:
-    """Day-ahead rolling back-test: forecast, plan each day from the carried SOC, settle at
-    real prices; compare with daily perfect foresight and the whole-period optimum."""
+    """Day-ahead rolling back-test on real prices, against perfect foresight.
+
+    Each day: forecast from data up to the day before, plan from the carried SOC, execute
+    through the plant model and settle at real prices."""
     err = Console(stderr=True)
     battery = _battery(
         power_kw,
