@@ -287,8 +287,7 @@ def backtest_command(
 ) -> None:
     """Day-ahead rolling back-test on real prices, against perfect foresight.
 
-    Each day: forecast from data up to the day before, plan from the carried SOC, execute
-    through the plant model and settle at real prices."""
+    Each day: forecast, plan from the carried SOC, run the plant model, settle at real prices."""
     err = Console(stderr=True)
     battery = _battery(
         power_kw,
