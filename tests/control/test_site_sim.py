@@ -222,3 +222,17 @@ async def test_audit_cli_shows_the_commands(
     )
     assert missing.returncode == 2
     assert "no audit log at /nonexistent/audit.sqlite" in missing.stderr
+
+
+async def test_a_refused_charge_from_grid_write_does_not_block_charging(
+    sim: SimulatorServer, make_runner: Callable[..., SiteRunner]
+) -> None:
+    sim.device.refused_writes.add(47087)  # exception 4, as some firmware answers
+    runner = make_runner()
+    runner.override.set(2000, now(), 60, "charge")
+    record = await runner.step()
+    assert record.safety_state is SafetyState.NORMAL
+    assert sim.device.get("forcible_command") == "charge"
+    assert sim.device.get("charge_from_grid") == "disabled"
+    again = await runner.step()
+    assert all(w.point.address != 47087 for w in again.writes)  # not retried every cycle

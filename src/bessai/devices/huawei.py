@@ -16,9 +16,14 @@ import time
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
+import structlog
+
 from bessai.config import DispatchConfig
 from bessai.control.image import ProcessImage
+from bessai.errors import DeviceError
 from bessai.modbus.client import ModbusDevice, WriteResult
+
+log = structlog.get_logger("bessai.devices")
 
 SUN = "huawei_sun2000"
 LUNA = "huawei_luna2000"
@@ -137,6 +142,7 @@ class HuaweiDispatcher:
         self.device = device
         self.config = config
         self.state = ControlState()
+        self._grid_refused = False
 
     def _value(self, name: str) -> float | None:
         reading = self.device.last_values.get(f"{LUNA}.{name}")
@@ -216,10 +222,18 @@ class HuaweiDispatcher:
                 if target is Forcible.CHARGE
                 else replace(state, discharge_w=power_w)
             )
-        if target is Forcible.CHARGE and state.charge_from_grid != 1:
-            # A forcible charge draws on the grid when PV is short (evcc does the same).
-            writes.append(await self._write("charge_from_grid", 1))
-            state = replace(state, charge_from_grid=1)
+        if target is Forcible.CHARGE and state.charge_from_grid != 1 and not self._grid_refused:
+            # A forcible charge draws on the grid when PV is short (evcc does the same). Some
+            # firmware refuses this write (exception 4 seen in the field, evcc #30620): then the
+            # charge still runs, from PV only, and the refusal is not repeated every cycle.
+            try:
+                writes.append(await self._write("charge_from_grid", 1))
+                state = replace(state, charge_from_grid=1)
+            except DeviceError as exc:
+                self._grid_refused = True
+                log.warning(
+                    "charge from grid (47087) refused; charging from PV only", error=str(exc)
+                )
         if state.mode != 0:
             writes.append(await self._write("forcible_mode", 0))
             state = replace(state, mode=0)

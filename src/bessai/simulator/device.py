@@ -21,6 +21,7 @@ SITE_TZ = ZoneInfo("America/Santiago")
 
 ILLEGAL_ADDRESS = 2
 ILLEGAL_VALUE = 3
+DEVICE_FAILURE = 4
 
 FORCIBLE_STOP, FORCIBLE_CHARGE, FORCIBLE_DISCHARGE = 0, 1, 2
 MODE_TIME, MODE_SOC = 0, 1
@@ -93,6 +94,8 @@ class SimulatedHybrid:
                 self.registers[address] = block.fill
         #: addresses this "firmware" refuses (exception 2), to emulate field variants
         self.unsupported: set[int] = set()
+        #: addresses whose writes this "firmware" answers with exception 4 (evcc #30620)
+        self.refused_writes: set[int] = set()
         #: point values pinned by a scenario (name -> physical value), re-applied every tick
         self.overrides: dict[str, object] = {}
         self._started = self.now
@@ -153,6 +156,8 @@ class SimulatedHybrid:
         if not self._served(address, len(values)):
             return ILLEGAL_ADDRESS
         end = address + len(values)
+        if any(a in self.refused_writes for a in range(address, end)):
+            return DEVICE_FAILURE
         cursor = address
         targets: list[tuple[Point, list[int]]] = []
         while cursor < end:

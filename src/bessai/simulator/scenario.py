@@ -5,6 +5,7 @@ time, whatever the plant speed). Example::
 
     initial: {soc_pct: 60}
     unsupported: [37001, 37004]      # a firmware that refuses per-unit registers
+    refuse_writes: [47087]           # ... and answers exception 4 to this write
     events:
       - {at_s: 20, set: {unit1_temp_c: 52}, duration_s: 60}
       - {at_s: 30, fault: busy, duration_s: 5}
@@ -75,6 +76,7 @@ class Scenario(_Strict):
     speed: float | None = Field(default=None, gt=0)
     initial: PlantChange | None = None
     unsupported: list[int] = Field(default_factory=list)
+    refuse_writes: list[int] = Field(default_factory=list)
     events: list[Event] = Field(default_factory=list)
 
 
@@ -130,6 +132,7 @@ class ScenarioRunner:
     def start(self) -> None:
         device = self.server.device
         device.unsupported.update(self.scenario.unsupported)
+        device.refused_writes.update(self.scenario.refuse_writes)
         if self.scenario.initial is not None:
             initial = self.scenario.initial
             device.plant.set_state(
