@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import os
 import shutil
@@ -101,6 +102,9 @@ def _mosquitto(tmp_path: Path, *, password_file: Path | None = None) -> BrokerPr
     conf = data / "mosquitto.conf"
     lines = [
         f"listener {port} {LOOPBACK}",
+        # Started as root, mosquitto would switch to user `mosquitto` and lose access to
+        # the test's private tmp dir; stay whoever we are.
+        f"user {getpass.getuser()}",
         "persistence true",
         f"persistence_location {data}/",
         # Save sessions every second: subscriptions survive a SIGKILL of the broker.
@@ -149,17 +153,22 @@ def mosquitto_auth(tmp_path: Path) -> Iterator[BrokerProcess]:
     broker.kill()
 
 
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[BrokerProcess]:
+def nats_process(tmp_path: Path) -> BrokerProcess:
+    """nats-server with JetStream on a free loopback port (not started yet)."""
     port = free_port()
     store = tmp_path / f"nats-{port}"
     store.mkdir()
-    broker = BrokerProcess(
+    return BrokerProcess(
         "nats-server",
         [find_binary("nats-server"), "-js", "-a", LOOPBACK, "-p", str(port), "-sd", str(store)],
         port,
         store / "server.log",
     )
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[BrokerProcess]:
+    broker = nats_process(tmp_path)
     broker.start()
     yield broker
     broker.kill()
@@ -183,6 +192,7 @@ class TcpProxy:
         self._open.set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
         self.connections = 0
 
     async def start(self) -> None:
@@ -214,6 +224,9 @@ class TcpProxy:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         await self._open.wait()
+        if self._closing:
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(LOOPBACK, self.target_port)
         except OSError:
@@ -225,8 +238,12 @@ class TcpProxy:
             task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        # Accept handlers are the server's tasks: release them instead of cancelling them.
+        self._closing = True
+        self._open.set()
         if self._server is not None:
             self._server.close()
+        await asyncio.sleep(0)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -282,16 +299,26 @@ class SeqRecorder:
 class MqttRecorder(SeqRecorder):
     """A plain paho subscriber (not our sink code) with a persistent QoS 1 session."""
 
-    def __init__(self, port: int, client_id: str = "test-recorder") -> None:
+    def __init__(
+        self,
+        port: int,
+        client_id: str = "test-recorder",
+        *,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         super().__init__()
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
         )
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda _c, _u, msg: self.add(msg.payload)
         self.client.reconnect_delay_set(0.1, 0.5)
         self.subscribed = threading.Event()
         self.status: dict[str, bytes] = {}
+        self.status_history: list[tuple[str, bytes]] = []
         self.client.message_callback_add("bessai/v1/+/status", self._on_status)
         self.client.connect(LOOPBACK, port, keepalive=5)
         self.client.loop_start()
@@ -300,6 +327,7 @@ class MqttRecorder(SeqRecorder):
 
     def _on_status(self, _c: object, _u: object, msg: paho.MQTTMessage) -> None:
         self.status[msg.topic] = msg.payload
+        self.status_history.append((msg.topic, msg.payload))
 
     def _on_connect(self, client: paho.Client, *_: object) -> None:
         # Subscribe on every connect: a restarted broker may have lost the session.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import ssl
 from collections.abc import Sequence
@@ -32,6 +33,11 @@ from bessai.telemetry.outbox import OutboxRow
 from bessai.telemetry.sinks.base import Sink
 
 log = structlog.get_logger(__name__)
+
+# aiomqtt warns once per queued publish beyond ten; a full in-flight window is our normal
+# operating point, so only its errors are worth a log line.
+_PAHO_LOG = logging.getLogger("bessai.telemetry.mqtt.paho")
+_PAHO_LOG.setLevel(logging.ERROR)
 
 # CONNACK codes (3.1.1: 4, 5; 5.0: 0x86, 0x87, 0x8C) that no amount of retrying will fix.
 _AUTH_CODES = {4, 5, 0x86, 0x87, 0x8C}
@@ -90,6 +96,7 @@ class _SiteConnection:
             timeout=cfg.connect_timeout_s,
             max_inflight_messages=cfg.inflight_max,
             tls_context=tls_context,
+            logger=_PAHO_LOG,
         )
 
     async def ensure(self) -> aiomqtt.Client:
@@ -116,7 +123,8 @@ class _SiteConnection:
             ) from exc
         except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
             raise SinkError(
-                f"cannot connect to MQTT broker {self.sink.target}: {exc or type(exc).__name__}",
+                f"cannot connect to MQTT broker {self.sink.target}: "
+                f"{str(exc) or type(exc).__name__}",
                 sink=self.sink.name,
             ) from exc
         self.client = client

@@ -139,7 +139,7 @@ class NatsSink(Sink):
         except (TimeoutError, nats.errors.Error) as exc:
             raise SinkError(
                 f"JetStream is not answering on {self.target} (is the server run with -js?): "
-                f"{exc or type(exc).__name__}",
+                f"{str(exc) or type(exc).__name__}",
                 sink=self.name,
             ) from exc
         try:
@@ -170,7 +170,7 @@ class NatsSink(Sink):
                 fut.cancel()
             raise SinkError(
                 f"JetStream did not acknowledge {len(rows)} messages within "
-                f"{cfg.ack_timeout_s:g} s ({exc or type(exc).__name__})",
+                f"{cfg.ack_timeout_s:g} s ({str(exc) or type(exc).__name__})",
                 sink=self.name,
             ) from exc
         self.duplicates_total += sum(1 for a in acks if a.duplicate)
