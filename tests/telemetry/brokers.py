@@ -107,8 +107,9 @@ def _mosquitto(tmp_path: Path, *, password_file: Path | None = None) -> BrokerPr
         f"user {getpass.getuser()}",
         "persistence true",
         f"persistence_location {data}/",
-        # Save sessions every second: subscriptions survive a SIGKILL of the broker.
+        # Save after every change (and each second): subscriptions survive a SIGKILL.
         "autosave_interval 1",
+        "autosave_on_changes true",
         "max_queued_messages 0",
         "max_inflight_messages 100",
         "log_dest stderr",
