@@ -10,6 +10,7 @@ from rich.console import Console
 
 from bessai import __version__
 from bessai.errors import BessaiError
+from bessai.telemetry import commands as telemetry_commands
 
 app = typer.Typer(
     name="bessai",
@@ -32,6 +33,7 @@ def version() -> None:
 
 
 # Each domain adds its commands with one line here: `<package>.commands.register(app)`.
+telemetry_commands.register(app)
 
 
 def main() -> None:
