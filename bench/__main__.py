@@ -10,7 +10,7 @@ import platform
 import sys
 import time
 
-BENCHMARKS: list[str] = []
+BENCHMARKS: list[str] = ["telemetry"]
 
 
 def main() -> None:

@@ -50,7 +50,6 @@ class NatsSink(Sink):
     def __init__(self, config: NatsSinkConfig) -> None:
         super().__init__(config.name, "nats", ",".join(config.servers))
         self.config = config
-        self.batch_max_rows = config.inflight_max
         self.backoff_initial_s = config.backoff_initial_s
         self.backoff_max_s = config.backoff_max_s
         self._nc: NatsClient | None = None
@@ -112,7 +111,8 @@ class NatsSink(Sink):
             raise SinkError(
                 f"cannot connect to NATS {self.target}: {reason}", sink=self.name
             ) from exc
-        js = nc.jetstream(timeout=cfg.ack_timeout_s)
+        # The in-flight window: nats-py blocks publish_async beyond this many unacked.
+        js = nc.jetstream(timeout=cfg.ack_timeout_s, publish_async_max_pending=cfg.inflight_max)
         try:
             await self._ensure_stream(js)
         except BaseException:
