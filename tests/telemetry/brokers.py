@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +95,9 @@ class BrokerProcess:
         self.start()
 
 
-def _mosquitto(tmp_path: Path, *, password_file: Path | None = None) -> BrokerProcess:
+def _mosquitto(
+    tmp_path: Path, *, password_file: Path | None = None, extra: Sequence[str] = ()
+) -> BrokerProcess:
     port = free_port()
     data = tmp_path / f"mosquitto-{port}"
     data.mkdir()
@@ -120,6 +122,7 @@ def _mosquitto(tmp_path: Path, *, password_file: Path | None = None) -> BrokerPr
         lines += ["allow_anonymous false", f"password_file {password_file}"]
     else:
         lines += ["allow_anonymous true"]
+    lines += list(extra)
     conf.write_text("\n".join(lines) + "\n")
     return BrokerProcess(
         "mosquitto", [find_binary("mosquitto"), "-c", str(conf)], port, data / "broker.log"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -261,3 +262,26 @@ def test_toml_shape_validates_with_clear_errors(tmp_path: Path) -> None:
         load_telemetry_config({"max_row": 5})
     with pytest.raises(ConfigError, match="tls = false"):
         load_telemetry_config({"sinks": [{"type": "mqtt", "ca_file": "ca.pem"}]})
+
+
+async def test_outbox_read_errors_do_not_stop_forwarding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = MemorySink()
+    pipeline = TelemetryPipeline(_config(tmp_path), sinks=[sink])
+    real = pipeline.outbox.read_after
+    failures = iter([True, True])
+
+    def flaky_read(after_id: int, limit: int) -> list[OutboxRow]:
+        if next(failures, False):
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(after_id, limit)
+
+    monkeypatch.setattr(pipeline.outbox, "read_after", flaky_read)
+    await pipeline.start()
+    pipeline.emit([Record("a", {"cycle": 0})])
+    assert await pipeline.drain(5.0)
+    await pipeline.stop()
+    assert sink.got == [("a", 0)]
+    assert sink.status.errors_total == 2
+    assert "cannot read the outbox: disk I/O error" in (sink.status.last_error or "")

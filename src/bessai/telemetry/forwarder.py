@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sqlite3
 import time
 from collections.abc import Sequence
 
@@ -103,7 +104,16 @@ class Forwarder:
         limit = min(self.batch_max_rows, sink.batch_max_rows)
         last_count = 0.0
         while True:
-            rows = await asyncio.to_thread(self.outbox.read_after, self._cursors[sink.name], limit)
+            try:
+                rows = await asyncio.to_thread(
+                    self.outbox.read_after, self._cursors[sink.name], limit
+                )
+            except sqlite3.Error as exc:
+                # A local disk hiccup must not end forwarding for good: report and retry.
+                self._failed(sink, SinkError(f"cannot read the outbox: {exc}", sink=sink.name))
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, sink.backoff_max_s)
+                continue
             if not rows:
                 sink.status.pending_rows = 0
                 sink.status.oldest_pending_ts_us = None
@@ -148,7 +158,8 @@ class Forwarder:
             # counts so the count costs at most a few percent of the drain.
             now = time.monotonic()
             if len(rows) < limit or now - last_count >= _COUNT_EVERY_S:
-                status.pending_rows = await asyncio.to_thread(self._pending, sink)
+                with contextlib.suppress(sqlite3.Error):  # a metric; the next batch retries
+                    status.pending_rows = await asyncio.to_thread(self._pending, sink)
                 last_count = now
             else:
                 status.pending_rows = max(len(rows), status.pending_rows - len(rows))

@@ -206,11 +206,6 @@ class MqttSink(Sink):
             conn = self._sites[site_id] = _SiteConnection(self, site_id)
         return conn
 
-    async def connect_sites(self, site_ids: Sequence[str]) -> None:
-        """Bring the status topic of each site online before the first envelope."""
-        for site_id in site_ids:
-            await self._site(site_id).ensure()
-
     async def publish(self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]) -> None:
         by_site: dict[str, tuple[list[OutboxRow], list[bytes]]] = {}
         for row, payload in zip(rows, payloads, strict=True):
