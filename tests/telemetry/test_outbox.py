@@ -186,3 +186,55 @@ def test_full_disk_with_only_alarms_holds_them_in_memory_in_order(tmp_path: Path
     codes = [int(r.payload.split(b'"code":')[1].split(b",")[0]) for r in rows]
     assert codes == list(range(60))
     assert ob.stats.dropped_total == 0
+
+
+def test_io_error_holds_the_cycle_in_memory_and_stores_it_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bessai.telemetry.health import telemetry_health
+
+    ob = Outbox(tmp_path / "o.sqlite")
+    ob.append(_cycle(0))
+    real = ob._append_tx
+    broken = [True]
+
+    def failing(batch: list[Record]) -> object:
+        if broken[0]:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(batch)
+
+    monkeypatch.setattr(ob, "_append_tx", failing)
+    for i in (1, 2):
+        res = ob.append(_cycle(i, alarm=True))  # must not raise into the cycle
+        assert res.storage_state == "error"
+        assert res.envelopes == ()
+    assert ob.stats.held_in_memory == 6
+    assert ob.stats.dropped_total == 0
+    health = telemetry_health(ob.stats, [], max_oldest_age_s=60, sink_stale_after_s=60)
+    assert any("cannot be written (disk I/O error" in r for r in health.reasons)
+
+    broken[0] = False
+    res = ob.append(_cycle(3))
+    assert res.storage_state == "ok"
+    assert res.held == 0
+    s1 = [(r.seq, r.kind) for r in ob.all_rows() if r.site_id == "s1"]
+    assert s1 == [(0, "telemetry"), (1, "telemetry"), (2, "alarm"), (3, "telemetry"),
+                  (4, "alarm"), (5, "telemetry")]  # fmt: skip
+
+
+def test_held_records_are_bounded_and_alarms_survive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bessai.telemetry.outbox as outbox_mod
+
+    monkeypatch.setattr(outbox_mod, "HELD_MAX", 10)
+    ob = Outbox(tmp_path / "o.sqlite")
+
+    def failing(batch: list[Record]) -> object:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(ob, "_append_tx", failing)
+    dropped = sum(ob.append(_cycle(i, alarm=True)).dropped for i in range(6))
+    assert ob.stats.held_in_memory == 10
+    assert dropped == 18 - 10 == ob.stats.dropped_total
+    assert sum(1 for r in ob._held if r.kind == "alarm") == 6

@@ -62,7 +62,12 @@ def telemetry_health(
     now = now_us if now_us is not None else time.time_ns() // 1000
     reasons: list[str] = []
     recent_drop = stats.last_drop_us is not None and (now - stats.last_drop_us) / 1e6 <= drop_hold_s
-    if stats.storage_state == "full":
+    if stats.storage_state == "error":
+        reasons.append(
+            f"outbox cannot be written ({stats.storage_error}); "
+            f"{stats.held_in_memory} envelopes held in memory"
+        )
+    elif stats.storage_state == "full":
         reasons.append(
             f"outbox storage is full ({stats.storage_error}); dropping oldest telemetry, "
             f"{stats.held_in_memory} alarms/commands held in memory"

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -40,8 +40,11 @@ log = structlog.get_logger(__name__)
 OUTBOX_FORMAT = "bessai-outbox"
 OUTBOX_VERSION = "1"
 
-StorageState = Literal["ok", "capped", "full"]
-STORAGE_STATES: tuple[StorageState, ...] = ("ok", "capped", "full")
+StorageState = Literal["ok", "capped", "full", "error"]
+STORAGE_STATES: tuple[StorageState, ...] = ("ok", "capped", "full", "error")
+
+# Records held in memory while the outbox cannot store them (about 14 h of one site at 5 s).
+HELD_MAX = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -226,7 +229,8 @@ class Outbox:
             )
             self._w.execute("COMMIT")
         except BaseException:
-            self._w.execute("ROLLBACK")
+            if self._w.in_transaction:
+                self._w.execute("ROLLBACK")
             raise
 
     def set_max_db_pages(self, pages: int | None) -> None:
@@ -250,8 +254,14 @@ class Outbox:
     def append(self, records: Sequence[Record]) -> AppendResult:
         """Store one cycle's records in one transaction and give each its `seq`.
 
-        Never raises for a full disk or the cap: it drops telemetry (counted) and holds
-        alarms/commands in memory instead, and reports that in the result and `stats`."""
+        Never raises for a storage problem, so the cycle keeps controlling the battery:
+        - cap exceeded: the oldest telemetry rows are dropped (counted);
+        - disk full (SQLITE_FULL): the same, and when nothing droppable is left this cycle's
+          telemetry is dropped (counted) while its alarms/commands wait in memory;
+        - any other SQLite operational error (I/O error, lock timeout): the whole cycle waits
+          in memory, bounded by `HELD_MAX` records (beyond it the oldest telemetry goes,
+          counted), and is stored first, in order, by the next append that succeeds.
+        The outcome is in the result and in `stats`."""
         with self._wlock:
             batch = [*self._held, *records]
             self._held = []
@@ -259,35 +269,37 @@ class Outbox:
             state: StorageState = "ok"
             error: str | None = None
             envelopes: tuple[Envelope, ...] = ()
+            stored = False
             for attempt in range(8):
                 try:
                     envelopes, capped = self._append_tx(batch)
+                    stored = True
                     dropped += capped
                     if capped:
                         state = "capped"
                     break
                 except sqlite3.OperationalError as exc:
+                    error = f"{exc} (outbox {self.path})"
                     if not _is_full(exc):
-                        raise
-                    state, error = "full", f"{exc} (outbox {self.path})"
-                    freed = self._drop_oldest_telemetry_tx(max(2 * len(batch), 64) << attempt)
+                        state = "error"
+                        break
+                    state = "full"
+                    try:
+                        freed = self._drop_oldest_telemetry_tx(max(2 * len(batch), 64) << attempt)
+                    except sqlite3.OperationalError as drop_exc:
+                        state, error = "error", f"{drop_exc} (outbox {self.path})"
+                        break
                     dropped += freed
                     if freed == 0:
                         break
-            if state == "full" and not envelopes:
-                # Nothing droppable is left: telemetry of this cycle is lost (counted),
-                # alarms and commands wait in memory for space and keep their order.
-                for rec in batch:
-                    if rec.kind == "telemetry":
-                        key = (rec.site_id, rec.kind)
-                        self._unpersisted_drops[key] = self._unpersisted_drops.get(key, 0) + 1
-                        dropped += 1
-                    else:
-                        self._held.append(rec)
+            if not stored:
+                dropped += self._hold(batch, keep_telemetry=state == "error")
                 log.error(
-                    "outbox full: holding alarms/commands in memory, dropping telemetry",
+                    "outbox cannot store: holding records in memory",
                     outbox=str(self.path),
+                    reason=state,
                     held=len(self._held),
+                    dropped=dropped,
                     error=error,
                 )
             elif state != "ok":
@@ -303,6 +315,32 @@ class Outbox:
                 self._last_drop_us = _now_us()
             self._refresh_stats(self._w)
             return AppendResult(envelopes, dropped, len(self._held), state)
+
+    def _hold(self, batch: Sequence[Record], *, keep_telemetry: bool) -> int:
+        """Keep what could not be stored in memory; returns the telemetry dropped instead.
+
+        A full disk with nothing droppable will not free itself, so telemetry is dropped
+        then; a transient error keeps it too. Alarms and commands are always kept."""
+        dropped: list[Record] = []
+        for rec in batch:
+            if rec.kind == "telemetry" and not keep_telemetry:
+                dropped.append(rec)
+            else:
+                self._held.append(rec)
+        excess = len(self._held) - HELD_MAX
+        if excess > 0:
+            kept: list[Record] = []
+            for rec in self._held:
+                if excess > 0 and rec.kind == "telemetry":
+                    dropped.append(rec)
+                    excess -= 1
+                else:
+                    kept.append(rec)
+            self._held = kept
+        for rec in dropped:
+            key = (rec.site_id, rec.kind)
+            self._unpersisted_drops[key] = self._unpersisted_drops.get(key, 0) + 1
+        return len(dropped)
 
     def _append_tx(self, batch: Sequence[Record]) -> tuple[tuple[Envelope, ...], int]:
         conn = self._w
@@ -344,7 +382,10 @@ class Outbox:
             capped = self._enforce_cap(conn)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may already have rolled back (FULL, IOERR); a second ROLLBACK would
+            # raise and hide the original error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         self._unpersisted_drops = {}
         return tuple(out), capped
@@ -397,7 +438,8 @@ class Outbox:
             dropped = self._delete_victims(conn, victims)
             conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             if _is_full(exc):
                 return 0
             raise
@@ -462,7 +504,8 @@ class Outbox:
                     deleted = conn.execute("DELETE FROM outbox WHERE id <= ?", (floor,)).rowcount
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             self._refresh_stats(conn)
         return deleted
@@ -470,6 +513,20 @@ class Outbox:
     # -- inspection ----------------------------------------------------------------------------
 
     def _refresh_stats(self, conn: sqlite3.Connection) -> None:
+        try:
+            self._read_stats(conn)
+        except sqlite3.Error:
+            # The database cannot be read right now: keep the last numbers, update the rest.
+            self.stats = replace(
+                self.stats,
+                storage_state=self._state,
+                storage_error=self._storage_error,
+                held_in_memory=len(self._held),
+                last_drop_us=self._last_drop_us,
+                updated_us=_now_us(),
+            )
+
+    def _read_stats(self, conn: sqlite3.Connection) -> None:
         nrows, nbytes = conn.execute("SELECT nrows, nbytes FROM totals").fetchone()
         oldest = conn.execute(
             "SELECT ts_us FROM outbox WHERE id = (SELECT MIN(id) FROM outbox)"
