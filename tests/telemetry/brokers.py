@@ -370,3 +370,15 @@ async def wait_until(predicate: object, timeout_s: float, what: str) -> float:
             return time.monotonic() - start
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def established_to(port: int) -> int:
+    """Client-side TCP connections of this machine to loopback `port` that are ESTABLISHED
+    (from /proc/net/tcp), to catch sockets a client forgot to close."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state = fields[2], fields[3]
+        if state == "01" and int(remote.split(":")[1], 16) == port:
+            count += 1
+    return count

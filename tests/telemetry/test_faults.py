@@ -23,6 +23,7 @@ from brokers import (
     MqttRecorder,
     TcpProxy,
     _mosquitto,
+    established_to,
     make_proxy,
     nats_process,
     nats_stream_keys,
@@ -201,6 +202,11 @@ async def test_network_cut_for_20s_loses_nothing(
         mqtt_proxy.cut()
         nats_proxy.cut()
         await asyncio.sleep(20.0)
+        # Each reconnect attempt during the cut opened a socket; failed ones must be closed,
+        # or a long outage exhausts file descriptors. (The proxy keeps its side open, so a
+        # leaked client socket would stay ESTABLISHED.)
+        assert mqtt_proxy.connections > 3
+        assert established_to(mqtt_proxy.port) <= 1
         health = pipeline.health()
         assert health.status == "degraded"
         assert any("failing for" in r for r in health.reasons), health.reasons

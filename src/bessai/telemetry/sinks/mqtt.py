@@ -51,6 +51,16 @@ def status_topic(prefix: str, site_id: str) -> str:
     return f"{prefix}/{site_id}/status"
 
 
+def _abandon(client: aiomqtt.Client) -> None:
+    """Close the socket of a client whose connect failed or timed out.
+
+    aiomqtt leaves it open in that case; during a long outage every retry would leak a file
+    descriptor (and a half-open connection the broker must time out). paho's `_sock_close`
+    also unregisters the socket from the event loop before closing it."""
+    with contextlib.suppress(Exception):
+        client._client._sock_close()
+
+
 def _rc_value(rc: object) -> int | None:
     value = getattr(rc, "value", rc)
     return value if isinstance(value, int) else None
@@ -106,8 +116,12 @@ class _SiteConnection:
         self.sink.status.state = "connecting"
         client = self._make_client()
         try:
-            async with asyncio.timeout(cfg.connect_timeout_s):
-                await client.__aenter__()
+            try:
+                async with asyncio.timeout(cfg.connect_timeout_s):
+                    await client.__aenter__()
+            except BaseException:
+                _abandon(client)
+                raise
         except aiomqtt.MqttCodeError as exc:
             code = _rc_value(exc.rc)
             if code in _AUTH_CODES:
@@ -150,6 +164,7 @@ class _SiteConnection:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):
                 await client.__aexit__(None, None, None)
+        _abandon(client)  # when the polite exit timed out, the socket is still open
 
     async def publish(self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]) -> None:
         client = await self.ensure()
