@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import re
 import tomllib
@@ -40,3 +42,14 @@ def test_toml_example_in_doc_is_a_valid_config() -> None:
     doc = tomllib.loads(_block("toml", "## Configuration"))
     cfg = load_telemetry_config(doc["telemetry"], source="docs/telemetry.md")
     assert [s.type for s in cfg.sinks] == ["mqtt", "nats", "lake"]
+
+
+def test_gateway_snippet_in_doc_compiles_and_its_imports_exist() -> None:
+    source = _block("python", "## For the gateway cycle")
+    code = compile(source, "docs/telemetry.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    assert code is not None
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                assert hasattr(module, alias.name), f"{node.module}.{alias.name} in the doc"
