@@ -169,7 +169,9 @@ class Forwarder:
 
     async def _publish(self, sink: Sink, rows: Sequence[OutboxRow]) -> None:
         now_us = _now_us()
-        payloads = [r.payload_at(now_us, self.historical_after_us) for r in rows]
+        # A sink that batches on purpose (the lake) delays rows by design, not by an outage.
+        late_us = self.historical_after_us + int(sink.batch_max_delay_s * 1e6)
+        payloads = [r.payload_at(now_us, late_us) for r in rows]
         with tracer().start_as_current_span(
             "telemetry.publish",
             attributes={

@@ -195,6 +195,8 @@ class Outbox:
             raise OutboxError(f"outbox {self.path}: cannot enable WAL (journal_mode={mode})")
         # FULL: a committed cycle survives power loss, not only a process crash.
         conn.execute("PRAGMA synchronous = FULL")
+        # After a backlog drains, shrink the WAL back instead of keeping its peak size.
+        conn.execute("PRAGMA journal_size_limit = 67108864")
         if self._max_db_pages is not None:
             conn.execute(f"PRAGMA max_page_count = {int(self._max_db_pages)}")
         return conn
