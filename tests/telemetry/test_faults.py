@@ -312,6 +312,8 @@ async def test_unreachable_brokers_are_reported_and_caught_up(tmp_path: Path) ->
         assert f"cannot connect to MQTT broker mqtt://127.0.0.1:{mqtt_broker.port}" in reasons
         assert f"cannot connect to NATS nats://127.0.0.1:{nats_broker.port}" in reasons
         assert health.outbox["rows"] == 30
+        assert health.sinks["mqtt"]["state"] == "disconnected"
+        assert health.sinks["mqtt"]["oldest_pending_age_s"] > 3.0
         assert {e["sink"] for e in logs if e["event"] == "sink publish failed, will retry"} == {
             "mqtt",
             "nats",

@@ -105,6 +105,9 @@ def telemetry_health(
             "last_ack": _iso(s.last_ack_us),
             "last_ack_age_s": None if s.last_ack_us is None else (now - s.last_ack_us) / 1e6,
             "pending_rows": s.pending_rows,
+            "oldest_pending_age_s": None
+            if s.oldest_pending_ts_us is None
+            else max(0.0, (now - s.oldest_pending_ts_us) / 1e6),
             "consecutive_failures": s.consecutive_failures,
             "last_error": s.last_error,
             "last_error_at": _iso(s.last_error_us),

@@ -132,10 +132,12 @@ class _SiteConnection:
                     "in [[telemetry.sinks]]",
                     sink=self.sink.name,
                 ) from exc
+            self.sink.status.state = "disconnected"
             raise SinkError(
                 f"MQTT broker {self.sink.target} refused the connection: {exc}", sink=self.sink.name
             ) from exc
         except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+            self.sink.status.state = "disconnected"
             raise SinkError(
                 f"cannot connect to MQTT broker {self.sink.target}: "
                 f"{str(exc) or type(exc).__name__}",
