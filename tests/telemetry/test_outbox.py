@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -238,3 +239,12 @@ def test_held_records_are_bounded_and_alarms_survive(
     assert ob.stats.held_in_memory == 10
     assert dropped == 18 - 10 == ob.stats.dropped_total
     assert sum(1 for r in ob._held if r.kind == "alarm") == 6
+
+
+def test_one_process_per_outbox(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    ob = Outbox(path)
+    with pytest.raises(OutboxError, match=rf"in use by another process \(pid {os.getpid()}\)"):
+        Outbox(path)
+    ob.close()
+    Outbox(path).close()  # released on close (and by the OS when a process dies)

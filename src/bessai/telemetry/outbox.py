@@ -20,6 +20,8 @@ is left and the disk is still full they are held in memory and stored first on t
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -28,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import structlog
 
@@ -169,13 +171,17 @@ class Outbox:
         self._held: list[Record] = []
         self._unpersisted_drops: dict[tuple[str, str], int] = {}
         self._sinks: tuple[str, ...] = ()
+        self._lock_file = self._acquire_lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._w = self._connect()
             self._init_schema()
             self._r = self._connect()
         except sqlite3.DatabaseError as exc:
+            self._lock_file.close()
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
+        except BaseException:
+            self._lock_file.close()
+            raise
         self._state: StorageState = "ok"
         self._storage_error: str | None = None
         self._last_drop_us: int | None = None
@@ -184,6 +190,30 @@ class Outbox:
             self._refresh_stats(self._w)
 
     # -- setup ---------------------------------------------------------------------------------
+
+    def _acquire_lock(self) -> IO[str]:
+        """One process per outbox: a second gateway on the same file would forward every
+        row twice and race the cursors. The OS drops the lock when the process dies."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path.with_name(self.path.name + ".lock"), "a+")  # noqa: SIM115
+        except OSError as exc:
+            raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise OutboxError(
+                f"outbox {self.path} is in use by another process (pid {holder}); "
+                "one gateway per outbox"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        return fh
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -250,6 +280,7 @@ class Outbox:
         with self._wlock, self._rlock:
             self._r.close()
             self._w.close()
+            self._lock_file.close()  # releases the flock
 
     # -- producer side (the cycle) -------------------------------------------------------------
 
