@@ -287,3 +287,30 @@ async def test_outbox_read_errors_do_not_stop_forwarding(
     assert sink.got == [("a", 0)]
     assert sink.status.errors_total == 2
     assert "cannot read the outbox: disk I/O error" in (sink.status.last_error or "")
+
+
+async def test_oldest_age_is_judged_per_sink_with_its_batching_delay(tmp_path: Path) -> None:
+    class Dead(MemorySink):
+        async def publish(self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]) -> None:
+            raise SinkError("down", sink=self.name)
+
+    lake_like = MemorySink("lakeish", batch=100)
+    lake_like.batch_max_delay_s = 2.0
+    cfg = _config(tmp_path, max_oldest_age_s=0.3, sink_stale_after_s=60)
+    pipeline = TelemetryPipeline(cfg, sinks=[lake_like])
+    await pipeline.start()
+    pipeline.emit([Record("a", {"cycle": 0})])
+    await asyncio.sleep(0.8)
+    # Waiting for its flush interval is by design: healthy.
+    assert pipeline.health().status == "ok", pipeline.health().reasons
+    await pipeline.stop()
+
+    dead = Dead("dead")
+    pipeline = TelemetryPipeline(cfg, sinks=[dead])
+    await pipeline.start()
+    await asyncio.sleep(0.8)
+    health = pipeline.health()
+    await pipeline.stop()
+    assert any("sink dead (memory): oldest unsent envelope is" in r for r in health.reasons), (
+        health.reasons
+    )

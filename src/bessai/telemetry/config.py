@@ -137,7 +137,8 @@ class TelemetryConfig(_Strict):
     # Health stays degraded this long after the last drop (cap or full disk), so it cannot
     # flap back to ok between two drops.
     drop_hold_s: float = Field(default=300.0, ge=0)
-    # Health is degraded when the oldest unsent row is older than this.
+    # Health is degraded when a sink's oldest unacknowledged row is older than this (the
+    # lake gets its flush interval on top).
     max_oldest_age_s: float = Field(default=120.0, gt=0)
     # Health is degraded when a sink has had no ack for this long while rows wait for it.
     sink_stale_after_s: float = Field(default=60.0, gt=0)

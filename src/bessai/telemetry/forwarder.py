@@ -58,6 +58,7 @@ class Forwarder:
         for sink in self.sinks:
             self._cursors[sink.name] = await asyncio.to_thread(self.outbox.cursor, sink.name)
             sink.status.started_us = _now_us()
+            sink.status.expected_delay_s = sink.batch_max_delay_s
             self._tasks.append(asyncio.create_task(self._run(sink), name=f"forward-{sink.name}"))
 
     def notify(self) -> None:

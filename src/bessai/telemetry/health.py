@@ -4,7 +4,8 @@ Degraded (HTTP 503 in the gateway) when:
 - the outbox storage is full, or the cap is dropping telemetry, or either happened within
   the last `drop_hold_s` (a full disk frees a chunk and then fits for a while: health must
   not flap back to ok between two drops);
-- the oldest envelope not yet acknowledged by every sink is older than `max_oldest_age_s`;
+- the oldest envelope a sink has not acknowledged is older than `max_oldest_age_s` (plus the
+  sink's own batching delay: the lake's flush interval);
 - a sink refused our credentials (at once: retrying alone will not fix it);
 - a sink has been failing for longer than `sink_stale_after_s`.
 Each reason is a sentence an operator can act on.
@@ -83,12 +84,18 @@ def telemetry_health(
             f"({stats.dropped_total} dropped so far; storage full or cap reached)"
         )
     oldest_age = stats.oldest_age_s(now)
-    if sinks and oldest_age is not None and oldest_age > max_oldest_age_s:
-        reasons.append(
-            f"oldest unsent envelope is {oldest_age:.0f} s old (limit {max_oldest_age_s:g} s)"
-        )
     sink_docs: dict[str, dict[str, Any]] = {}
     for s in sinks:
+        # Judged per sink: the lake holds rows for its flush interval by design, which
+        # must not read as a stuck uplink.
+        if s.oldest_pending_ts_us is not None:
+            pending_age = (now - s.oldest_pending_ts_us) / 1e6
+            limit = max_oldest_age_s + s.expected_delay_s
+            if pending_age > limit:
+                reasons.append(
+                    f"sink {s.name} ({s.target}): oldest unsent envelope is "
+                    f"{pending_age:.0f} s old (limit {limit:g} s)"
+                )
         if s.state == "auth_failed":
             reasons.append(f"sink {s.name} ({s.target}): credentials refused: {s.last_error}")
         elif (

@@ -39,6 +39,8 @@ class SinkStatus:
     errors_total: int = 0
     pending_rows: int = 0
     oldest_pending_ts_us: int | None = None
+    # How long rows wait for this sink by design (the lake's flush interval).
+    expected_delay_s: float = 0.0
 
 
 class Sink(abc.ABC):
