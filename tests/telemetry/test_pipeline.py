@@ -314,3 +314,17 @@ async def test_oldest_age_is_judged_per_sink_with_its_batching_delay(tmp_path: P
     assert any("sink dead (memory): oldest unsent envelope is" in r for r in health.reasons), (
         health.reasons
     )
+
+
+async def test_drain_flushes_a_batching_sink_at_once(tmp_path: Path) -> None:
+    lake_like = MemorySink("lakeish", batch=100)
+    lake_like.batch_max_delay_s = 30.0
+    pipeline = TelemetryPipeline(_config(tmp_path), sinks=[lake_like])
+    await pipeline.start()
+    for i in range(3):
+        pipeline.emit([Record("a", {"cycle": i})])
+    await asyncio.sleep(0.2)
+    assert lake_like.got == []
+    assert await pipeline.drain(2.0)  # a graceful stop writes the file now, not in 30 s
+    await pipeline.stop()
+    assert lake_like.got == [("a", 0), ("a", 1), ("a", 2)]

@@ -52,6 +52,7 @@ class Forwarder:
         self._wake: dict[str, asyncio.Event] = {s.name: asyncio.Event() for s in self.sinks}
         self._tasks: list[asyncio.Task[None]] = []
         self._cursors: dict[str, int] = {}
+        self._flushing = False
 
     async def start(self) -> None:
         await asyncio.to_thread(self.outbox.set_sinks, [s.name for s in self.sinks])
@@ -80,6 +81,13 @@ class Forwarder:
         """Wait until every sink has acknowledged every stored row; False on timeout."""
         if not self.sinks:
             return True
+        self._flushing = True
+        try:
+            return await self._drain(timeout_s)
+        finally:
+            self._flushing = False
+
+    async def _drain(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for task in self._tasks:
@@ -122,11 +130,12 @@ class Forwarder:
                 continue
             sink.status.pending_rows = max(sink.status.pending_rows, len(rows))
             sink.status.oldest_pending_ts_us = rows[0].ts_us
-            if sink.batch_max_delay_s > 0 and len(rows) < limit:
-                # Let the batch grow in the outbox (still durable) until it is worth a file.
+            if sink.batch_max_delay_s > 0 and len(rows) < limit and not self._flushing:
+                # Let the batch grow in the outbox (still durable) until it is worth a file;
+                # a drain (shutdown) wakes it and writes what there is.
                 wait_s = rows[0].ts_us / 1e6 + sink.batch_max_delay_s - time.time()
                 if wait_s > 0:
-                    await asyncio.sleep(min(wait_s, sink.batch_max_delay_s))
+                    await self._wait(sink, min(wait_s, sink.batch_max_delay_s))
                     continue
             try:
                 await self._publish(sink, rows)
