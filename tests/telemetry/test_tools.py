@@ -87,6 +87,20 @@ async def test_lake_is_partitioned_and_queryable(tmp_path: Path) -> None:
         {"site": "alpha", "n": 4, "last": 3, "soc": 153.0},
         {"site": "beta", "n": 3, "last": 2, "soc": None},
     ]
+    ts_out = runner.invoke(
+        app,
+        [
+            "lake",
+            "query",
+            "SELECT ts FROM telemetry WHERE site_id = 'beta' ORDER BY seq LIMIT 1",
+            "--lake",
+            str(lake),
+            "--format",
+            "json",
+        ],
+    )
+    assert ts_out.exit_code == 0, ts_out.output
+    assert json.loads(ts_out.output) == [{"ts": "2026-03-01T23:59:58+00:00"}]
     csv_out = runner.invoke(
         app,
         [
