@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Brokers the telemetry tests start on free loopback ports; installed from Debian when missing.
+# Brokers the telemetry tests start on free loopback ports (and openssl, which makes their
+# throw-away TLS certificates); installed from Debian when missing.
 system-deps:
 	@missing=""; \
-	for bin in mosquitto nats-server; do \
+	for bin in mosquitto nats-server openssl; do \
 	  command -v $$bin >/dev/null 2>&1 || test -x /usr/sbin/$$bin || missing="$$missing $$bin"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -17,6 +17,7 @@ from bessai.modbus import commands as modbus_commands
 from bessai.optimize import commands as optimize_commands
 from bessai.plant import commands as plant_commands
 from bessai.simulator import commands as sim_commands
+from bessai.telemetry import commands as telemetry_commands
 
 app = typer.Typer(
     name="bessai",
@@ -52,6 +53,7 @@ modbus_commands.register(app)
 sim_commands.register(app)
 plant_commands.register(app)
 optimize_commands.register(app)
+telemetry_commands.register(app)
 
 
 def main() -> None:

@@ -75,3 +75,23 @@ MODBUS_EXCEPTION_NAMES: dict[int, str] = {
     11: "gateway target device failed to respond",
     0x80: "permission denied (login required)",
 }
+
+
+class TelemetryError(BessaiError):
+    """The telemetry path (outbox, sinks, lake) failed in a way the caller must hear about."""
+
+
+class OutboxError(TelemetryError):
+    """The outbox database cannot be opened or is not an outbox (names the file)."""
+
+
+class SinkError(TelemetryError):
+    """A sink could not deliver a batch; the forwarder retries it with back-off."""
+
+    def __init__(self, message: str, *, sink: str) -> None:
+        super().__init__(f"{message} (sink {sink})")
+        self.sink = sink
+
+
+class SinkAuthError(SinkError):
+    """The broker refused the credentials; retrying helps only once an operator fixes them."""

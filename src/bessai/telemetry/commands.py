@@ -1,0 +1,136 @@
+"""Telemetry commands: `bessai lake query` and `bessai tail`."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bessai.errors import TelemetryError
+from bessai.telemetry.lake import query_lake
+from bessai.telemetry.tail import TailTarget, report_json, run_tail
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def register(app: typer.Typer) -> None:
+    lake_app = typer.Typer(
+        help="The Parquet telemetry lake (site=<id>/date=<day>/*.parquet).",
+        no_args_is_help=True,
+    )
+
+    @lake_app.command("query")
+    def lake_query(
+        sql: Annotated[
+            str,
+            typer.Argument(
+                help="DuckDB SQL over the views `telemetry` (one row per site_id, seq) "
+                "and `telemetry_raw` (every stored row)."
+            ),
+        ],
+        lake: Annotated[Path, typer.Option("--lake", help="Lake directory.")] = Path("var/lake"),
+        output: Annotated[
+            OutputFormat, typer.Option("--format", help="Output format.")
+        ] = OutputFormat.table,
+    ) -> None:
+        """Run DuckDB SQL over the Parquet lake."""
+        result = query_lake(lake, sql)
+        if output is OutputFormat.csv:
+            writer = csv.writer(sys.stdout)
+            writer.writerow(result.columns)
+            writer.writerows([[_plain(v) for v in row] for row in result.rows])
+        elif output is OutputFormat.json:
+            docs = [
+                {c: _plain(v) for c, v in zip(result.columns, row, strict=True)}
+                for row in result.rows
+            ]
+            typer.echo(json.dumps(docs, indent=2))
+        else:
+            table = Table(*result.columns)
+            for row in result.rows:
+                table.add_row(*("" if v is None else str(_plain(v)) for v in row))
+            Console().print(table)
+
+    app.add_typer(lake_app, name="lake")
+
+    @app.command("tail")
+    def tail(
+        mqtt: Annotated[
+            str | None, typer.Option("--mqtt", help="mqtt[s]://[user:pass@]host[:port]")
+        ] = None,
+        nats_url: Annotated[
+            str | None, typer.Option("--nats", help="nats://[user:pass@]host[:port]")
+        ] = None,
+        check: Annotated[
+            bool,
+            typer.Option(
+                "--check", help="Verify seq continuity per site; exit 1 on an unfilled gap."
+            ),
+        ] = False,
+        count: Annotated[
+            int | None, typer.Option("--count", min=1, help="Stop after N envelopes.")
+        ] = None,
+        duration_s: Annotated[
+            float | None, typer.Option("--duration-s", min=0, help="Stop after S seconds.")
+        ] = None,
+        stream: Annotated[
+            str | None,
+            typer.Option(
+                "--stream", help="NATS only: replay this JetStream stream from its start."
+            ),
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print raw JSON.")] = False,
+        topic_prefix: Annotated[str, typer.Option(help="MQTT topic prefix.")] = "bessai/v1",
+        subject_prefix: Annotated[str, typer.Option(help="NATS subject prefix.")] = "bessai.v1",
+    ) -> None:
+        """Subscribe to MQTT or NATS and print envelopes (Ctrl-C to stop)."""
+        if (mqtt is None) == (nats_url is None):
+            raise TelemetryError("tail needs exactly one of --mqtt URL or --nats URL")
+        if stream is not None and nats_url is None:
+            raise TelemetryError("--stream applies to --nats only")
+        target = (
+            TailTarget("mqtt", mqtt) if mqtt is not None else TailTarget("nats", nats_url or "")
+        )
+        coro = run_tail(
+            target,
+            check=check,
+            count=count,
+            duration_s=duration_s,
+            as_json=as_json,
+            echo=typer.echo,
+            topic_prefix=topic_prefix,
+            subject_prefix=subject_prefix,
+            stream=stream,
+            on_ready=lambda msg: typer.echo(f"# {msg}", err=True),
+        )
+        try:
+            checker = asyncio.run(coro)
+        except KeyboardInterrupt:
+            # Ctrl-C ends a tail; a --check run has nothing reliable to report then.
+            raise typer.Exit(130) from None
+        if check:
+            typer.echo(report_json(checker))
+            if not checker.ok:
+                raise typer.Exit(1)

@@ -1,0 +1,165 @@
+"""The telemetry pipeline: what the gateway cycle talks to.
+
+    pipeline = TelemetryPipeline(config.telemetry, registry=registry)
+    await pipeline.start()                      # opens sinks, starts the forwarder tasks
+    ...
+    # once per cycle, per site (alarms/commands of the cycle in the same call):
+    await pipeline.emit_async([Record(site_id, values, device_id=...), ...])
+    ...
+    pipeline.health()                           # TelemetryHealth for /health
+    await pipeline.stop()
+
+`emit_async` runs the SQLite commit (fsync included) in a worker thread, so the event loop
+keeps running other sites and the forwarder meanwhile; `emit` is the same call done inline.
+Neither ever waits on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from types import TracebackType
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from bessai.telemetry.config import (
+    LakeSinkConfig,
+    MqttSinkConfig,
+    NatsSinkConfig,
+    TelemetryConfig,
+)
+from bessai.telemetry.envelope import Record
+from bessai.telemetry.forwarder import Forwarder
+from bessai.telemetry.health import TelemetryHealth, telemetry_health
+from bessai.telemetry.metrics import TelemetryCollector
+from bessai.telemetry.outbox import AppendResult, Outbox
+from bessai.telemetry.sinks.base import Sink, SinkStatus
+from bessai.telemetry.sinks.lake import LakeSink
+from bessai.telemetry.sinks.mqtt import MqttSink
+from bessai.telemetry.sinks.nats import NatsSink
+from bessai.telemetry.tracing import configure_tracing
+
+log = structlog.get_logger(__name__)
+
+
+def build_sinks(config: TelemetryConfig) -> list[Sink]:
+    sinks: list[Sink] = []
+    for cfg in config.sinks:
+        if isinstance(cfg, MqttSinkConfig):
+            sinks.append(MqttSink(cfg))
+        elif isinstance(cfg, NatsSinkConfig):
+            sinks.append(NatsSink(cfg))
+        elif isinstance(cfg, LakeSinkConfig):
+            sinks.append(LakeSink(cfg))
+    return sinks
+
+
+class TelemetryPipeline:
+    """Outbox + forwarder + sinks + metrics + health, from one `TelemetryConfig`."""
+
+    def __init__(
+        self,
+        config: TelemetryConfig,
+        *,
+        registry: CollectorRegistry | None = None,
+        sinks: Sequence[Sink] | None = None,
+        boot_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.outbox = Outbox(
+            config.outbox_path,
+            max_rows=config.max_rows,
+            max_bytes=config.max_bytes,
+            boot_id=boot_id,
+        )
+        self.sinks: tuple[Sink, ...] = tuple(sinks if sinks is not None else build_sinks(config))
+        self.forwarder = Forwarder(
+            self.outbox,
+            self.sinks,
+            historical_after_s=config.historical_after_s,
+            batch_max_rows=config.batch_max_rows,
+        )
+        self._emitted: dict[tuple[str, str], int] = {}
+        self._started = False
+        if registry is not None:
+            registry.register(
+                TelemetryCollector(
+                    lambda: self.outbox.stats, self.sink_statuses, lambda: dict(self._emitted)
+                )
+            )
+
+    @property
+    def boot_id(self) -> str:
+        return self.outbox.boot_id
+
+    async def start(self) -> None:
+        configure_tracing(self.config.otlp_endpoint)
+        await self.forwarder.start()
+        self._started = True
+        log.info(
+            "telemetry started",
+            outbox=str(self.config.outbox_path),
+            sinks=[s.name for s in self.sinks],
+            boot_id=self.boot_id,
+        )
+
+    def emit(self, records: Sequence[Record]) -> AppendResult:
+        """Commit one cycle's envelopes (one transaction). Call from the event-loop thread."""
+        result = self.outbox.append(records)
+        self._after_append(result)
+        return result
+
+    async def emit_async(self, records: Sequence[Record]) -> AppendResult:
+        """Same as `emit`, with the commit in a worker thread."""
+        result = await asyncio.to_thread(self.outbox.append, records)
+        self._after_append(result)
+        return result
+
+    def _after_append(self, result: AppendResult) -> None:
+        for env in result.envelopes:
+            key = (env.site_id, env.kind)
+            self._emitted[key] = self._emitted.get(key, 0) + 1
+        if self._started:
+            self.forwarder.notify()
+
+    def sink_statuses(self) -> list[SinkStatus]:
+        return [s.status for s in self.sinks]
+
+    def health(self) -> TelemetryHealth:
+        return telemetry_health(
+            self.outbox.stats,
+            self.sink_statuses(),
+            max_oldest_age_s=self.config.max_oldest_age_s,
+            sink_stale_after_s=self.config.sink_stale_after_s,
+            drop_hold_s=self.config.drop_hold_s,
+            outbox_path=str(self.config.outbox_path),
+            now_us=time.time_ns() // 1000,
+        )
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until every sink acknowledged every stored envelope (False on timeout)."""
+        return await self.forwarder.drain(timeout_s)
+
+    async def stop(self, *, drain_timeout_s: float = 0.0) -> None:
+        """Stop the forwarder (after draining up to `drain_timeout_s`) and close the outbox.
+
+        Undelivered rows stay in the outbox and go out after the next start."""
+        if self._started and drain_timeout_s > 0:
+            await self.drain(drain_timeout_s)
+        await self.forwarder.stop()
+        self._started = False
+        self.outbox.close()
+
+    async def __aenter__(self) -> TelemetryPipeline:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,268 @@
+"""`bessai tail`: subscribe to MQTT or NATS, print envelopes, and check seq continuity.
+
+The check is what an operator runs to prove nothing went missing: per site it follows
+`seq` from the first one seen, records every gap, fills a gap when a late (re-sent) message
+arrives, and counts duplicates. At-least-once delivery means duplicates are expected and
+harmless; a gap that is never filled is a lost message (or a counted cap drop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+import nats
+import nats.errors
+from nats.js.api import DeliverPolicy
+
+from bessai.errors import TelemetryError
+from bessai.telemetry.envelope import Envelope
+
+
+@dataclass(slots=True)
+class SiteSeq:
+    first: int
+    next: int
+    received: int = 1
+    duplicates: int = 0
+    late: int = 0
+    missing: set[int] = field(default_factory=set)
+
+
+class SeqChecker:
+    """Per-site seq continuity: gaps, late fills and duplicates."""
+
+    def __init__(self) -> None:
+        self.sites: dict[str, SiteSeq] = {}
+
+    def add(self, site_id: str, seq: int) -> str | None:
+        """Record one message; returns a short note when it is not the next expected."""
+        st = self.sites.get(site_id)
+        if st is None:
+            self.sites[site_id] = SiteSeq(first=seq, next=seq + 1)
+            return None
+        st.received += 1
+        if seq == st.next:
+            st.next += 1
+            return None
+        if seq > st.next:
+            st.missing.update(range(st.next, seq))
+            note = f"gap: {site_id} seq {st.next}..{seq - 1} missing"
+            st.next = seq + 1
+            return note
+        if seq in st.missing:
+            st.missing.discard(seq)
+            st.late += 1
+            return None
+        if seq < st.first:
+            # Older than where we joined the stream: a re-send from before we subscribed.
+            st.late += 1
+            return None
+        st.duplicates += 1
+        return f"duplicate: {site_id} seq {seq}"
+
+    @property
+    def ok(self) -> bool:
+        return all(not st.missing for st in self.sites.values())
+
+    def report(self) -> dict[str, Any]:
+        return {
+            site: {
+                "first_seq": st.first,
+                "last_seq": st.next - 1,
+                "received": st.received,
+                "duplicates": st.duplicates,
+                "late": st.late,
+                "missing": len(st.missing),
+                "missing_ranges": _ranges(sorted(st.missing))[:50],
+            }
+            for site, st in sorted(self.sites.items())
+        }
+
+
+def _ranges(values: list[int]) -> list[str]:
+    out: list[str] = []
+    start = prev = None
+    for v in values:
+        if start is None:
+            start = prev = v
+        elif prev is not None and v == prev + 1:
+            prev = v
+        else:
+            out.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = prev = v
+    if start is not None:
+        out.append(f"{start}" if start == prev else f"{start}-{prev}")
+    return out
+
+
+def format_envelope(env: Envelope) -> str:
+    values = " ".join(f"{k}={v}" for k, v in env.values.items())
+    flag = " historical" if env.historical else ""
+    return (
+        f"{env.ts.isoformat(timespec='milliseconds')} {env.site_id}/{env.device_id or '_'} "
+        f"{env.kind} seq={env.seq}{flag} {values}"
+    )
+
+
+Handler = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TailTarget:
+    kind: str  # "mqtt" or "nats"
+    url: str
+
+
+async def tail_mqtt(
+    url: str,
+    handler: Handler,
+    *,
+    topic_prefix: str,
+    stop: asyncio.Event,
+    on_ready: Callable[[str], None],
+) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise TelemetryError(f"--mqtt {url!r}: expected mqtt://[user:pass@]host[:port]")
+    tls = ssl.create_default_context() if parts.scheme == "mqtts" else None
+    port = parts.port or (8883 if tls else 1883)
+    try:
+        async with aiomqtt.Client(
+            hostname=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls_context=tls,
+            timeout=10,
+        ) as client:
+            await client.subscribe(f"{topic_prefix}/+/+/+", qos=1)
+            on_ready(f"subscribed to {topic_prefix}/+/+/+ on {parts.hostname}:{port}")
+
+            async def consume() -> None:
+                async for msg in client.messages:
+                    payload = msg.payload if isinstance(msg.payload, bytes) else b""
+                    handler(str(msg.topic), payload)
+
+            consumer = asyncio.create_task(consume())
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            consumer.cancel()
+            stopper.cancel()
+            if consumer in done:
+                consumer.result()  # the connection broke: surface why
+    except aiomqtt.MqttError as exc:
+        raise TelemetryError(f"MQTT {parts.hostname}:{port}: {exc}") from exc
+
+
+async def tail_nats(
+    url: str,
+    handler: Handler,
+    *,
+    subject_prefix: str,
+    stream: str | None,
+    stop: asyncio.Event,
+    on_ready: Callable[[str], None],
+) -> None:
+    if not url.startswith(("nats://", "tls://")):
+        raise TelemetryError(f"--nats {url!r}: expected nats://[user:pass@]host[:port]")
+    try:
+        nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=-1)
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        raise TelemetryError(f"cannot connect to NATS {url}: {exc}") from exc
+
+    async def on_msg(msg: Any) -> None:
+        handler(str(msg.subject), bytes(msg.data))
+
+    try:
+        if stream:
+            # An ordered consumer replays the whole stream, then follows it.
+            js = nc.jetstream()
+            await js.subscribe(
+                f"{subject_prefix}.>",
+                stream=stream,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
+                cb=on_msg,
+            )
+        else:
+            await nc.subscribe(f"{subject_prefix}.>", cb=on_msg)
+        on_ready(
+            f"subscribed to {subject_prefix}.> on {url}" + (f" (stream {stream})" if stream else "")
+        )
+        await stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+
+async def run_tail(
+    target: TailTarget,
+    *,
+    check: bool,
+    count: int | None = None,
+    duration_s: float | None = None,
+    as_json: bool = False,
+    echo: Callable[[str], None] = print,
+    topic_prefix: str = "bessai/v1",
+    subject_prefix: str = "bessai.v1",
+    stream: str | None = None,
+    on_ready: Callable[[str], None] = lambda _msg: None,
+) -> SeqChecker:
+    """Print envelopes until `count` messages or `duration_s` seconds; returns the checker."""
+    checker = SeqChecker()
+    stop = asyncio.Event()
+    seen = 0
+    started = time.monotonic()
+
+    def handle(where: str, payload: bytes) -> None:
+        nonlocal seen
+        try:
+            env = Envelope.from_json(payload, where=where)
+        except TelemetryError as exc:
+            echo(f"invalid: {exc}")
+            return
+        seen += 1
+        echo(payload.decode() if as_json else format_envelope(env))
+        if check:
+            note = checker.add(env.site_id, env.seq)
+            if note:
+                echo(f"# {note}")
+        if count is not None and seen >= count:
+            stop.set()
+
+    async def timer() -> None:
+        if duration_s is not None:
+            await asyncio.sleep(max(0.0, duration_s - (time.monotonic() - started)))
+            stop.set()
+
+    timer_task = asyncio.create_task(timer())
+    try:
+        if target.kind == "mqtt":
+            await tail_mqtt(
+                target.url, handle, topic_prefix=topic_prefix, stop=stop, on_ready=on_ready
+            )
+        else:
+            await tail_nats(
+                target.url,
+                handle,
+                subject_prefix=subject_prefix,
+                stream=stream,
+                stop=stop,
+                on_ready=on_ready,
+            )
+    finally:
+        timer_task.cancel()
+    return checker
+
+
+def report_json(checker: SeqChecker) -> str:
+    return json.dumps({"ok": checker.ok, "sites": checker.report()}, indent=2)

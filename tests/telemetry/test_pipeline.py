@@ -1,0 +1,330 @@
+"""Forwarder, metrics, health, tracing and config, with in-memory sinks (no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from brokers import wait_until
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from bessai.errors import ConfigError, SinkError
+from bessai.telemetry import (
+    GatewayMetrics,
+    Record,
+    TelemetryConfig,
+    TelemetryPipeline,
+    load_telemetry_config,
+    render,
+)
+from bessai.telemetry.outbox import OutboxRow
+from bessai.telemetry.sinks.base import Sink
+from bessai.telemetry.tracing import configure_tracing
+
+
+class MemorySink(Sink):
+    """Records what it is given; fails every `fail_every`-th call."""
+
+    def __init__(self, name: str = "mem", *, fail_every: int = 0, batch: int = 7) -> None:
+        super().__init__(name, "memory", "memory")
+        self.got: list[tuple[str, int]] = []
+        self.payloads: list[bytes] = []
+        self.calls = 0
+        self.fail_every = fail_every
+        self.batch_max_rows = batch
+        self.backoff_initial_s = 0.01
+        self.backoff_max_s = 0.02
+
+    async def publish(self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]) -> None:
+        self.calls += 1
+        if self.fail_every and self.calls % self.fail_every == 0:
+            raise SinkError("injected failure", sink=self.name)
+        self.got.extend((r.site_id, r.seq) for r in rows)
+        self.payloads.extend(payloads)
+
+    async def close(self) -> None:
+        self.status.state = "idle"
+
+
+def _config(tmp_path: Path, **over: object) -> TelemetryConfig:
+    return TelemetryConfig.model_validate({"outbox_path": tmp_path / "o.sqlite", **over})
+
+
+async def test_forwarder_delivers_in_order_through_failures(tmp_path: Path) -> None:
+    good, flaky = MemorySink("good"), MemorySink("flaky", fail_every=3)
+    pipeline = TelemetryPipeline(_config(tmp_path), sinks=[good, flaky])
+    await pipeline.start()
+    for i in range(50):
+        pipeline.emit([Record("a", {"cycle": i}), Record("b", {"cycle": i})])
+        if i % 10 == 0:
+            await asyncio.sleep(0)
+    assert await pipeline.drain(5.0)
+    await pipeline.stop()
+    for sink in (good, flaky):
+        # In outbox order, each row once: a failed batch is re-sent whole, never skipped.
+        assert [s for site, s in sink.got if site == "a"] == list(range(50))
+        assert len(sink.got) == 100
+    assert flaky.status.errors_total > 0
+    assert flaky.status.last_error == "injected failure (sink flaky)"
+
+
+async def test_rows_wait_for_the_slowest_sink_and_a_new_sink_gets_the_backlog(
+    tmp_path: Path,
+) -> None:
+    first = MemorySink("first")
+    pipeline = TelemetryPipeline(_config(tmp_path), sinks=[first])
+    await pipeline.start()
+    pipeline.emit([Record("a", {"x_w": i}) for i in range(5)])
+    assert await pipeline.drain(5.0)
+    await pipeline.stop()
+
+    # Restart with a second sink that never answers: rows stay for it.
+    class Dead(MemorySink):
+        async def publish(self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]) -> None:
+            raise SinkError("down", sink=self.name)
+
+    first2, dead = MemorySink("first"), Dead("dead")
+    pipeline = TelemetryPipeline(_config(tmp_path), sinks=[first2, dead])
+    await pipeline.start()
+    pipeline.emit([Record("a", {"x_w": 9})])
+    await asyncio.sleep(0.3)
+    assert first2.got == [("a", 5)]  # the cursor survived the restart: no re-send
+    assert pipeline.outbox.stats.rows == 1
+    await pipeline.stop()
+    late = MemorySink("late")
+    pipeline = TelemetryPipeline(_config(tmp_path), sinks=[first, late])
+    await pipeline.start()
+    assert await pipeline.drain(5.0)
+    await pipeline.stop()
+    assert late.got == [("a", 5)]  # the dead sink is gone from config; its rows were kept
+
+
+async def test_lake_style_sink_waits_for_a_worthwhile_batch(tmp_path: Path) -> None:
+    slow = MemorySink("slow", batch=100)
+    slow.batch_max_delay_s = 0.6
+    pipeline = TelemetryPipeline(_config(tmp_path, historical_after_s=0.3), sinks=[slow])
+    await pipeline.start()
+    for i in range(5):
+        pipeline.emit([Record("a", {"cycle": i})])
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    assert slow.got == []  # still durable in the outbox, waiting for the batch
+    assert await pipeline.drain(3.0)
+    await pipeline.stop()
+    assert slow.calls == 1
+    assert len(slow.got) == 5
+    # Waiting for the batch is by design, not an outage: nothing is flagged historical.
+    assert all(b'"historical":false' in p for p in slow.payloads)
+
+
+async def test_historical_flag_set_for_late_delivery(tmp_path: Path) -> None:
+    sink = MemorySink()
+    pipeline = TelemetryPipeline(_config(tmp_path, historical_after_s=0.2), sinks=[sink])
+    pipeline.emit([Record("a", {"cycle": 0})])
+    await asyncio.sleep(0.3)  # stored while the forwarder is not running: an outage
+    await pipeline.start()
+    pipeline.emit([Record("a", {"cycle": 1})])
+    assert await pipeline.drain(5.0)
+    await pipeline.stop()
+    assert b'"historical":true' in sink.payloads[0]
+    assert b'"historical":false' in sink.payloads[1]
+
+
+def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(render(registry).decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+async def test_metrics_come_from_memory_and_count_drops_exactly(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    gm = GatewayMetrics(registry)
+    sink = MemorySink()
+    pipeline = TelemetryPipeline(_config(tmp_path, max_rows=5), registry=registry, sinks=[sink])
+    for i in range(8):
+        pipeline.emit([Record("a", {"cycle": i})])
+    gm.cycles.labels(site="a").inc()
+    gm.soc.labels(site="a").set(55.0)
+    gm.cycle_duration.labels(site="a").observe(0.3)
+    gm.modbus_requests.labels(site="a", device="inverter").inc(3)
+    s = _samples(registry)
+    assert s[("bessai_outbox_rows", ())] == 5
+    assert s[("bessai_outbox_dropped_total", (("kind", "telemetry"), ("site", "a")))] == 3
+    assert s[("bessai_telemetry_emitted_total", (("kind", "telemetry"), ("site", "a")))] == 8
+    assert s[("bessai_outbox_storage_state", (("state", "capped"),))] == 1
+    assert s[("bessai_sink_state", (("sink", "mem"), ("state", "idle")))] == 1
+    assert s[("bessai_cycles_total", (("site", "a"),))] == 1
+    assert s[("bessai_soc_pct", (("site", "a"),))] == 55.0
+    assert s[("bessai_modbus_requests_total", (("device", "inverter"), ("site", "a")))] == 3
+    assert s[("bessai_cycle_duration_seconds_count", (("site", "a"),))] == 1
+    # A scrape never touches SQLite: it still works with the database closed.
+    pipeline.outbox.close()
+    assert _samples(registry)[("bessai_outbox_rows", ())] == 5
+
+
+async def test_health_names_a_failing_sink_and_recovers(tmp_path: Path) -> None:
+    class Down(MemorySink):
+        up = False
+
+        async def publish(self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]) -> None:
+            if not self.up:
+                raise SinkError("cannot connect to broker x: refused", sink=self.name)
+            await super().publish(rows, payloads)
+
+    sink = Down()
+    pipeline = TelemetryPipeline(_config(tmp_path, sink_stale_after_s=0.2), sinks=[sink])
+    await pipeline.start()
+    pipeline.emit([Record("a", {"cycle": 0})])
+    await asyncio.sleep(0.5)
+    health = pipeline.health()
+    assert health.http_status == 503
+    assert any("sink mem (memory) failing for" in r and "refused" in r for r in health.reasons)
+    assert health.sinks["mem"]["last_ack"] is None
+    assert health.outbox["rows"] == 1
+    sink.up = True
+    assert await pipeline.drain(5.0)
+    health = pipeline.health()
+    assert health.http_status == 200, health.reasons
+    assert health.sinks["mem"]["last_ack"] is not None
+    assert health.to_dict()["status"] == "ok"
+    await pipeline.stop()
+
+
+async def test_publish_spans_are_recorded(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    ok, bad = MemorySink("ok"), MemorySink("bad", fail_every=1)
+    pipeline = TelemetryPipeline(_config(tmp_path), sinks=[ok, bad])
+    await pipeline.start()
+    pipeline.emit([Record("a", {"cycle": 0})])
+    await wait_until(lambda: ok.got and bad.calls >= 1, 5.0, "both sinks to publish")
+    await pipeline.stop()
+    spans = [s for s in exporter.get_finished_spans() if s.name == "telemetry.publish"]
+    by_sink = {s.attributes["bessai.sink"]: s for s in spans if s.attributes}
+    assert by_sink["ok"].attributes["bessai.first_key"] == "a:0"  # type: ignore[index]
+    assert by_sink["ok"].status.is_ok
+    assert not by_sink["bad"].status.is_ok
+
+
+def test_tracing_is_a_noop_without_endpoint() -> None:
+    assert configure_tracing(None) is False
+    assert configure_tracing("") is False
+
+
+def test_toml_shape_validates_with_clear_errors(tmp_path: Path) -> None:
+    doc = tomllib.loads(
+        """
+        [telemetry]
+        outbox_path = "var/outbox.sqlite"
+        max_rows = 100000
+        max_bytes = 67108864
+
+        [[telemetry.sinks]]
+        type = "mqtt"
+        host = "broker.local"
+        port = 8883
+        tls = true
+        username = "site-17"
+        password = "s3cret"
+
+        [[telemetry.sinks]]
+        type = "nats"
+        servers = ["nats://10.0.0.5:4222"]
+
+        [[telemetry.sinks]]
+        type = "lake"
+        path = "var/lake"
+        """
+    )
+    cfg = load_telemetry_config(doc["telemetry"], source="site.toml")
+    assert [s.type for s in cfg.sinks] == ["mqtt", "nats", "lake"]
+    assert "s3cret" not in repr(cfg)  # secrets stay out of logs
+
+    bad = {"sinks": [{"type": "mqtt", "port": 0}]}
+    with pytest.raises(ConfigError, match=r"site.toml: telemetry.sinks.0.mqtt.port: "):
+        load_telemetry_config(bad, source="site.toml")
+    with pytest.raises(ConfigError, match=r"sink names must be unique, \['mqtt'\]"):
+        load_telemetry_config({"sinks": [{"type": "mqtt"}, {"type": "mqtt"}]})
+    with pytest.raises(ConfigError, match=r"telemetry\.sinks\.0: .*'kafka'"):
+        load_telemetry_config({"sinks": [{"type": "kafka"}]})
+    with pytest.raises(ConfigError, match=r"telemetry\.max_row: Extra inputs"):
+        load_telemetry_config({"max_row": 5})
+    with pytest.raises(ConfigError, match="tls = false"):
+        load_telemetry_config({"sinks": [{"type": "mqtt", "ca_file": "ca.pem"}]})
+
+
+async def test_outbox_read_errors_do_not_stop_forwarding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = MemorySink()
+    pipeline = TelemetryPipeline(_config(tmp_path), sinks=[sink])
+    real = pipeline.outbox.read_after
+    failures = iter([True, True])
+
+    def flaky_read(after_id: int, limit: int) -> list[OutboxRow]:
+        if next(failures, False):
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(after_id, limit)
+
+    monkeypatch.setattr(pipeline.outbox, "read_after", flaky_read)
+    await pipeline.start()
+    pipeline.emit([Record("a", {"cycle": 0})])
+    assert await pipeline.drain(5.0)
+    await pipeline.stop()
+    assert sink.got == [("a", 0)]
+    assert sink.status.errors_total == 2
+    assert "cannot read the outbox: disk I/O error" in (sink.status.last_error or "")
+
+
+async def test_oldest_age_is_judged_per_sink_with_its_batching_delay(tmp_path: Path) -> None:
+    class Dead(MemorySink):
+        async def publish(self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]) -> None:
+            raise SinkError("down", sink=self.name)
+
+    lake_like = MemorySink("lakeish", batch=100)
+    lake_like.batch_max_delay_s = 2.0
+    cfg = _config(tmp_path, max_oldest_age_s=0.3, sink_stale_after_s=60)
+    pipeline = TelemetryPipeline(cfg, sinks=[lake_like])
+    await pipeline.start()
+    pipeline.emit([Record("a", {"cycle": 0})])
+    await asyncio.sleep(0.8)
+    # Waiting for its flush interval is by design: healthy.
+    assert pipeline.health().status == "ok", pipeline.health().reasons
+    await pipeline.stop()
+
+    dead = Dead("dead")
+    pipeline = TelemetryPipeline(cfg, sinks=[dead])
+    await pipeline.start()
+    await asyncio.sleep(0.8)
+    health = pipeline.health()
+    await pipeline.stop()
+    assert any("sink dead (memory): oldest unsent envelope is" in r for r in health.reasons), (
+        health.reasons
+    )
+
+
+async def test_drain_flushes_a_batching_sink_at_once(tmp_path: Path) -> None:
+    lake_like = MemorySink("lakeish", batch=100)
+    lake_like.batch_max_delay_s = 30.0
+    pipeline = TelemetryPipeline(_config(tmp_path), sinks=[lake_like])
+    await pipeline.start()
+    for i in range(3):
+        pipeline.emit([Record("a", {"cycle": i})])
+    await asyncio.sleep(0.2)
+    assert lake_like.got == []
+    assert await pipeline.drain(2.0)  # a graceful stop writes the file now, not in 30 s
+    await pipeline.stop()
+    assert lake_like.got == [("a", 0), ("a", 1), ("a", 2)]
