@@ -28,10 +28,10 @@ from typing import Any
 import nats
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from prometheus_client import CollectorRegistry
 
 from bessai.logging import configure_logging
-from bessai.telemetry import GatewayMetrics, Record, TelemetryConfig, TelemetryPipeline, render
+from bessai.observe.metrics import GatewayMetrics
+from bessai.telemetry import Record, TelemetryConfig, TelemetryPipeline, render
 
 N = 20000
 SITES = ("alpha", "beta")
@@ -194,8 +194,7 @@ async def pipeline_drain(tmp: Path, sink: dict[str, Any]) -> float:
 
 
 async def pipeline_sustained(tmp: Path, sink: dict[str, Any]) -> dict[str, float]:
-    registry = CollectorRegistry()
-    GatewayMetrics(registry)
+    registry = GatewayMetrics().registry
     cfg = TelemetryConfig.model_validate({"outbox_path": tmp / "sustained.sqlite", "sinks": [sink]})
     pipeline = TelemetryPipeline(cfg, registry=registry)
     await pipeline.start()

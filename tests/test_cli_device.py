@@ -92,7 +92,7 @@ def test_forced_charge_written_from_the_cli(sim_process: tuple[int, object]) -> 
     before = values(read_json(port, "--profile", "huawei_luna2000"))
     for point, value in [
         ("forcible_charge_power_w", "3000"),
-        ("forcible_period_min", "1"),
+        ("forcible_period_min", "2"),
         ("forcible_mode", "0"),
         ("forcible_command", "charge"),
     ]:
@@ -101,7 +101,7 @@ def test_forced_charge_written_from_the_cli(sim_process: tuple[int, object]) -> 
     during = values(read_json(port, "--profile", "huawei_luna2000"))
     assert during["huawei_luna2000.power_w"] == 3000
     assert during["huawei_luna2000.soc_pct"] > before["huawei_luna2000.soc_pct"]  # type: ignore[operator]
-    time.sleep(2.5)  # one minute of plant time at x30
+    time.sleep(4.5)  # two minutes of plant time at x30
     after = values(read_json(port, "--profile", "huawei_luna2000"))
     assert after["huawei_luna2000.forcible_command"] == "stop"
     assert after["huawei_luna2000.power_w"] != 3000

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bessai.errors import ConfigError
 from bessai.modbus.profile import BUILTIN_PROFILES
+from bessai.telemetry.config import TelemetryConfig
 
 ENV_PREFIX = "BESSAI_"
 
@@ -235,8 +236,7 @@ class SiteConfig(_Section):
 class Config(_Section):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     sites: list[SiteConfig] = Field(min_length=1)
-    #: sections owned by other packages (telemetry, market, ...) are validated by them
-    telemetry: dict[str, Any] = Field(default_factory=dict)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @model_validator(mode="after")
     def _unique_sites(self) -> Self:
@@ -260,7 +260,10 @@ def embedded_default() -> dict[str, Any]:
                 # date: the schedule controller plans arbitrage on them.
                 "optimizer": {"enabled": True, "prices": "builtin:crucero-2023", "replay": True},
             }
-        ]
+        ],
+        # No broker by default: every envelope goes through the durable outbox into a local
+        # Parquet lake (`bessai lake query`).
+        "telemetry": {"sinks": [{"type": "lake", "path": "lake", "flush_interval_s": 60}]},
     }
 
 
@@ -340,6 +343,23 @@ def load_config(
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, overridden)) from None
-    if path is not None and not config.gateway.data_dir.is_absolute():
-        config.gateway.data_dir = (path.parent / config.gateway.data_dir).resolve()
+    base = path.parent if path is not None else Path.cwd()
+    gateway = config.gateway
+    if not gateway.data_dir.is_absolute():
+        gateway.data_dir = (base / gateway.data_dir).resolve()
+    telemetry_raw = data.get("telemetry", {}) if isinstance(data.get("telemetry"), dict) else {}
+    # The outbox lives in the data directory unless placed elsewhere on purpose; other relative
+    # paths (the lake) are relative to the data directory too.
+    outbox = config.telemetry.outbox_path
+    if "outbox_path" not in telemetry_raw:
+        outbox = gateway.data_dir / "outbox.sqlite"
+    elif not outbox.is_absolute():
+        outbox = (base / outbox).resolve()
+    sinks = [
+        sink.model_copy(update={"path": gateway.data_dir / sink.path})
+        if sink.type == "lake" and not sink.path.is_absolute()
+        else sink
+        for sink in config.telemetry.sinks
+    ]
+    config.telemetry = config.telemetry.model_copy(update={"outbox_path": outbox, "sinks": sinks})
     return config, sorted(overridden)

@@ -14,6 +14,7 @@ import structlog
 
 from bessai.config import Config, SiteConfig
 from bessai.control.audit import AuditLog
+from bessai.control.emit import CycleEmitter
 from bessai.control.planner import SchedulePlanner
 from bessai.control.site import SiteRunner
 from bessai.modbus.client import ClientSettings, ClientStats
@@ -22,6 +23,7 @@ from bessai.simulator.device import SimulatedHybrid
 from bessai.simulator.plant import PhysicsPlant, PlantConfig
 from bessai.simulator.scenario import ScenarioRunner, check_scenario, load_scenario, scenario_path
 from bessai.simulator.server import SimulatorServer
+from bessai.telemetry.pipeline import TelemetryPipeline
 
 log = structlog.get_logger("bessai.gateway")
 
@@ -53,6 +55,8 @@ class Gateway:
         self.planners: dict[str, SchedulePlanner] = {}
         self.stop_event = asyncio.Event()
         self.metrics.watch_devices(self._device_stats)
+        self.telemetry = TelemetryPipeline(config.telemetry, registry=self.metrics.registry)
+        self._emitter = CycleEmitter(self.telemetry)
 
     def _device_stats(self) -> Iterator[tuple[str, str, ClientStats]]:
         for site in self.sites.values():
@@ -90,10 +94,12 @@ class Gateway:
         return site.model_copy(update={"devices": devices})
 
     async def start(self) -> None:
+        await self.telemetry.start()
         for site_cfg in self.config.sites:
             if site_cfg.simulator.enabled:
                 site_cfg = await self._start_simulator(site_cfg)
             site = SiteRunner(site_cfg, self.audit, self.metrics, self._settings)
+            site.emitters.append(self._emitter)
             self.sites[site_cfg.id] = site
             if site_cfg.optimizer.enabled:
                 self.planners[site_cfg.id] = SchedulePlanner(site, site_cfg.optimizer)
@@ -131,6 +137,9 @@ class Gateway:
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=30)
         await asyncio.gather(*(site.shutdown() for site in self.sites.values()))
+        # What the sinks have not acknowledged within the drain stays in the outbox for the
+        # next start: nothing committed is lost.
+        await self.telemetry.stop(drain_timeout_s=5.0)
         for runner in self._scenarios:
             await runner.stop()
         for server in self.simulators.values():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -128,6 +128,8 @@ class SiteRunner:
         self.counters = SiteCounters()
         self.last: CycleRecord | None = None
         self.listeners: list[Callable[[CycleRecord], Any]] = []
+        #: awaited at the end of every cycle (the telemetry emit): part of the cycle's time
+        self.emitters: list[Callable[[CycleRecord], Awaitable[None]]] = []
         self._cycle = 0
         self._started_mono = time.monotonic()
         self._last_good_mono: float | None = None
@@ -320,6 +322,8 @@ class SiteRunner:
         self._record_metrics(record)
         for listener in self.listeners:
             listener(record)
+        for emit in self.emitters:
+            await emit(record)
         return record
 
     async def _audit(

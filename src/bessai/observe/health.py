@@ -65,5 +65,12 @@ def health(gateway: Gateway) -> tuple[bool, dict[str, Any]]:
             "reasons": site_reasons,
         }
         reasons.extend(f"{site.id}: {r}" for r in site_reasons)
+    telemetry = gateway.telemetry.health()
+    reasons.extend(f"telemetry: {r}" for r in telemetry.reasons)
     healthy = not reasons
-    return healthy, {"status": "ok" if healthy else "degraded", "reasons": reasons, "sites": sites}
+    return healthy, {
+        "status": "ok" if healthy else "degraded",
+        "reasons": reasons,
+        "sites": sites,
+        "telemetry": telemetry.to_dict(),
+    }

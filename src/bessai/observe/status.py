@@ -42,9 +42,15 @@ def status_table(gateway: Gateway, urls: list[str]) -> Group:
         )
     fleet = gateway.fleet()
     soc = "-" if fleet.weighted_soc_pct is None else f"{fleet.weighted_soc_pct:.1f} %"
+    outbox = gateway.telemetry.outbox.stats
+    oldest = outbox.oldest_age_s()
     footer = Text(
         f"fleet: {fleet.sites} site(s), {fleet.capacity_kwh:g} kWh, SOC {soc}, "
-        f"{fleet.sites_safe} in SAFE   |   " + "   ".join(urls),
+        f"{fleet.sites_safe} in SAFE   |   outbox {outbox.rows} rows"
+        + (f", oldest {oldest:.0f} s" if oldest is not None else "")
+        + (f", {outbox.dropped_total} dropped" if outbox.dropped_total else "")
+        + "   |   "
+        + "   ".join(urls),
         style="dim",
     )
     return Group(table, footer)

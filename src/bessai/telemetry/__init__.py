@@ -12,7 +12,7 @@ from bessai.telemetry.config import (
 )
 from bessai.telemetry.envelope import SCHEMA_VERSION, Envelope, EnvelopeModel, Record
 from bessai.telemetry.health import TelemetryHealth
-from bessai.telemetry.metrics import GatewayMetrics, TelemetryCollector, render
+from bessai.telemetry.metrics import TelemetryCollector, render
 from bessai.telemetry.outbox import AppendResult, Outbox, OutboxStats
 from bessai.telemetry.pipeline import TelemetryPipeline
 
@@ -21,7 +21,6 @@ __all__ = [
     "AppendResult",
     "Envelope",
     "EnvelopeModel",
-    "GatewayMetrics",
     "LakeSinkConfig",
     "MqttSinkConfig",
     "NatsSinkConfig",

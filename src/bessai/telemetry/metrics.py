@@ -1,11 +1,10 @@
-"""Prometheus metrics, ready for the gateway's `/metrics`.
+"""Prometheus metrics of the telemetry path, ready for the gateway's `/metrics`.
 
-`GatewayMetrics` holds the cycle's instruments (the cycle sets them from its snapshot).
+The cycle's own instruments are `bessai.observe.metrics.GatewayMetrics`, on the same registry.
 `TelemetryCollector` reports the outbox and the sinks from in-memory snapshots, so a scrape
 never touches SQLite, a broker or a device: it only serialises what is already in memory.
 
     registry = CollectorRegistry()
-    gm = GatewayMetrics(registry)
     pipeline = TelemetryPipeline(config, registry=registry)
     body = render(registry)  # bytes for the HTTP response, content type CONTENT_TYPE
 """
@@ -15,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
@@ -24,63 +23,6 @@ from bessai.telemetry.outbox import STORAGE_STATES, OutboxStats
 from bessai.telemetry.sinks.base import SINK_STATES, SinkStatus
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-
-# Huawei devices answer in 50-500 ms; a cycle is 5 s: buckets span both.
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-_CYCLE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0)
-
-
-class GatewayMetrics:
-    """The cycle's metrics, labelled by site (and device for Modbus)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.cycles = Counter("bessai_cycles", "Control cycles run.", ["site"], registry=registry)
-        self.cycle_overruns = Counter(
-            "bessai_cycle_overruns",
-            "Cycles that exceeded their period.",
-            ["site"],
-            registry=registry,
-        )
-        self.cycle_duration = Histogram(
-            "bessai_cycle_duration_seconds",
-            "Duration of one control cycle.",
-            ["site"],
-            buckets=_CYCLE_BUCKETS,
-            registry=registry,
-        )
-        self.safety_blocks = Counter(
-            "bessai_safety_blocks",
-            "Setpoint requests the safety guard blocked or clamped.",
-            ["site", "reason"],
-            registry=registry,
-        )
-        self.soc = Gauge("bessai_soc_pct", "Battery state of charge.", ["site"], registry=registry)
-        self.battery_power = Gauge(
-            "bessai_battery_power_w", "Battery power, > 0 charging.", ["site"], registry=registry
-        )
-        self.pv_power = Gauge("bessai_pv_power_w", "PV power.", ["site"], registry=registry)
-        self.grid_power = Gauge(
-            "bessai_grid_power_w", "Grid power, > 0 import.", ["site"], registry=registry
-        )
-        self.modbus_requests = Counter(
-            "bessai_modbus_requests",
-            "Modbus requests sent.",
-            ["site", "device"],
-            registry=registry,
-        )
-        self.modbus_errors = Counter(
-            "bessai_modbus_errors",
-            "Modbus requests that failed.",
-            ["site", "device", "error"],
-            registry=registry,
-        )
-        self.modbus_latency = Histogram(
-            "bessai_modbus_request_duration_seconds",
-            "Modbus request round trip.",
-            ["site", "device"],
-            buckets=_LATENCY_BUCKETS,
-            registry=registry,
-        )
 
 
 class TelemetryCollector(Collector):
