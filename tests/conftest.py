@@ -9,6 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bessai.modbus.client import ClientSettings, ModbusDevice
 from bessai.modbus.profile import BUILTIN_PROFILES, load_builtin
@@ -80,3 +84,13 @@ def data_dir() -> Path:
     if not DATA.is_dir():
         pytest.fail(f"shared data not found at {DATA} (set BESSAI_SHARED_DATA)")
     return DATA
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    """One tracer provider for the whole run (OpenTelemetry accepts only one per process)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bessai.config import Config
 from bessai.control.audit import AuditLog
@@ -236,3 +237,15 @@ async def test_a_refused_charge_from_grid_write_does_not_block_charging(
     assert sim.device.get("charge_from_grid") == "disabled"
     again = await runner.step()
     assert all(w.point.address != 47087 for w in again.writes)  # not retried every cycle
+
+
+async def test_every_cycle_is_a_span(
+    make_runner: Callable[..., SiteRunner], span_exporter: InMemorySpanExporter
+) -> None:
+    runner = make_runner()
+    await runner.step()
+    spans = [s for s in span_exporter.get_finished_spans() if s.name == "cycle"]
+    assert spans
+    attributes = spans[-1].attributes or {}
+    assert attributes["site"] == "t1"
+    assert attributes["safety_state"] == "normal"

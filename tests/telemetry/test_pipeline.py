@@ -10,9 +10,6 @@ from pathlib import Path
 
 import pytest
 from brokers import wait_until
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -199,11 +196,10 @@ async def test_health_names_a_failing_sink_and_recovers(tmp_path: Path) -> None:
     await pipeline.stop()
 
 
-async def test_publish_spans_are_recorded(tmp_path: Path) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
+async def test_publish_spans_are_recorded(
+    tmp_path: Path, span_exporter: InMemorySpanExporter
+) -> None:
+    exporter = span_exporter
     ok, bad = MemorySink("ok"), MemorySink("bad", fail_every=1)
     pipeline = TelemetryPipeline(_config(tmp_path), sinks=[ok, bad])
     await pipeline.start()

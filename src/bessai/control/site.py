@@ -39,6 +39,7 @@ from bessai.errors import DeviceError
 from bessai.modbus.client import ClientSettings, ModbusDevice, WriteResult
 from bessai.modbus.profile import PollGroup, load_profile
 from bessai.observe.metrics import SAFETY_STATE_VALUE, GatewayMetrics
+from bessai.telemetry.tracing import tracer
 
 log = structlog.get_logger("bessai.control")
 
@@ -234,6 +235,16 @@ class SiteRunner:
             return [], error
 
     async def step(self) -> CycleRecord:
+        with tracer().start_as_current_span("cycle", attributes={"site": self.id}) as span:
+            record = await self._step()
+            span.set_attribute("cycle", record.cycle)
+            span.set_attribute("safety_state", record.safety_state.value)
+            span.set_attribute("controller", record.proposal.controller)
+            span.set_attribute("setpoint_w", record.decision.setpoint_w)
+            span.set_attribute("writes", len(record.writes))
+            return record
+
+    async def _step(self) -> CycleRecord:
         started = time.monotonic()
         self._cycle += 1
         errors, answering = await self._acquire()
