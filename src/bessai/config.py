@@ -9,6 +9,7 @@ parsed as TOML literals (numbers, booleans, quoted strings, arrays) and fall bac
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -233,8 +234,51 @@ class SiteConfig(_Section):
         return next(d for d in self.devices if d.kind == "huawei_hybrid")
 
 
+class ApiConfig(_Section):
+    """The HTTP API and dashboard: who may call it, and the limits that keep it small."""
+
+    keys_file: Path | None = Field(
+        default=None, description="API key hashes; default <data_dir>/api_keys.json"
+    )
+    dev_mode: bool = Field(
+        default=False, description="no keys at all; refused unless http_host is loopback"
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="empty: CORS closed")
+    max_body_bytes: int = Field(default=16_384, ge=256, le=10_000_000)
+    max_page_size: int = Field(default=200, ge=1, le=10_000)
+    auth_failures_max: int = Field(
+        default=10, ge=1, le=10_000, description="failed logins per client in the window"
+    )
+    auth_failure_window_s: float = Field(default=60.0, gt=0, le=86_400)
+    max_streams: int = Field(default=32, ge=1, le=1_000, description="live dashboard streams")
+    public_metrics: bool = Field(default=True, description="/metrics without a key (scrapers)")
+
+    @model_validator(mode="after")
+    def _origins(self) -> Self:
+        for origin in self.cors_origins:
+            if origin == "*":
+                raise ValueError("cors_origins: '*' is not allowed; list the origins")
+            if not origin.startswith(("http://", "https://")):
+                raise ValueError(f"cors_origins: {origin!r} must start with http:// or https://")
+        return self
+
+
+class AlertsConfig(_Section):
+    """Alert delivery to a webhook (optional); alerts are always in the API and metrics."""
+
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://")
+    webhook_min_severity: Literal["info", "warning", "critical"] = "warning"
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    webhook_retries: int = Field(default=5, ge=0, le=20)
+    webhook_backoff_s: float = Field(default=1.0, gt=0, le=600)
+    webhook_backoff_max_s: float = Field(default=60.0, gt=0, le=3_600)
+    history: int = Field(default=500, ge=10, le=100_000, description="resolved alerts kept")
+
+
 class Config(_Section):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     sites: list[SiteConfig] = Field(min_length=1)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
@@ -245,6 +289,28 @@ class Config(_Section):
         if duplicates:
             raise ValueError(f"duplicate site id(s): {', '.join(duplicates)}")
         return self
+
+    @model_validator(mode="after")
+    def _dev_mode_on_loopback(self) -> Self:
+        if self.api.dev_mode and not is_loopback(self.gateway.http_host):
+            raise ValueError(
+                f"api.dev_mode serves the API without keys, so gateway.http_host must be a "
+                f"loopback address (127.0.0.1, ::1, localhost), not {self.gateway.http_host!r}"
+            )
+        return self
+
+    @property
+    def keys_file(self) -> Path:
+        return self.api.keys_file or self.gateway.data_dir / "api_keys.json"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def embedded_default() -> dict[str, Any]:
@@ -362,4 +428,7 @@ def load_config(
         for sink in config.telemetry.sinks
     ]
     config.telemetry = config.telemetry.model_copy(update={"outbox_path": outbox, "sinks": sinks})
+    keys_file = config.api.keys_file
+    if keys_file is not None and not keys_file.is_absolute():
+        config.api.keys_file = (base / keys_file).resolve()
     return config, sorted(overridden)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from bessai.control.emit import CycleEmitter
 from bessai.control.planner import SchedulePlanner
 from bessai.control.site import SiteRunner
 from bessai.modbus.client import ClientSettings, ClientStats
+from bessai.observe.alerts import AlertManager, WebhookSender
 from bessai.observe.metrics import GatewayMetrics
 from bessai.simulator.device import SimulatedHybrid
 from bessai.simulator.plant import PhysicsPlant, PlantConfig
@@ -57,6 +59,12 @@ class Gateway:
         self.metrics.watch_devices(self._device_stats)
         self.telemetry = TelemetryPipeline(config.telemetry, registry=self.metrics.registry)
         self._emitter = CycleEmitter(self.telemetry)
+        alerts = config.alerts
+        self.alerts = AlertManager(
+            alerts,
+            self.metrics.registry,
+            WebhookSender(alerts) if alerts.webhook_url is not None else None,
+        )
 
     def _device_stats(self) -> Iterator[tuple[str, str, ClientStats]]:
         for site in self.sites.values():
@@ -100,9 +108,12 @@ class Gateway:
                 site_cfg = await self._start_simulator(site_cfg)
             site = SiteRunner(site_cfg, self.audit, self.metrics, self._settings)
             site.emitters.append(self._emitter)
+            site.listeners.append(functools.partial(self.alerts.observe, site))
             self.sites[site_cfg.id] = site
             if site_cfg.optimizer.enabled:
                 self.planners[site_cfg.id] = SchedulePlanner(site, site_cfg.optimizer)
+        if self.alerts.webhook is not None:
+            self.alerts.webhook.start()
         for site_id in self.sites:
             self._tasks[site_id] = asyncio.create_task(
                 self._supervise(site_id), name=f"site-{site_id}"
@@ -144,6 +155,7 @@ class Gateway:
             await runner.stop()
         for server in self.simulators.values():
             await server.stop()
+        await self.alerts.close()
         self.audit.close()
 
     def fleet(self) -> FleetView:
