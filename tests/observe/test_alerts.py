@@ -113,6 +113,8 @@ async def test_cycle_conditions_fire_and_resolve_against_the_simulator(
     assert kinds[("device_alarm", "Battery Reverse Connection (2069, major)")] is Severity.CRITICAL
     assert kinds[("device_alarm", "PV String Loss (2015, warning)")] is Severity.INFO
     assert kinds[("safety_limit", "alarm")] is Severity.CRITICAL
+    latch = next(a for a in manager.active() if a.kind == "safety_limit")
+    assert latch.message.startswith("guard blocks charging and discharging: device alarm: Battery")
     assert kinds[("safety_block", "manual")] is Severity.WARNING
     assert gauge(registry, "critical") == 2
     await runner.step()  # still there: the same alerts, counted again

@@ -209,7 +209,12 @@ class AlertManager:
                  f"{record.proposal.controller} asked for {record.proposal.setpoint_w:.0f} W; "
                  f"blocked: {decision.reason}")  # fmt: skip
         for name, latch in site.guard.latches.items():
-            hold("safety_limit", name, _LATCH_SEVERITY.get(name, Severity.WARNING), latch.reason)
+            blocked = " and ".join(
+                d for d, on in (("charging", latch.blocks_charge),
+                                ("discharging", latch.blocks_discharge)) if on
+            )  # fmt: skip
+            hold("safety_limit", name, _LATCH_SEVERITY.get(name, Severity.WARNING),
+                 f"guard blocks {blocked}: {latch.reason}")  # fmt: skip
 
         alarms_known = record.image.good("huawei_sun2000.alarm_1") is not None
         if alarms_known:
