@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from bessai import __version__
+from bessai.api import commands as api_commands
 from bessai.control import commands as control_commands
 from bessai.errors import BessaiError
 from bessai.logging import configure_logging
@@ -54,6 +55,7 @@ sim_commands.register(app)
 plant_commands.register(app)
 optimize_commands.register(app)
 telemetry_commands.register(app)
+api_commands.register(app)
 
 
 def main() -> None:

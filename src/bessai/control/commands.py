@@ -45,11 +45,18 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 async def _serve_http(gateway: Gateway, host: str, port: int) -> tuple[uvicorn.Server, int]:
-    from bessai.api.app import create_app
+    from bessai.api.app import check_bind, create_app
 
+    check_bind(gateway.config, host)
     server = _EmbeddedServer(
         uvicorn.Config(
-            create_app(gateway), host=host, port=port, log_level="warning", lifespan="off"
+            create_app(gateway),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            # An access log line holds the query string, where a careless client may put a key.
+            access_log=False,
         )
     )
     task = asyncio.create_task(server.serve(), name="http")
@@ -70,7 +77,7 @@ async def run_gateway(config: Config, duration_s: float | None, live: bool) -> N
     await gateway.start()
     http, port = await _serve_http(gateway, config.gateway.http_host, config.gateway.http_port)
     base = f"http://{config.gateway.http_host}:{port}"
-    urls = [f"health {base}/health", f"metrics {base}/metrics"]
+    urls = [f"dashboard {base}/", f"health {base}/health", f"metrics {base}/metrics"]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, gateway.stop_event.set)
@@ -82,6 +89,13 @@ async def run_gateway(config: Config, duration_s: float | None, live: bool) -> N
         "Ctrl-C stops dispatch and exits."
     )
     log.info("gateway running", sites=list(gateway.sites), health=f"{base}/health")
+    from bessai.api.keys import KeyStore
+
+    if not config.api.dev_mode and not KeyStore(config.keys_file).list():
+        console.print(
+            f"no API keys yet in {config.keys_file}: the dashboard and /api/v1 need one; "
+            "make one with `bessai keys add NAME --role read` (or --role control)"
+        )
     try:
         if live:
             from bessai.observe.status import status_table

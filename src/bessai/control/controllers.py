@@ -64,6 +64,10 @@ class ManualOverride:
     def until(self) -> datetime | None:
         return self._until
 
+    @property
+    def setpoint_w(self) -> float | None:
+        return self._setpoint_w
+
     def propose(self, now: datetime) -> Proposal | None:
         if self._setpoint_w is None or self._until is None:
             return None

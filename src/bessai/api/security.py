@@ -1,0 +1,246 @@
+"""Who may call the API, and the limits every request meets before a route sees it.
+
+- Keys only in a header (`Authorization: Bearer <key>` or `X-API-Key: <key>`): a query string
+  ends up in proxy logs, browser history and Referer headers.
+- 401 for no or a wrong key, 403 for a key whose role is too low, 429 for a client with too many
+  wrong keys in the window (memory bounded: the oldest clients are forgotten first).
+- 413 for a body over the cap, whether it announces its length or streams it.
+- Security headers on every response; the dashboard's page may load only its own files.
+- A key never reaches a log line: only the key's name is logged or audited.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Annotated, Any
+
+import structlog
+from fastapi import HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from bessai.api.keys import KeyStore, Principal, Role
+from bessai.config import ApiConfig
+
+log = structlog.get_logger("bessai.api")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Query parameters people put keys in; refused loudly so the key is not silently ignored.
+KEY_QUERY_NAMES = frozenset({"api_key", "apikey", "key", "token", "access_token"})
+DEV_PRINCIPAL = Principal("dev-mode", Role.ADMIN)
+
+bearer_scheme = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
+header_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <key>")
+
+
+class FailureLimiter:
+    """Wrong keys per client in a sliding window. At most `max_clients` clients are tracked;
+    a flood of new addresses pushes out the oldest, so memory stays bounded."""
+
+    def __init__(self, max_failures: int, window_s: float, max_clients: int = 4_096) -> None:
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self.max_clients = max_clients
+        self._clients: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, client: str, now: float) -> deque[float] | None:
+        times = self._clients.get(client)
+        if times is None:
+            return None
+        while times and now - times[0] > self.window_s:
+            times.popleft()
+        if not times:
+            del self._clients[client]
+            return None
+        return times
+
+    def retry_after_s(self, client: str, now: float | None = None) -> float | None:
+        """Seconds until this client may try again, or None when it is not locked out."""
+        now = time.monotonic() if now is None else now
+        times = self._recent(client, now)
+        if times is None or len(times) < self.max_failures:
+            return None
+        return max(0.0, self.window_s - (now - times[0]))
+
+    def fail(self, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        times = self._recent(client, now)
+        if times is None:
+            times = deque(maxlen=self.max_failures)
+            self._clients[client] = times
+            while len(self._clients) > self.max_clients:
+                self._clients.popitem(last=False)
+        else:
+            self._clients.move_to_end(client)
+        times.append(now)
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+
+def client_of(request: Request) -> str:
+    # The peer address only: X-Forwarded-For is whatever the caller wants it to be.
+    return request.client.host if request.client is not None else "unknown"
+
+
+class Authorizer:
+    """Builds the FastAPI dependencies that check a key and a role."""
+
+    def __init__(self, config: ApiConfig, store: KeyStore) -> None:
+        self.config = config
+        self.store = store
+        self.limiter = FailureLimiter(config.auth_failures_max, config.auth_failure_window_s)
+
+    def require(self, needed: Role) -> Callable[..., Awaitable[Principal]]:
+        async def dependency(
+            request: Request,
+            bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+            header_key: Annotated[str | None, Security(header_scheme)],
+        ) -> Principal:
+            principal = self.authenticate(request, bearer, header_key)
+            if not principal.role.allows(needed):
+                log.warning("forbidden", key=principal.name, role=principal.role.value,
+                            needed=needed.value, path=request.url.path)  # fmt: skip
+                raise HTTPException(
+                    403,
+                    f"key '{principal.name}' has the {principal.role.value} role; "
+                    f"this needs {needed.value}",
+                )
+            request.state.principal = principal
+            return principal
+
+        return dependency
+
+    def authenticate(
+        self,
+        request: Request,
+        bearer: HTTPAuthorizationCredentials | None,
+        header_key: str | None,
+    ) -> Principal:
+        if KEY_QUERY_NAMES & set(request.query_params):
+            raise HTTPException(
+                400,
+                "API keys are accepted only in a header (Authorization: Bearer or X-API-Key), "
+                "never in the query string",
+            )
+        if self.config.dev_mode:
+            return DEV_PRINCIPAL
+        client = client_of(request)
+        wait_s = self.limiter.retry_after_s(client)
+        if wait_s is not None:
+            raise HTTPException(
+                429,
+                f"too many failed authentications from this client; retry in {wait_s:.0f} s",
+                headers={"Retry-After": str(max(1, round(wait_s)))},
+            )
+        token = bearer.credentials if bearer is not None else header_key
+        if not token:
+            raise HTTPException(
+                401,
+                "no API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        principal = self.store.authenticate(token) if len(token) <= 256 else None
+        if principal is None:
+            self.limiter.fail(client)
+            log.warning("authentication failed", client=client, path=request.url.path)
+            raise HTTPException(
+                401, "API key not recognized", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return principal
+
+
+async def _send_json(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """413 for a request body over `max_bytes`: at once when Content-Length says so, or as soon
+    as a streamed (chunked) body crosses the cap, without buffering more than that."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    await _send_json(send, 400, "Content-Length is not a number")
+                    return
+                if length > self.max_bytes:
+                    await _send_json(
+                        send, 413, f"request body over the {self.max_bytes} byte limit"
+                    )
+                    return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # Raised inside the route's body read, so FastAPI answers it as a 413.
+                    raise HTTPException(413, f"request body over the {self.max_bytes} byte limit")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+class SecurityHeaders:
+    """Headers every response carries; API answers are never cached (they hold live state)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"content-security-policy", PAGE_CSP.encode()),
+                ]
+                if path.startswith("/api/"):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
