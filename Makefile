@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Brokers the telemetry tests start on free loopback ports (and openssl, which makes their
-# throw-away TLS certificates); installed from Debian when missing.
+# throw-away TLS certificates), and the headless browser of the dashboard test; installed from
+# Debian when missing (package name = binary name).
 system-deps:
 	@missing=""; \
-	for bin in mosquitto nats-server openssl; do \
+	for bin in mosquitto nats-server openssl chromium; do \
 	  command -v $$bin >/dev/null 2>&1 || test -x /usr/sbin/$$bin || missing="$$missing $$bin"; \
 	done; \
 	if [ -n "$$missing" ]; then \
