@@ -486,3 +486,25 @@ async def test_openapi_json_route(api: ApiHarness) -> None:
         r = await client.get("/api/v1/openapi.json")
     assert r.status_code == 200
     assert "/api/v1/status" in r.json()["paths"]
+
+
+async def test_degraded_telemetry_is_an_alert(api: ApiHarness) -> None:
+    from bessai.telemetry.health import TelemetryHealth
+
+    gateway = api.gateway
+    real = gateway.telemetry.health
+    degraded = TelemetryHealth(
+        "degraded",
+        ("sink mqtt (127.0.0.1:1883): oldest unsent envelope is 300 s old (limit 120 s)",),
+        outbox={"storage": "ok"},
+    )
+    gateway.telemetry.health = lambda: degraded  # type: ignore[method-assign]
+    await wait_for(lambda: any(a.kind == "telemetry" for a in gateway.alerts.active()))
+    async with api.client(headers=api.auth("read")) as client:
+        active = (await client.get("/api/v1/alerts")).json()["active"]
+    (alert,) = [a for a in active if a["kind"] == "telemetry"]
+    assert alert["site"] is None
+    assert alert["severity"] == "warning"
+    assert "oldest unsent envelope is 300 s old" in alert["message"]
+    gateway.telemetry.health = real  # type: ignore[method-assign]
+    await wait_for(lambda: not any(a.kind == "telemetry" for a in gateway.alerts.active()))

@@ -91,6 +91,14 @@ def test_hooks_for_outbox_backlog_and_anomaly_scores() -> None:
     assert manager.active()[0].message == ("anomaly score 4.2 above 3: battery temperature rise")
     manager.report_anomaly("s1", 1.0, 3.0, "battery temperature rise")
     assert manager.active() == []
+    manager.report_telemetry(["sink mqtt (127.0.0.1:1883): oldest unsent envelope is 300 s old"])
+    (telemetry,) = manager.active()
+    assert telemetry.severity is Severity.WARNING
+    assert telemetry.message.startswith("telemetry degraded: sink mqtt")
+    manager.report_telemetry(["outbox storage is full"], storage_state="full")
+    assert manager.active()[0].severity is Severity.CRITICAL
+    manager.report_telemetry([])
+    assert manager.active() == []
     with pytest.raises(ValueError, match="belongs to the cycle"):
         manager.report("failsafe", True, "x")
 

@@ -66,6 +66,10 @@ class Gateway:
             WebhookSender(alerts) if alerts.webhook_url is not None else None,
         )
 
+    def _report_telemetry(self, _record: object) -> None:
+        health = self.telemetry.health()
+        self.alerts.report_telemetry(health.reasons, str(health.outbox.get("storage", "ok")))
+
     def _device_stats(self) -> Iterator[tuple[str, str, ClientStats]]:
         for site in self.sites.values():
             yield site.id, site.device.name, site.device.stats
@@ -109,6 +113,7 @@ class Gateway:
             site = SiteRunner(site_cfg, self.audit, self.metrics, self._settings)
             site.emitters.append(self._emitter)
             site.listeners.append(functools.partial(self.alerts.observe, site))
+            site.listeners.append(self._report_telemetry)
             self.sites[site_cfg.id] = site
             if site_cfg.optimizer.enabled:
                 self.planners[site_cfg.id] = SchedulePlanner(site, site_cfg.optimizer)

@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -260,6 +260,18 @@ class AlertManager:
             f"telemetry outbox holds {depth} envelopes (limit {limit})",
             site=site,
             severity=severity,
+        )
+
+    def report_telemetry(self, reasons: Sequence[str], storage_state: str = "ok") -> None:
+        """The telemetry pipeline's health: one gateway-wide alert while it is degraded (a
+        stuck sink, a backlog older than its limit, drops), critical when the outbox itself
+        cannot store (error, full): then telemetry is being lost, not only delayed."""
+        critical = storage_state in ("error", "full")
+        self.report(
+            "telemetry",
+            bool(reasons),
+            "telemetry degraded: " + "; ".join(reasons),
+            severity=Severity.CRITICAL if critical else Severity.WARNING,
         )
 
     def report_anomaly(self, site: str, score: float, threshold: float, what: str = "") -> None:
