@@ -13,6 +13,7 @@ from bessai import __version__
 from bessai.control import commands as control_commands
 from bessai.errors import BessaiError
 from bessai.logging import configure_logging
+from bessai.market import commands as market_commands
 from bessai.modbus import commands as modbus_commands
 from bessai.optimize import commands as optimize_commands
 from bessai.plant import commands as plant_commands
@@ -52,6 +53,7 @@ modbus_commands.register(app)
 sim_commands.register(app)
 plant_commands.register(app)
 optimize_commands.register(app)
+market_commands.register(app)
 
 
 def main() -> None:
