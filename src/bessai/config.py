@@ -202,6 +202,7 @@ class Config(_Section):
     sites: list[SiteConfig] = Field(min_length=1)
     #: sections owned by other packages (telemetry, market, ...) are validated by them
     telemetry: dict[str, Any] = Field(default_factory=dict)
+    market: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_sites(self) -> Self:

@@ -32,6 +32,7 @@ from bessai.optimize.model import Battery
 forecast_app = typer.Typer(
     name="forecast", help="Train, run and judge the CMg forecaster.", no_args_is_help=True
 )
+market_app = typer.Typer(name="market", help="Market data (CEN downloads).", no_args_is_help=True)
 
 ModelDirOpt = Annotated[Path, typer.Option("--model", help="Model directory (from train).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -39,6 +40,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 def register(app: typer.Typer) -> None:
     app.add_typer(forecast_app)
+    app.add_typer(market_app)
+    from bessai.market.fetch import fetch_command
+
+    market_app.command("fetch")(fetch_command)
 
 
 def _with_step(series: PriceSeries, step_min: int | None) -> PriceSeries:
