@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bessai.market.features import baseline_point
 from bessai.market.training import FittedModel, TrainSpec
 
 CARD = "card.json"
@@ -148,8 +149,9 @@ def write_model_dir(
         native = np.asarray(fitted.estimators["point"].predict(x_check), dtype=np.float64)
         q_bytes = _quantize(_ridge_as_matmul(fitted, n_features), out)
         q_pred = _run(q_bytes, x_check)
-        mae_float = float(np.mean(np.abs(y_check - native.ravel())))
-        mae_int8 = float(np.mean(np.abs(y_check - q_pred)))
+        base = baseline_point("week-mean", x_check) if fitted.target == "residual" else 0.0
+        mae_float = float(np.mean(np.abs(y_check - native.ravel() - base)))
+        mae_int8 = float(np.mean(np.abs(y_check - q_pred - base)))
         loss = (mae_int8 - mae_float) / mae_float if mae_float > 0 else 0.0
         drift = float(np.mean(np.abs(q_pred - native.ravel())))
         # A lower int8 MAE can be luck; it must also stay close to the float model it replaces.

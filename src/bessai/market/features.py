@@ -190,3 +190,11 @@ def baseline_point(kind: str, x: npt.NDArray[np.float32]) -> FloatArray:
     off the feature rows."""
     column = "lag_24h" if kind == "naive" else "week_mean"
     return np.asarray(x[:, BASE_FEATURES.index(column)], dtype=np.float64)
+
+
+def with_base(raw: FloatArray, x: npt.NDArray[np.float32], target: str) -> FloatArray:
+    """Model outputs back on the price scale: a ``residual`` model predicts the correction to
+    the week-mean forecast (the strong baseline it then only has to improve on)."""
+    if target == "level":
+        return raw
+    return raw + baseline_point("week-mean", x)[:, None]

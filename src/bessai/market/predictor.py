@@ -28,6 +28,7 @@ from bessai.market.features import (
     build_features,
     hour_of,
     steps_per_hour,
+    with_base,
 )
 
 FloatArray = npt.NDArray[np.float64]
@@ -81,6 +82,7 @@ class OnnxModel:
             if key not in self.card:
                 raise DataError(f"{card_path}: the model card lacks {key!r}")
         self.kind: str = self.card["model"]
+        self.target: str = self.card.get("train", {}).get("target", "level")
         self.calibration = BandCalibration.from_json(self.card["calibration"])
         self.step_s = float(self.card["step_s"])
         self.timezone: str = self.card["timezone"]
@@ -110,8 +112,10 @@ class OnnxModel:
             return np.stack([p, p, p], axis=1)
         if self.kind == "ridge":
             p = self._run("point", x)
-            return np.stack([p, p, p], axis=1)
-        return np.stack([self._run(k, x) for k in ("p10", "p50", "p90")], axis=1)
+            out = np.stack([p, p, p], axis=1)
+        else:
+            out = np.stack([self._run(k, x) for k in ("p10", "p50", "p90")], axis=1)
+        return with_base(out, x, self.target)
 
     def quantiles(self, x: npt.NDArray[np.float32]) -> FloatArray:
         """(n, 3) calibrated, non-crossing p10/p50/p90."""

@@ -33,6 +33,7 @@ from bessai.market.features import (
     hour_of,
     issue_positions,
     steps_per_hour,
+    with_base,
 )
 from bessai.market.metrics import forecast_metrics
 
@@ -53,6 +54,8 @@ class TrainSpec:
     num_leaves: int = 31
     min_child_samples: int = 40
     ridge_alpha: float = 1.0
+    # "residual": learn the correction to the week-mean forecast; "level": the price itself.
+    target: str = "residual"
     seed: int = 0
     exog: tuple[str, ...] = ()
 
@@ -63,6 +66,8 @@ class TrainSpec:
             raise ConfigError("forecast: the horizon must be 1..24 h (lags start at 24 h)")
         if self.issue_every_h < 1 or 24 % self.issue_every_h:
             raise ConfigError("forecast: issue_every_h must divide 24")
+        if self.target not in ("residual", "level"):
+            raise ConfigError(f"forecast: target must be residual or level, not {self.target!r}")
         if self.folds < 1 or not 0 < self.validation_share < 1:
             raise ConfigError("forecast: need folds >= 1 and 0 < validation_share < 1")
 
@@ -76,6 +81,7 @@ class TrainSpec:
             "num_leaves": self.num_leaves,
             "min_child_samples": self.min_child_samples,
             "ridge_alpha": self.ridge_alpha,
+            "target": self.target,
             "seed": self.seed,
         }
 
@@ -92,11 +98,12 @@ class FittedModel:
     features: tuple[str, ...]
     estimators: dict[str, _Regressor]  # "p10"/"p50"/"p90" (lgbm) or "point" (ridge)
     calibration: BandCalibration
+    target: str = "residual"
     validation: dict[str, float] = field(default_factory=dict)
 
     def raw(self, x: npt.NDArray[np.float32]) -> FloatArray:
         """(n, 3) uncalibrated p10/p50/p90 (a point model repeats its forecast)."""
-        return raw_quantiles(self.kind, self.estimators, x)
+        return raw_quantiles(self.kind, self.estimators, x, self.target)
 
     def predict(self, x: npt.NDArray[np.float32]) -> FloatArray:
         """(n, 3) calibrated, non-crossing p10/p50/p90."""
@@ -104,16 +111,18 @@ class FittedModel:
 
 
 def raw_quantiles(
-    kind: str, estimators: dict[str, _Regressor], x: npt.NDArray[np.float32]
+    kind: str, estimators: dict[str, _Regressor], x: npt.NDArray[np.float32], target: str
 ) -> FloatArray:
     if kind in ("naive", "week-mean"):
         p = baseline_point(kind, x)
         return np.stack([p, p, p], axis=1)
     if kind == "ridge":
         p = np.asarray(estimators["point"].predict(x), dtype=np.float64).ravel()
-        return np.stack([p, p, p], axis=1)
-    cols = [np.asarray(estimators[f"p{round(q * 100)}"].predict(x)).ravel() for q in QUANTILES]
-    return np.stack(cols, axis=1).astype(np.float64)
+        out = np.stack([p, p, p], axis=1)
+    else:
+        cols = [np.asarray(estimators[f"p{round(q * 100)}"].predict(x)).ravel() for q in QUANTILES]
+        out = np.stack(cols, axis=1).astype(np.float64)
+    return with_base(out, x, target)
 
 
 def _fit_estimators(
@@ -121,6 +130,8 @@ def _fit_estimators(
 ) -> dict[str, _Regressor]:
     if spec.model in ("naive", "week-mean"):
         return {}
+    if spec.target == "residual":
+        y = y - baseline_point("week-mean", x)
     if spec.model == "ridge":
         from sklearn.linear_model import Ridge
         from sklearn.pipeline import make_pipeline
@@ -213,7 +224,7 @@ def fit_model(
         if train.sum() < 24 * 7:
             raise DataError("forecast: less than a week of training rows before a fold")
         est = _fit_estimators(spec, data.x[train], data.y[train])
-        raws.append(raw_quantiles(spec.model, est, data.x[test]))
+        raws.append(raw_quantiles(spec.model, est, data.x[test], spec.target))
         ys.append(data.y[test])
         hours.append(hour_of(data.x[test]))
     raw = np.concatenate(raws)
@@ -226,5 +237,10 @@ def fit_model(
     validation = forecast_metrics(y, q)
     estimators = _fit_estimators(spec, data.x, data.y)
     return FittedModel(
-        spec.model, feature_names(spec.exog), estimators, calibration, validation=validation
+        spec.model,
+        feature_names(spec.exog),
+        estimators,
+        calibration,
+        target=spec.target,
+        validation=validation,
     )
