@@ -12,7 +12,7 @@ import time
 
 from bessai.logging import configure_logging
 
-BENCHMARKS: list[str] = ["device", "gateway", "optimize", "plant"]
+BENCHMARKS: list[str] = ["device", "gateway", "optimize", "plant", "forecast"]
 
 
 def main() -> None:
