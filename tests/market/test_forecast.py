@@ -88,6 +88,18 @@ def test_calendar_features_know_chilean_holidays(valdivia: PriceSeries) -> None:
         build_features(valdivia.values, index, too_early, 24, TZ)
 
 
+def test_exogenous_columns_are_read_at_the_target_step(spring: PriceSeries) -> None:
+    index = spring.index
+    exog = pd.DataFrame({"demand_mw": np.arange(len(index), dtype=float)}, index=index)
+    issue = np.array([24 * 10])
+    x, target = build_features(spring.values, index, issue, 24, TZ, exog=exog)
+    assert x.shape[1] == len(BASE_FEATURES) + 1
+    np.testing.assert_array_equal(x[:, -1], target.astype(np.float32))
+    exog.iloc[target[3], 0] = np.nan
+    with pytest.raises(DataError, match="'demand_mw' has missing values"):
+        build_features(spring.values, index, issue, 24, TZ, exog=exog)
+
+
 def test_bands_never_cross_and_calibrate_to_about_80_percent() -> None:
     rng = np.random.default_rng(1)
     y = rng.normal(100, 20, 4000)
@@ -251,6 +263,14 @@ def test_cli_train_predict_eval(tmp_path: Path, data_dir: Path) -> None:
     assert [x["strategy"] for x in rows] == ["ridge", "persistence", "week-mean"]
     r = CliRunner().invoke(
         app,
+        ["forecast", "eval", "--prices", prices, "--model", str(out), "--column",
+         "costo_en_pesos", "--from", "2023-05-02", "--to", "2023-05-08"],
+    )  # fmt: skip
+    assert r.exit_code != 0
+    assert "trained on USD/MWh, the prices are in CLP/kWh" in str(r.exception)
+    r = CliRunner().invoke(
+        app,
         ["forecast", "predict", "--model", str(tmp_path / "nope"), "--prices", prices],
     )
     assert r.exit_code != 0
+    assert "cannot read the model card" in str(r.exception)
