@@ -274,3 +274,7 @@ def test_cli_train_predict_eval(tmp_path: Path, data_dir: Path) -> None:
     )
     assert r.exit_code != 0
     assert "cannot read the model card" in str(r.exception)
+    card["features"] = card["features"][1:]
+    (out / "card.json").write_text(json.dumps(card))
+    with pytest.raises(DataError, match="trained on other features"):
+        OnnxModel(out)

@@ -26,6 +26,7 @@ from bessai.market.features import (
     HISTORY_H,
     baseline_point,
     build_features,
+    feature_names,
     hour_of,
     steps_per_hour,
     with_base,
@@ -88,6 +89,15 @@ class OnnxModel:
         self.timezone: str = self.card["timezone"]
         self.horizon = int(self.card.get("horizon_h", 24)) * steps_per_hour(self.step_s)
         self.exog: tuple[str, ...] = tuple(self.card.get("exog", ()))
+        # The ONNX input is a bare matrix: a card from another feature set would be read
+        # column-shifted without a word, so refuse it.
+        if list(self.card["features"]) != list(feature_names(self.exog)):
+            raise DataError(
+                f"{card_path}: the model was trained on other features than this version "
+                "builds; retrain it with `bessai forecast train`"
+            )
+        if self.kind not in ("naive", "week-mean", "ridge", "lgbm"):
+            raise DataError(f"{card_path}: unknown model {self.kind!r}")
         self._sessions: dict[str, Any] = {}
         if self.card["files"]:
             import onnxruntime as ort
