@@ -1,7 +1,7 @@
 """The forecaster's results table in docs/benchmarks.md ("CMg forecaster"), from the CLI.
 
 Runs the exact `bessai forecast train` / `bessai forecast eval` commands listed in the docs
-(about 20 minutes on 2 cores), keeps their JSON in OUT (default ./forecast-results) and prints
+(about 9 minutes on 2 cores), keeps their JSON in OUT (default ./forecast-results) and prints
 the Markdown table. Not in `make bench`: it is the full-year study, not a timing.
 
     .venv/bin/python -m bench.forecast_results [OUT]
