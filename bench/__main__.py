@@ -12,7 +12,7 @@ import time
 
 from bessai.logging import configure_logging
 
-BENCHMARKS: list[str] = ["device", "gateway", "optimize", "plant", "telemetry", "api"]
+BENCHMARKS: list[str] = ["device", "gateway", "optimize", "plant", "telemetry", "api", "forecast"]
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from bessai.api import commands as api_commands
 from bessai.control import commands as control_commands
 from bessai.errors import BessaiError
 from bessai.logging import configure_logging
+from bessai.market import commands as market_commands
 from bessai.modbus import commands as modbus_commands
 from bessai.optimize import commands as optimize_commands
 from bessai.plant import commands as plant_commands
@@ -56,6 +57,7 @@ plant_commands.register(app)
 optimize_commands.register(app)
 telemetry_commands.register(app)
 api_commands.register(app)
+market_commands.register(app)
 
 
 def main() -> None:

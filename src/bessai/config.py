@@ -281,6 +281,8 @@ class Config(_Section):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     sites: list[SiteConfig] = Field(min_length=1)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    #: read by `bessai market fetch` (API key, base URL), which validates it
+    market: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_sites(self) -> Self:

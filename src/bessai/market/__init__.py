@@ -1,1 +1,2 @@
-"""Market data: price loaders (and, later, fetchers and forecasters)."""
+"""Market data: price loaders, the CEN fetcher and the CMg forecaster (features, training,
+ONNX export, the gateway predictor, evaluation)."""

@@ -1,0 +1,177 @@
+"""Judging a forecaster by its errors, its bands and the revenue it earns.
+
+Every strategy runs through the optimizer's day-ahead back-test (forecast each market day from
+the prices before it, plan, settle at real prices); the forecasts it makes are recorded on the
+way, so the error figures and the capture ratio describe the very same forecasts. The naive
+baselines get the back-test's own empirical bands (last seven days at the same hour).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from bessai.errors import DataError
+from bessai.market.features import HISTORY_H, steps_per_hour
+from bessai.market.metrics import forecast_metrics, within_day_tau
+from bessai.market.predictor import OnnxModel, live_features
+from bessai.market.prices import PriceSeries
+from bessai.market.training import FittedModel, TrainSpec, fit_model
+from bessai.optimize.backtest import (
+    FORECASTERS,
+    BacktestResult,
+    Forecaster,
+    backtest,
+    empirical_bands,
+)
+from bessai.optimize.model import Battery
+
+FloatArray = npt.NDArray[np.float64]
+#: Quantile forecaster: (history, target steps, tz) -> (n, 3) p10/p50/p90.
+QuantileForecaster = Callable[[pd.Series, pd.DatetimeIndex, str], FloatArray]
+BASELINES: tuple[str, ...] = ("persistence", "week-mean")
+
+
+def onnx_forecaster(model: OnnxModel) -> QuantileForecaster:
+    def run(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
+        return model.forecast(history, target[0], horizon=len(target))[1]
+
+    return run
+
+
+def refit_forecaster(
+    spec: TrainSpec, step_s: float, *, min_train_days: int = 21
+) -> QuantileForecaster:
+    """Walk-forward with refits: at the first forecast of each local month, fit ``spec`` on
+    every price before it (expanding window), then forecast the month with that model."""
+    state: dict[str, Any] = {"month": None, "model": None}
+    sph = steps_per_hour(step_s)
+
+    def run(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
+        month = target[0].tz_convert(tz).strftime("%Y-%m")
+        if state["month"] != month:
+            if len(history) < (min_train_days * 24 + HISTORY_H) * sph:
+                raise DataError(
+                    f"forecast eval: {len(history) // (24 * sph)} days of history before "
+                    f"{month}; refitting needs {min_train_days} days plus a week of lags"
+                )
+            index = history.index
+            assert isinstance(index, pd.DatetimeIndex)
+            state["model"] = fit_model(history.to_numpy(dtype=np.float64), index, tz, spec)
+            state["month"] = month
+        model: FittedModel = state["model"]
+        _, x, _ = live_features(history, target[0], len(target), step_s, tz)
+        return model.predict(x)
+
+    return run
+
+
+def baseline_forecaster(name: str) -> QuantileForecaster:
+    point_fn = FORECASTERS[name]
+
+    def run(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
+        point = point_fn(history, target, tz)
+        b = empirical_bands(history, target, tz, point)
+        return np.stack([b.p10, b.p50, b.p90], axis=1)
+
+    return run
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyResult:
+    name: str
+    metrics: dict[str, float]
+    backtest: BacktestResult
+
+    def row(self) -> dict[str, object]:
+        bt = self.backtest
+        return {
+            "strategy": self.name,
+            **{k: round(v, 4) for k, v in self.metrics.items()},
+            "net_revenue": round(bt.net_revenue, 2),
+            "perfect_daily_net": round(bt.perfect_daily_net, 2),
+            "capture_vs_daily_perfect": round(bt.capture_daily, 4),
+            "equivalent_full_cycles": round(bt.equivalent_full_cycles, 1),
+            "days": len(bt.days),
+        }
+
+
+def run_strategy(
+    series: PriceSeries,
+    name: str,
+    quantiles: QuantileForecaster,
+    battery: Battery,
+    *,
+    first_day: date | None,
+    last_day: date | None,
+    on_day: Callable[[int, int], None] | None = None,
+) -> StrategyResult:
+    recorded: list[tuple[pd.DatetimeIndex, FloatArray]] = []
+
+    def point(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
+        q = quantiles(history, target, tz)
+        recorded.append((target, q))
+        return np.asarray(q[:, 1], dtype=np.float64)
+
+    forecasters: dict[str, Forecaster] = {name: point}
+    bt = backtest(
+        series,
+        name,
+        battery,
+        first_day=first_day,
+        last_day=last_day,
+        forecasters=forecasters,
+        on_day=on_day,
+    )
+    actual = series.prices
+    ys: list[FloatArray] = []
+    days: list[tuple[FloatArray, FloatArray]] = []
+    for target, q in recorded:
+        y = actual.reindex(target).to_numpy(dtype=np.float64)
+        ys.append(y)
+        days.append((q[:, 1], y))
+    y_all = np.concatenate(ys)
+    q_all = np.concatenate([q for _, q in recorded])
+    metrics = forecast_metrics(y_all, q_all)
+    metrics["kendall_tau_within_day"] = within_day_tau(days)
+    return StrategyResult(name, metrics, bt)
+
+
+def evaluate(
+    series: PriceSeries,
+    model_name: str,
+    model: QuantileForecaster,
+    battery: Battery,
+    *,
+    first_day: date | None,
+    last_day: date | None,
+    on_day: Callable[[str, int, int], None] | None = None,
+) -> list[StrategyResult]:
+    """The model and the persistence and week-mean baselines over the same days."""
+    out = []
+    strategies: list[tuple[str, QuantileForecaster]] = [(model_name, model)]
+    strategies += [(b, baseline_forecaster(b)) for b in BASELINES]
+    for name, fc in strategies:
+
+        def progress(done: int, total: int, name: str = name) -> None:
+            if on_day is not None:
+                on_day(name, done, total)
+
+        out.append(
+            run_strategy(
+                series,
+                name,
+                fc,
+                battery,
+                first_day=first_day,
+                last_day=last_day,
+                on_day=progress,
+            )
+        )
+    return out

@@ -1,0 +1,200 @@
+"""Forecast features built from the price series itself.
+
+One row per (issue time, target step). The issue time is the start of the first target step;
+every feature uses only prices before it, so the same code builds training rows (issue times
+inside the history) and the gateway's live rows (issue time = now). This module is on the
+gateway's prediction path: numpy, pandas and ``holidays`` only, never the training stack.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import holidays
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from bessai.errors import DataError
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: Price lags in hours. 24 h and 48 h carry the daily shape; 168 h the weekly one.
+LAGS_H: tuple[int, ...] = (24, 48, 168)
+
+#: The features every model sees, in the column order of the matrix (and the ONNX input).
+BASE_FEATURES: tuple[str, ...] = (
+    "lag_24h",
+    "lag_48h",
+    "lag_168h",
+    "week_mean",  # mean of the same step over the last seven days
+    "week_std",
+    "mean_24h",  # statistics of the 24 h / 168 h before the issue time
+    "std_24h",
+    "min_24h",
+    "max_24h",
+    "zero_share_24h",  # CMg sits at exactly 0 in solar hours; how often it did yesterday
+    "mean_168h",
+    "std_168h",
+    "last_price",
+    "hour",  # local, fractional for sub-hourly steps
+    "weekday",
+    "weekend",
+    "holiday",  # Chilean public holiday (the market's calendar)
+    "month",
+    "lead_h",  # hours from the issue time to the target step
+)
+
+#: History a row needs before its issue time: the longest lag plus the rolling week.
+HISTORY_H = 168
+
+
+@lru_cache(maxsize=4)
+def _holiday_calendar(country: str) -> holidays.HolidayBase:
+    return holidays.country_holidays(country)
+
+
+def steps_per_hour(step_s: float) -> int:
+    sph = 3600.0 / step_s
+    if sph < 1 or sph != int(sph):
+        raise DataError(f"forecast: the step must divide one hour, got {step_s:g} s")
+    return int(sph)
+
+
+def feature_names(exog: tuple[str, ...] = ()) -> tuple[str, ...]:
+    return BASE_FEATURES + tuple(f"exog_{name}" for name in exog)
+
+
+def _window_stats(values: FloatArray, issue: IntArray, width: int) -> tuple[FloatArray, ...]:
+    """mean, std, min, max and share of zeros of ``values[i - width : i]`` for each issue i."""
+    windows = np.lib.stride_tricks.sliding_window_view(values, width)
+    w = windows[issue - width]
+    return (
+        w.mean(axis=1),
+        w.std(axis=1),
+        w.min(axis=1),
+        w.max(axis=1),
+        (w == 0.0).mean(axis=1),
+    )
+
+
+def build_features(
+    values: FloatArray,
+    index: pd.DatetimeIndex,
+    issue: IntArray,
+    horizon: int,
+    tz: str,
+    *,
+    exog: pd.DataFrame | None = None,
+    holiday_country: str = "CL",
+) -> tuple[npt.NDArray[np.float32], IntArray]:
+    """The feature matrix for targets ``issue[k] + h``, ``h < horizon``, rows in issue-major
+    order, and the target positions.
+
+    ``values`` and ``index`` are the regular series (positions at or after an issue time may be
+    NaN: they are never read for that issue). A lag that would reach into the forecast window
+    (only on a 25-hour day) takes the same step one day earlier. ``exog`` holds extra columns
+    indexed like ``index`` (known in advance, e.g. a demand forecast), read at the target step.
+    """
+    if len(index) != len(values):
+        raise DataError("forecast: values and index differ in length")
+    if len(index) < 2:
+        raise DataError("forecast: the series needs at least two steps")
+    step_s = (index[1] - index[0]).total_seconds()
+    sph = steps_per_hour(step_s)
+    day = 24 * sph
+    need = HISTORY_H * sph
+    issue = np.asarray(issue, dtype=np.int64)
+    if issue.size and issue.min() < need:
+        raise DataError(
+            f"forecast: an issue time needs {HISTORY_H} h of history before it; "
+            f"the first has {int(issue.min()) // sph} h"
+        )
+    target = (issue[:, None] + np.arange(horizon)[None, :]).ravel()
+    if target.size and target.max() >= len(values):
+        raise DataError("forecast: the target window runs past the end of the index")
+    origin = np.repeat(issue, horizon)
+
+    def lagged(steps: int) -> FloatArray:
+        pos = target - steps
+        pos = np.where(pos >= origin, pos - day, pos)  # never read inside the window
+        return np.asarray(values[pos], dtype=np.float64)
+
+    lags = [lagged(h * sph) for h in LAGS_H]
+    week = np.stack([lagged(d * day) for d in range(1, 8)], axis=1)
+    mean24, std24, min24, max24, zero24 = _window_stats(values, issue, day)
+    mean168, std168, *_ = _window_stats(values, issue, 7 * day)
+
+    local = index[target].tz_convert(tz)
+    hour = np.asarray(local.hour + local.minute / 60.0, dtype=np.float64)
+    weekday = np.asarray(local.day_of_week, dtype=np.float64)
+    calendar = _holiday_calendar(holiday_country)
+    dates = pd.Index(local.date)
+    unique = dates.unique()
+    is_holiday = {d: float(d in calendar) for d in unique}
+    holiday = np.asarray(dates.map(is_holiday), dtype=np.float64)
+
+    columns: list[FloatArray] = [
+        *lags,
+        week.mean(axis=1),
+        week.std(axis=1),
+        np.repeat(mean24, horizon),
+        np.repeat(std24, horizon),
+        np.repeat(min24, horizon),
+        np.repeat(max24, horizon),
+        np.repeat(zero24, horizon),
+        np.repeat(mean168, horizon),
+        np.repeat(std168, horizon),
+        values[origin - 1],
+        hour,
+        weekday,
+        (weekday >= 5).astype(np.float64),
+        holiday,
+        np.asarray(local.month, dtype=np.float64),
+        (target - origin) / sph,
+    ]
+    if exog is not None:
+        if len(exog) != len(index):
+            raise DataError("forecast: exogenous columns must be indexed like the prices")
+        for name in exog.columns:
+            col = exog[name].to_numpy(dtype=np.float64)[target]
+            if np.isnan(col).any():
+                raise DataError(f"forecast: exogenous column {name!r} has missing values")
+            columns.append(col)
+    x = np.stack(columns, axis=1).astype(np.float32)
+    if np.isnan(x[:, : len(LAGS_H) + 2]).any():
+        raise DataError("forecast: the history has missing prices inside the lag window")
+    return x, target
+
+
+def issue_positions(
+    index: pd.DatetimeIndex, tz: str, *, every_h: int, horizon: int, first: int
+) -> IntArray:
+    """Positions of the issue times for training: local times of day that are multiples of
+    ``every_h`` hours (0 h = the day-ahead issue at midnight), with a full horizon after them
+    and at least ``first`` steps of history before."""
+    local = index.tz_convert(tz)
+    on_grid = (local.minute == 0) & (np.asarray(local.hour) % every_h == 0)
+    pos = np.flatnonzero(on_grid)
+    return pos[(pos >= first) & (pos + horizon <= len(index))].astype(np.int64)
+
+
+def hour_of(x: npt.NDArray[np.float32]) -> FloatArray:
+    """The local hour of day of each feature row."""
+    return np.asarray(x[:, BASE_FEATURES.index("hour")], dtype=np.float64)
+
+
+def baseline_point(kind: str, x: npt.NDArray[np.float32]) -> FloatArray:
+    """The seasonal-naive (``naive``: the price 24 h before) or ``week-mean`` forecast, read
+    off the feature rows."""
+    column = "lag_24h" if kind == "naive" else "week_mean"
+    return np.asarray(x[:, BASE_FEATURES.index(column)], dtype=np.float64)
+
+
+def with_base(raw: FloatArray, x: npt.NDArray[np.float32], target: str) -> FloatArray:
+    """Model outputs back on the price scale: a ``residual`` model predicts the correction to
+    the week-mean forecast (the strong baseline it then only has to improve on)."""
+    if target == "level":
+        return raw
+    return raw + baseline_point("week-mean", x)[:, None]

@@ -1,0 +1,249 @@
+"""The gateway's forecaster: a model directory run with onnxruntime alone.
+
+No scikit-learn or LightGBM import on this path (a test checks it), so the edge device ships
+numpy, pandas, holidays and onnxruntime only. The slow loop calls :meth:`Predictor.predict`
+about hourly; within the TTL it gets the cached forecast (trimmed to the steps still ahead)
+unless the latest price moved far from the one the forecast was made with.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from bessai.errors import DataError
+from bessai.market.bands import BandCalibration, apply_calibration
+from bessai.market.features import (
+    HISTORY_H,
+    baseline_point,
+    build_features,
+    feature_names,
+    hour_of,
+    steps_per_hour,
+    with_base,
+)
+
+FloatArray = npt.NDArray[np.float64]
+
+CARD = "card.json"
+#: Share of the history grid that may be filled forward before a forecast is refused.
+MAX_FILLED_SHARE = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """p10/p50/p90 per step, ``timestamps`` the UTC start of each step."""
+
+    timestamps: pd.DatetimeIndex
+    p10: FloatArray
+    p50: FloatArray
+    p90: FloatArray
+    issued_at: pd.Timestamp  # start of the first step the forecast was made for
+    last_price: float  # the latest price it was made with
+
+    def trimmed(self, start: pd.Timestamp) -> Forecast:
+        keep = self.timestamps >= start
+        return Forecast(
+            self.timestamps[keep],
+            self.p10[keep],
+            self.p50[keep],
+            self.p90[keep],
+            self.issued_at,
+            self.last_price,
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"p10": self.p10, "p50": self.p50, "p90": self.p90}, index=self.timestamps
+        )
+
+
+class OnnxModel:
+    """The models of a directory and its card; ``raw(x)`` gives uncalibrated p10/p50/p90."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        self.dir = Path(model_dir)
+        card_path = self.dir / CARD
+        try:
+            self.card: dict[str, Any] = json.loads(card_path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise DataError(f"{card_path}: cannot read the model card ({exc.strerror})") from None
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{card_path}: not JSON ({exc})") from None
+        for key in ("model", "features", "files", "calibration", "step_s", "timezone"):
+            if key not in self.card:
+                raise DataError(f"{card_path}: the model card lacks {key!r}")
+        self.kind: str = self.card["model"]
+        self.target: str = self.card.get("train", {}).get("target", "level")
+        self.calibration = BandCalibration.from_json(self.card["calibration"])
+        self.step_s = float(self.card["step_s"])
+        self.timezone: str = self.card["timezone"]
+        self.horizon = int(self.card.get("horizon_h", 24)) * steps_per_hour(self.step_s)
+        self.exog: tuple[str, ...] = tuple(self.card.get("exog", ()))
+        # The ONNX input is a bare matrix: a card from another feature set would be read
+        # column-shifted without a word, so refuse it.
+        if list(self.card["features"]) != list(feature_names(self.exog)):
+            raise DataError(
+                f"{card_path}: the model was trained on other features than this version "
+                "builds; retrain it with `bessai forecast train`"
+            )
+        if self.kind not in ("naive", "week-mean", "ridge", "lgbm"):
+            raise DataError(f"{card_path}: unknown model {self.kind!r}")
+        self._sessions: dict[str, Any] = {}
+        if self.card["files"]:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1  # the gateway's cycle owns the other core
+            for key, name in self.card["files"].items():
+                path = self.dir / name
+                if not path.is_file():
+                    raise DataError(f"{self.dir}: model file {name} named by the card is missing")
+                self._sessions[key] = ort.InferenceSession(
+                    str(path), opts, providers=["CPUExecutionProvider"]
+                )
+
+    def _run(self, key: str, x: npt.NDArray[np.float32]) -> FloatArray:
+        out = self._sessions[key].run(None, {"X": x})[0]
+        return np.asarray(out, dtype=np.float64).ravel()
+
+    def raw(self, x: npt.NDArray[np.float32]) -> FloatArray:
+        if self.kind in ("naive", "week-mean"):
+            p = baseline_point(self.kind, x)
+            return np.stack([p, p, p], axis=1)
+        if self.kind == "ridge":
+            p = self._run("point", x)
+            out = np.stack([p, p, p], axis=1)
+        else:
+            out = np.stack([self._run(k, x) for k in ("p10", "p50", "p90")], axis=1)
+        return with_base(out, x, self.target)
+
+    def quantiles(self, x: npt.NDArray[np.float32]) -> FloatArray:
+        """(n, 3) calibrated, non-crossing p10/p50/p90."""
+        return apply_calibration(self.raw(x), hour_of(x), self.calibration)
+
+    def forecast(
+        self,
+        history: pd.Series,
+        start: pd.Timestamp,
+        horizon: int | None = None,
+        exog: pd.DataFrame | None = None,
+    ) -> tuple[pd.DatetimeIndex, FloatArray, float]:
+        """Quantiles for ``horizon`` steps from ``start`` (UTC, on the step grid) from the
+        prices before ``start``; also the latest price used."""
+        if self.exog and (exog is None or any(c not in exog.columns for c in self.exog)):
+            raise DataError(f"forecast: the model needs exogenous columns {self.exog}")
+        target, x, last = live_features(
+            history,
+            start,
+            self.horizon if horizon is None else horizon,
+            self.step_s,
+            self.timezone,
+            exog=None if exog is None else exog[list(self.exog)],
+        )
+        return target, self.quantiles(x), last
+
+
+def live_features(
+    history: pd.Series,
+    start: pd.Timestamp,
+    horizon: int,
+    step_s: float,
+    tz: str,
+    exog: pd.DataFrame | None = None,
+) -> tuple[pd.DatetimeIndex, npt.NDArray[np.float32], float]:
+    """Feature rows for ``horizon`` steps from ``start`` from the prices before it (laid on a
+    regular grid, short gaps filled forward), the target steps and the latest price used."""
+    step = pd.Timedelta(seconds=step_s)
+    sph = steps_per_hour(step_s)
+    grid_len = (HISTORY_H + 24) * sph
+    grid = pd.date_range(start - grid_len * step, periods=grid_len, freq=step)
+    hist = history[history.index < start]
+    if hist.empty:
+        raise DataError(f"forecast: no price before {start}")
+    on_grid = hist.reindex(grid)
+    missing = int(on_grid.isna().sum())
+    if missing > MAX_FILLED_SHARE * grid_len or np.isnan(on_grid.iloc[0]):
+        raise DataError(
+            f"forecast: the history lacks {missing} of the {grid_len} steps of the "
+            f"{HISTORY_H + 24} h before {start} (step {step}); it needs them all but "
+            f"{MAX_FILLED_SHARE:.0%}"
+        )
+    on_grid = on_grid.ffill()
+    target = pd.date_range(start, periods=horizon, freq=step)
+    index = grid.append(target)
+    assert isinstance(index, pd.DatetimeIndex)
+    values = np.concatenate([on_grid.to_numpy(dtype=np.float64), np.full(horizon, np.nan)])
+    ex = None if exog is None else exog.reindex(index)
+    x, _ = build_features(values, index, np.array([grid_len]), horizon, tz, exog=ex)
+    return target, x, float(values[grid_len - 1])
+
+
+class Predictor:
+    """``Predictor(model_dir).predict(history, now)``: the next horizon with bands.
+
+    ``history`` is a price series on a UTC index (step starts), in the unit the model was
+    trained on. The cache holds one forecast for ``ttl_s`` seconds; a newer price that differs
+    from the one the forecast used by more than ``max(change_abs, change_rel * |that price|)``
+    makes a new one at once (a scarcity event should not wait an hour).
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        ttl_s: float = 3600.0,
+        change_abs: float = 20.0,
+        change_rel: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.model = OnnxModel(model_dir)
+        self.ttl_s = ttl_s
+        self.change_abs = change_abs
+        self.change_rel = change_rel
+        self._clock = clock
+        self._cached: Forecast | None = None
+        self._cached_at = 0.0
+        self.computed = 0  # forecasts actually run (not served from the cache)
+
+    @property
+    def card(self) -> dict[str, Any]:
+        return self.model.card
+
+    def _fresh(self, start: pd.Timestamp, last_price: float) -> bool:
+        c = self._cached
+        if c is None or self._clock() - self._cached_at > self.ttl_s:
+            return False
+        if start < c.issued_at or start >= c.timestamps[-1]:
+            return False
+        limit = max(self.change_abs, self.change_rel * abs(c.last_price))
+        return abs(last_price - c.last_price) <= limit
+
+    def predict(
+        self, history: pd.Series, now: datetime, exog: pd.DataFrame | None = None
+    ) -> Forecast:
+        ts = pd.Timestamp(now)
+        if ts.tzinfo is None:
+            raise DataError("forecast: 'now' must be timezone-aware")
+        start = ts.tz_convert("UTC").floor(pd.Timedelta(seconds=self.model.step_s))
+        before = history[history.index < start]
+        if before.empty:
+            raise DataError(f"forecast: no price before {start}")
+        last = float(before.iloc[-1])
+        if self._fresh(start, last):
+            assert self._cached is not None
+            return self._cached.trimmed(start)
+        target, q, used = self.model.forecast(history, start, exog=exog)
+        self._cached = Forecast(target, q[:, 0], q[:, 1], q[:, 2], start, used)
+        self._cached_at = self._clock()
+        self.computed += 1
+        return self._cached

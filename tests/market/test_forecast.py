@@ -1,0 +1,280 @@
+"""Features, training, ONNX export, the gateway predictor and the evaluation, on small slices
+of the real CEN series (the full-year figures are in docs/benchmarks.md, not here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from bessai.cli import app
+from bessai.errors import DataError
+from bessai.market.bands import apply_calibration, fit_calibration
+from bessai.market.evaluate import evaluate, onnx_forecaster, refit_forecaster
+from bessai.market.export import ONNX_TOLERANCE, write_model_dir
+from bessai.market.features import BASE_FEATURES, build_features
+from bessai.market.predictor import OnnxModel, Predictor
+from bessai.market.prices import PriceSeries, load_prices
+from bessai.market.training import TrainSpec, fit_model, training_set
+from bessai.optimize.model import Battery
+
+TZ = "America/Santiago"
+SMALL = {"n_estimators": 40, "issue_every_h": 12, "folds": 2}
+
+
+@pytest.fixture(scope="module")
+def valdivia(data_dir: Path) -> PriceSeries:
+    return load_prices(data_dir / "cen_cmg_valdivia220_2023.tsv")
+
+
+@pytest.fixture(scope="module")
+def spring(valdivia: PriceSeries) -> PriceSeries:
+    return valdivia.between(
+        datetime(2023, 2, 1, 3, tzinfo=UTC), datetime(2023, 5, 1, 4, tzinfo=UTC)
+    )
+
+
+@pytest.fixture(scope="module")
+def model_dirs(spring: PriceSeries, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = {}
+    for kind in ("lgbm", "ridge", "week-mean"):
+        spec = TrainSpec(model=kind, **SMALL)  # type: ignore[arg-type]
+        fitted = fit_model(spring.values, spring.index, TZ, spec)
+        data = training_set(spring.values, spring.index, TZ, spec)
+        d = tmp_path_factory.mktemp(kind)
+        meta = {"node": spring.node, "unit": spring.unit, "timezone": TZ, "step_s": 3600.0}
+        write_model_dir(fitted, spec, d, x_check=data.x, y_check=data.y, meta=meta)
+        out[kind] = d
+        out[f"{kind}-native"] = fitted  # type: ignore[assignment]
+    return out
+
+
+def test_features_never_read_the_target_window(spring: PriceSeries) -> None:
+    values = spring.values
+    issue = np.array([24 * 10, 24 * 20])
+    x, target = build_features(values, spring.index, issue, 24, TZ)
+    poisoned = values.copy()
+    for i in issue:
+        poisoned[i : i + 24] = 1e6
+    x2, _ = build_features(poisoned, spring.index, issue, 24, TZ)
+    np.testing.assert_array_equal(x, x2)
+    col = BASE_FEATURES.index
+    assert x[0, col("lag_24h")] == pytest.approx(values[target[0] - 24])
+    assert x[5, col("lag_168h")] == pytest.approx(values[target[5] - 168])
+    assert x[3, col("lead_h")] == 3.0
+    week = [values[target[7] - 24 * d] for d in range(1, 8)]
+    assert x[7, col("week_mean")] == pytest.approx(np.mean(week), rel=1e-6)
+
+
+def test_calendar_features_know_chilean_holidays(valdivia: PriceSeries) -> None:
+    index = valdivia.index
+    local = index.tz_convert(TZ)
+    # Fiestas Patrias: 18 September 2023 (Monday) is a public holiday.
+    i = int(np.flatnonzero((local.month == 9) & (local.day == 18) & (local.hour == 0))[0])
+    x, _ = build_features(valdivia.values, index, np.array([i]), 24, TZ)
+    col = BASE_FEATURES.index
+    assert (x[:, col("holiday")] == 1.0).all()
+    assert x[0, col("weekday")] == 0.0
+    assert x[0, col("hour")] == 0.0
+    too_early = np.array([100])
+    with pytest.raises(DataError, match="168 h of history"):
+        build_features(valdivia.values, index, too_early, 24, TZ)
+
+
+def test_exogenous_columns_are_read_at_the_target_step(spring: PriceSeries) -> None:
+    index = spring.index
+    exog = pd.DataFrame({"demand_mw": np.arange(len(index), dtype=float)}, index=index)
+    issue = np.array([24 * 10])
+    x, target = build_features(spring.values, index, issue, 24, TZ, exog=exog)
+    assert x.shape[1] == len(BASE_FEATURES) + 1
+    np.testing.assert_array_equal(x[:, -1], target.astype(np.float32))
+    exog.iloc[target[3], 0] = np.nan
+    with pytest.raises(DataError, match="'demand_mw' has missing values"):
+        build_features(spring.values, index, issue, 24, TZ, exog=exog)
+
+
+def test_bands_never_cross_and_calibrate_to_about_80_percent() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.normal(100, 20, 4000)
+    hour = np.tile(np.arange(24.0), 4000 // 24 + 1)[:4000]
+    # A quantile model whose bands are too narrow and sometimes crossed.
+    raw = np.stack([np.full(4000, 105.0), np.full(4000, 100.0), np.full(4000, 95.0)], axis=1)
+    cal = fit_calibration(raw, y, hour)
+    q = apply_calibration(raw, hour, cal)
+    assert (np.diff(q, axis=1) >= 0).all()
+    y_new = rng.normal(100, 20, 4000)
+    cover = np.mean((y_new >= q[:, 0]) & (y_new <= q[:, 2]))
+    assert 0.75 <= cover <= 0.85
+
+
+def test_onnx_equals_the_training_time_model(
+    model_dirs: dict[str, Path], spring: PriceSeries
+) -> None:
+    spec = TrainSpec(model="lgbm", **SMALL)  # type: ignore[arg-type]
+    x = training_set(spring.values, spring.index, TZ, spec).x
+    for kind in ("lgbm", "ridge", "week-mean"):
+        native = model_dirs[f"{kind}-native"].predict(x)  # type: ignore[attr-defined]
+        onnx = OnnxModel(model_dirs[kind]).quantiles(x)
+        if kind == "ridge":
+            card = json.loads((model_dirs[kind] / "card.json").read_text())
+            if card["int8"]["applied"]:
+                continue  # the int8 file is judged by its own report below
+        assert np.max(np.abs(onnx - native)) <= ONNX_TOLERANCE, kind
+    card = json.loads((model_dirs["lgbm"] / "card.json").read_text())
+    assert card["onnx"]["max_abs_diff"] <= ONNX_TOLERANCE
+    assert set(card["files"]) == {"p10", "p50", "p90"}
+    assert card["int8"]["applied"] is False
+    ridge = json.loads((model_dirs["ridge"] / "card.json").read_text())
+    assert {"mae_float", "mae_int8", "mae_loss_share"} <= set(ridge["int8"])
+
+
+def test_predictor_runs_without_the_training_stack(
+    model_dirs: dict[str, Path], data_dir: Path
+) -> None:
+    prices = data_dir / "cen_cmg_valdivia220_2023.tsv"
+    script = f"""
+import sys
+from datetime import datetime, UTC
+from bessai.market.prices import load_prices
+from bessai.market.predictor import Predictor
+s = load_prices({str(prices)!r})
+p = Predictor({str(model_dirs["lgbm"])!r})
+f = p.predict(s.prices, datetime(2023, 6, 1, 4, tzinfo=UTC))
+assert len(f.p50) == 24
+bad = [m for m in ("lightgbm", "sklearn", "onnxmltools", "skl2onnx", "scipy") if m in sys.modules]
+print(bad)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_predictor_caches_and_invalidates_on_a_price_jump(
+    model_dirs: dict[str, Path], valdivia: PriceSeries
+) -> None:
+    clock = [0.0]
+    p = Predictor(model_dirs["lgbm"], ttl_s=3600, change_abs=20, clock=lambda: clock[0])
+    now = datetime(2023, 6, 1, 4, tzinfo=UTC)
+    first = p.predict(valdivia.prices, now)
+    assert len(first.timestamps) == 24
+    assert first.timestamps[0] == pd.Timestamp(now)
+    assert (first.p10 <= first.p50).all()
+    assert (first.p50 <= first.p90).all()
+    clock[0] = 1800
+    later = p.predict(valdivia.prices, now + timedelta(hours=1))
+    assert p.computed == 1
+    assert len(later.timestamps) == 23
+    jumped = valdivia.prices.copy()
+    jumped.loc[pd.Timestamp(now)] += 300.0
+    p.predict(jumped, now + timedelta(hours=1))
+    assert p.computed == 2
+    clock[0] = 10_000
+    p.predict(jumped, now + timedelta(hours=1))
+    assert p.computed == 3
+    with pytest.raises(DataError, match="lacks"):
+        p.predict(valdivia.prices.iloc[:100], now)
+
+
+def test_fifteen_minute_horizon_is_96_steps(spring: PriceSeries, tmp_path: Path) -> None:
+    fine = spring.resample(timedelta(minutes=15))
+    spec = TrainSpec(model="ridge", issue_every_h=24, folds=2)
+    fitted = fit_model(fine.values, fine.index, TZ, spec)
+    data = training_set(fine.values, fine.index, TZ, spec)
+    meta = {"node": fine.node, "unit": fine.unit, "timezone": TZ, "step_s": 900.0}
+    write_model_dir(fitted, spec, tmp_path, x_check=data.x[-500:], y_check=data.y[-500:], meta=meta)
+    f = Predictor(tmp_path).predict(fine.prices, datetime(2023, 4, 20, 4, 7, tzinfo=UTC))
+    assert len(f.timestamps) == 96
+    assert f.timestamps[0] == pd.Timestamp("2023-04-20 04:00", tz="UTC")
+
+
+def test_eval_runs_the_model_and_baselines_through_the_backtest(
+    model_dirs: dict[str, Path], valdivia: PriceSeries
+) -> None:
+    window = valdivia.between(None, datetime(2023, 6, 15, 4, tzinfo=UTC))
+    results = evaluate(
+        window,
+        "lgbm",
+        onnx_forecaster(OnnxModel(model_dirs["lgbm"])),
+        Battery(),
+        first_day=date(2023, 6, 1),
+        last_day=date(2023, 6, 10),
+    )
+    assert [r.name for r in results] == ["lgbm", "persistence", "week-mean"]
+    for r in results:
+        row = r.row()
+        assert row["days"] == 10
+        assert 0 <= row["coverage_10_90"] <= 1
+        assert -1 <= row["kendall_tau_within_day"] <= 1
+        assert r.metrics["pinball_50"] == pytest.approx(r.metrics["mae"] / 2)
+    # Same days, same perfect-foresight yardstick for every strategy.
+    assert len({r.backtest.perfect_daily_net for r in results}) == 1
+
+
+def test_walk_forward_refit_trains_only_on_the_past(valdivia: PriceSeries) -> None:
+    spec = TrainSpec(model="ridge", issue_every_h=24, folds=2)
+    fc = refit_forecaster(spec, 3600.0)
+    prices = valdivia.prices
+    start = pd.Timestamp("2023-03-01 03:00", tz="UTC")
+    target = pd.date_range(start, periods=24, freq="h")
+    q1 = fc(prices[prices.index < start], target, TZ)
+    # Changing anything at or after the forecast start changes nothing.
+    poisoned = prices.copy()
+    poisoned[poisoned.index >= start] = 9999.0
+    fc2 = refit_forecaster(spec, 3600.0)
+    q2 = fc2(poisoned[poisoned.index < start], target, TZ)
+    np.testing.assert_array_equal(q1, q2)
+    with pytest.raises(DataError, match="days of history"):
+        refit_forecaster(spec, 3600.0)(prices.iloc[: 24 * 20], target, TZ)
+
+
+def test_cli_train_predict_eval(tmp_path: Path, data_dir: Path) -> None:
+    prices = str(data_dir / "cen_cmg_valdivia220_2023.tsv")
+    out = tmp_path / "m"
+    r = CliRunner().invoke(
+        app,
+        ["forecast", "train", "--prices", prices, "--model", "ridge", "--out", str(out),
+         "--from", "2023-02-01", "--to", "2023-04-30", "--folds", "2"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["data"]["first_day"] == "2023-02-01"
+    assert card["data"]["last_day"] == "2023-04-30"
+    assert card["versions"]["onnxruntime"] != "absent"
+    r = CliRunner().invoke(
+        app,
+        ["forecast", "predict", "--model", str(out), "--prices", prices,
+         "--now", "2023-05-02T04:00:00+00:00", "--json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.stdout)["steps"]) == 24
+    r = CliRunner().invoke(
+        app,
+        ["forecast", "eval", "--prices", prices, "--model", str(out),
+         "--from", "2023-05-02", "--to", "2023-05-08", "--json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)["results"]
+    assert [x["strategy"] for x in rows] == ["ridge", "persistence", "week-mean"]
+    r = CliRunner().invoke(
+        app,
+        ["forecast", "eval", "--prices", prices, "--model", str(out), "--column",
+         "costo_en_pesos", "--from", "2023-05-02", "--to", "2023-05-08"],
+    )  # fmt: skip
+    assert r.exit_code != 0
+    assert "trained on USD/MWh, the prices are in CLP/kWh" in str(r.exception)
+    r = CliRunner().invoke(
+        app,
+        ["forecast", "predict", "--model", str(tmp_path / "nope"), "--prices", prices],
+    )
+    assert r.exit_code != 0
+    assert "cannot read the model card" in str(r.exception)
+    card["features"] = card["features"][1:]
+    (out / "card.json").write_text(json.dumps(card))
+    with pytest.raises(DataError, match="trained on other features"):
+        OnnxModel(out)
