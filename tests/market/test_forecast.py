@@ -278,3 +278,30 @@ def test_cli_train_predict_eval(tmp_path: Path, data_dir: Path) -> None:
     (out / "card.json").write_text(json.dumps(card))
     with pytest.raises(DataError, match="trained on other features"):
         OnnxModel(out)
+
+
+def test_gateway_planner_plans_on_the_trained_model_with_its_bands(
+    model_dirs: dict[str, Path], data_dir: Path, tmp_path: Path
+) -> None:
+    from bessai.config import OptimizerConfig, SiteConfig
+    from bessai.control.audit import AuditLog
+    from bessai.control.planner import SchedulePlanner
+    from bessai.control.site import SiteRunner
+
+    audit = AuditLog(tmp_path / "audit.sqlite")
+    site = SiteRunner(SiteConfig(id="m1"), audit)
+    config = OptimizerConfig(
+        prices=str(data_dir / "cen_cmg_valdivia220_2023.tsv"),
+        forecaster=f"model:{model_dirs['lgbm']}",
+    )
+    planner = SchedulePlanner(site, config)
+    plan = planner.plan(datetime(2023, 4, 20, 12, 30, tzinfo=UTC), 50.0)
+    assert plan.bands is not None
+    assert len(plan.bands.p50) == len(plan.schedule) == 24
+    assert all(
+        lo <= mid <= hi
+        for lo, mid, hi in zip(plan.bands.p10, plan.bands.p50, plan.bands.p90, strict=True)
+    )
+    assert plan.forecast == tuple(float(x) for x in plan.bands.p50)
+    assert plan.schedule.conservative_revenue is not None  # the bands reached the optimizer
+    audit.close()

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from bessai.errors import BessaiError
 from bessai.optimize.follow import current_slot
-from bessai.optimize.model import Schedule
+from bessai.optimize.model import Bands, Schedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +117,20 @@ class ScheduleController:
         self.schedule: Schedule | None = None
         self.plan_start: datetime | None = None
         self.created_at: datetime | None = None
+        #: the forecast's quantile bands per plan step, when the forecaster gives them
+        self.bands: Bands | None = None
 
-    def load(self, schedule: Schedule, plan_start: datetime, created_at: datetime) -> None:
+    def load(
+        self,
+        schedule: Schedule,
+        plan_start: datetime,
+        created_at: datetime,
+        bands: Bands | None = None,
+    ) -> None:
         self.schedule = schedule
         self.plan_start = plan_start
         self.created_at = created_at
+        self.bands = bands
 
     def propose(self, now: datetime) -> Proposal | None:
         if self.schedule is None or self.plan_start is None:

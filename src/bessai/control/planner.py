@@ -13,15 +13,17 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import structlog
 
 from bessai.config import OptimizerConfig
 from bessai.control.site import SiteRunner
 from bessai.errors import ConfigError
+from bessai.market.predictor import Predictor
 from bessai.market.prices import PriceSeries, load_prices
 from bessai.optimize.backtest import FORECASTERS
-from bessai.optimize.model import Battery, Schedule, optimize
+from bessai.optimize.model import Bands, Battery, Schedule, optimize
 
 log = structlog.get_logger("bessai.planner")
 
@@ -48,16 +50,21 @@ class Plan:
     start: datetime  # real (not replayed) UTC start of the first step
     forecast: tuple[float, ...]
     price_time_offset: timedelta  # replay: price-file time minus real time
+    bands: Bands | None = None
 
 
 class SchedulePlanner:
     def __init__(self, site: SiteRunner, config: OptimizerConfig) -> None:
         self.site = site
         self.config = config
-        if config.forecaster not in FORECASTERS:
+        self.predictor: Predictor | None = None
+        if config.forecaster.startswith("model:"):
+            # A trained forecaster (`bessai forecast train`): ONNX models, p10/p50/p90.
+            self.predictor = Predictor(Path(config.forecaster.removeprefix("model:")))
+        elif config.forecaster not in FORECASTERS:
             raise ConfigError(
                 f"site {site.id}: optimizer.forecaster {config.forecaster!r} is not one of "
-                f"{', '.join(sorted(FORECASTERS))}"
+                f"{', '.join(sorted(FORECASTERS))} or model:DIR"
             )
         self.prices: PriceSeries = load_prices(
             price_path(config.prices), column=config.column, node=config.node
@@ -105,12 +112,23 @@ class SchedulePlanner:
                 f"(last price: {last}) or holds under a week of history; the forecaster needs "
                 f"the last seven days up to at most {MAX_PRICE_LAG.days} days ago"
             )
-        forecast = FORECASTERS[self.config.forecaster](history, target, self.prices.timezone)
+        bands: Bands | None = None
+        if self.predictor is not None:
+            predicted = self.predictor.predict(history, start.to_pydatetime())
+            n = min(steps, len(predicted.p50))
+            bands = Bands(p10=predicted.p10[:n], p50=predicted.p50[:n], p90=predicted.p90[:n])
+            forecast = np.asarray(bands.p50, dtype=np.float64)
+        else:
+            forecast = FORECASTERS[self.config.forecaster](history, target, self.prices.timezone)
         schedule = optimize(
-            forecast, step.total_seconds() / 3600.0, self.battery(), soc_initial_pct=soc_pct
+            forecast,
+            step.total_seconds() / 3600.0,
+            self.battery(),
+            soc_initial_pct=soc_pct,
+            bands=bands,
         )
         plan_start = start.to_pydatetime() - offset
-        return Plan(schedule, plan_start, tuple(float(p) for p in forecast), offset)
+        return Plan(schedule, plan_start, tuple(float(p) for p in forecast), offset, bands)
 
     async def replan(self) -> Plan | None:
         record = self.site.last
@@ -125,7 +143,7 @@ class SchedulePlanner:
             self.failures += 1
             log.error("planning failed", site=self.site.id, error=str(exc))
             return None
-        self.site.schedule.load(plan.schedule, plan.start, now)
+        self.site.schedule.load(plan.schedule, plan.start, now, plan.bands)
         self.last_plan = plan
         self.plans += 1
         log.info(
