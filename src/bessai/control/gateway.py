@@ -17,6 +17,7 @@ from bessai.config import Config, SiteConfig
 from bessai.control.audit import AuditLog
 from bessai.control.emit import CycleEmitter
 from bessai.control.planner import SchedulePlanner
+from bessai.control.safety import SafetyState
 from bessai.control.site import SiteRunner
 from bessai.modbus.client import ClientSettings, ClientStats
 from bessai.observe.alerts import AlertManager, WebhookSender
@@ -177,12 +178,13 @@ class Gateway:
             if record is None:
                 continue
             m = record.measurements
-            if record.safety_state.value == "safe":
+            in_safe = record.safety_state is SafetyState.SAFE
+            if in_safe:
                 safe += 1
             if m.soc_pct is not None:
                 weighted += m.soc_pct * cap_kwh
                 weight += cap_kwh
-            if record.safety_state.value != "safe" and m.soc_pct is not None:
+            if not in_safe and m.soc_pct is not None:
                 if m.soc_pct < site.config.safety.soc_max_pct:
                     charge_w += site.guard.power_limit_w(m, charging=True)[0]
                 if m.soc_pct > site.config.safety.soc_min_pct:

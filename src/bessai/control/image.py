@@ -28,6 +28,8 @@ class PointValue:
     value: Value
     ts: datetime | None
     quality: Quality
+    #: the register's raw number (enums: the code behind the label), text for strings
+    raw: int | str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,5 +81,5 @@ class ImageBuilder:
                 quality = Quality.STALE
             else:
                 quality = Quality.GOOD
-            points[key] = PointValue(reading.value, reading.ts, quality)
+            points[key] = PointValue(reading.value, reading.ts, quality, reading.raw)
         return ProcessImage(self.site_id, cycle, now, MappingProxyType(points))

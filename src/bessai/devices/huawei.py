@@ -83,9 +83,7 @@ def measurements(image: ProcessImage) -> Measurements:
     battery_status = image.good(f"{LUNA}.running_status")
     device_status = image.good(f"{SUN}.device_status")
     command = image.get(f"{LUNA}.forcible_command")
-    command_raw = None
-    if command is not None and isinstance(command.value, str):
-        command_raw = {"stop": 0, "charge": 1, "discharge": 2}.get(command.value)
+    command_raw = command.raw if command is not None and isinstance(command.raw, int) else None
     return Measurements(
         soc_pct=_number(image, LUNA, "soc_pct"),
         battery_power_w=_number(image, LUNA, "power_w"),
@@ -128,13 +126,6 @@ class ActResult:
     writes: tuple[WriteResult, ...]
 
 
-_ENUMS = {
-    "forcible_command": {"stop": 0, "charge": 1, "discharge": 2},
-    "forcible_mode": {"time (47083)": 0, "SOC (47101)": 1},
-    "charge_from_grid": {"disabled": 0, "enabled": 1},
-}
-
-
 class HuaweiDispatcher:
     """Turns guarded setpoints into forcible charge/discharge writes on one hybrid device."""
 
@@ -149,8 +140,8 @@ class HuaweiDispatcher:
         if reading is None or reading.value is None or not reading.available:
             return None
         value = reading.value
-        if isinstance(value, str):
-            return float(_ENUMS.get(name, {}).get(value, -1))
+        if isinstance(value, str) and isinstance(reading.raw, int):
+            return float(reading.raw)  # an enum: the register's number, not its label
         return float(value) if isinstance(value, int | float) else None
 
     def sync_from_device(self) -> ControlState:

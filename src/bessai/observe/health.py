@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bessai.control.gateway import Gateway
+from bessai.control.safety import SafetyState
 
 
 def health(gateway: Gateway) -> tuple[bool, dict[str, Any]]:
@@ -20,7 +21,7 @@ def health(gateway: Gateway) -> tuple[bool, dict[str, Any]]:
             sites[site.id] = {"state": "starting", "reasons": site_reasons}
             reasons.extend(f"{site.id}: {r}" for r in site_reasons)
             continue
-        if record.safety_state.value == "safe":
+        if record.safety_state is SafetyState.SAFE:
             site_reasons.append(f"fail-safe: {site.failsafe_reason}")
         if not record.device_connected:
             site_reasons.append("device not connected")
