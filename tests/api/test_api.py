@@ -235,6 +235,9 @@ async def test_override_beyond_limits_is_clamped_and_the_device_never_sees_it(
         assert body["binding_limit"].startswith("battery.max_charge_w")
         assert body["reason"].startswith("clamped by battery.max_charge_w")
         await wait_for(lambda: sim.device.get("forcible_command") == "charge")
+        # The device is written mid-cycle; the cycle's record (what /status shows) lands at
+        # its end, so a loaded machine can answer between the two.
+        await wait_for(lambda: site.last is not None and site.last.proposal.controller == "manual")
         status = (await client.get("/api/v1/sites/t1/status")).json()
     assert status["controller"]["name"] == "manual"
     assert "fill up (by control-key)" in status["controller"]["reason"]
