@@ -16,13 +16,14 @@ from typer.testing import CliRunner
 
 from bessai.cli import app
 from bessai.errors import DataError
-from bessai.market.bands import apply_calibration, fit_calibration
+from bessai.market.bands import BandCalibration, apply_calibration, fit_calibration
 from bessai.market.evaluate import evaluate, onnx_forecaster, refit_forecaster
 from bessai.market.export import ONNX_TOLERANCE, write_model_dir
 from bessai.market.features import BASE_FEATURES, build_features
 from bessai.market.predictor import OnnxModel, Predictor
 from bessai.market.prices import PriceSeries, load_prices
 from bessai.market.training import TrainSpec, fit_model, training_set
+from bessai.optimize.backtest import FORECASTERS
 from bessai.optimize.model import Battery
 
 TZ = "America/Santiago"
@@ -112,6 +113,41 @@ def test_bands_never_cross_and_calibrate_to_about_80_percent() -> None:
     y_new = rng.normal(100, 20, 4000)
     cover = np.mean((y_new >= q[:, 0]) & (y_new <= q[:, 2]))
     assert 0.75 <= cover <= 0.85
+
+
+def test_scaled_bands_follow_a_change_of_regime() -> None:
+    """Calibrated in a wild period, judged in a calm one: edges in units of the week's spread
+    keep about 80 %, edges in price units over-cover the calm period."""
+    rng = np.random.default_rng(2)
+    n = 4800
+    hour = np.tile(np.arange(24.0), n // 24)
+    spread_wild = rng.uniform(30, 50, n)
+    spread_calm = spread_wild / 4
+
+    def raw_of(spread: np.ndarray) -> np.ndarray:
+        # A quantile model whose own bands follow the spread, too narrow by half.
+        return np.stack([100 - 0.64 * spread, np.full(n, 100.0), 100 + 0.64 * spread], axis=1)
+
+    y_wild = 100 + rng.normal(0, 1, n) * spread_wild
+    y_calm = 100 + rng.normal(0, 1, n) * spread_calm
+    scaled = fit_calibration(raw_of(spread_wild), y_wild, hour, spread_wild)
+    plain = fit_calibration(raw_of(spread_wild), y_wild, hour)
+    assert scaled.scale_floor is not None
+    assert plain.scale_floor is None
+
+    def cover(cal: BandCalibration, spread: np.ndarray, y: np.ndarray) -> float:
+        q = apply_calibration(raw_of(spread), hour, cal, spread)
+        assert (np.diff(q, axis=1) >= 0).all()
+        return float(np.mean((y >= q[:, 0]) & (y <= q[:, 2])))
+
+    assert 0.75 <= cover(scaled, spread_wild, y_wild) <= 0.85
+    assert 0.75 <= cover(scaled, spread_calm, y_calm) <= 0.85
+    assert cover(plain, spread_calm, y_calm) > 0.99
+    # The card round trip keeps the unit, and a scaled calibration without spreads is refused.
+    again = BandCalibration.from_json(scaled.to_json())
+    assert again == scaled
+    with pytest.raises(ValueError, match="needs the spread"):
+        apply_calibration(raw_of(spread_wild), hour, scaled)
 
 
 def test_onnx_equals_the_training_time_model(
@@ -259,8 +295,22 @@ def test_cli_train_predict_eval(tmp_path: Path, data_dir: Path) -> None:
          "--from", "2023-05-02", "--to", "2023-05-08", "--json"],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.stdout)["results"]
+    body = json.loads(r.stdout)
+    rows = body["results"]
     assert [x["strategy"] for x in rows] == ["ridge", "persistence", "week-mean"]
+    assert body["point"]["plan_on"] == "mean"
+    # The same quantiles planned on the p50 instead: another plan, same forecast scores.
+    r = CliRunner().invoke(
+        app,
+        ["forecast", "eval", "--prices", prices, "--model", str(out), "--plan-on", "p50",
+         "--baseline-share", "0", "--from", "2023-05-02", "--to", "2023-05-08", "--json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    p50 = json.loads(r.stdout)
+    assert p50["point"]["weights"] == [0.0, 1.0, 0.0]
+    assert p50["results"][0]["mae"] == rows[0]["mae"]
+    assert p50["results"][0]["net_revenue"] != rows[0]["net_revenue"]
+    assert p50["results"][1:] == rows[1:]
     r = CliRunner().invoke(
         app,
         ["forecast", "eval", "--prices", prices, "--model", str(out), "--column",
@@ -302,6 +352,53 @@ def test_gateway_planner_plans_on_the_trained_model_with_its_bands(
         lo <= mid <= hi
         for lo, mid, hi in zip(plan.bands.p10, plan.bands.p50, plan.bands.p90, strict=True)
     )
-    assert plan.forecast == tuple(float(x) for x in plan.bands.p50)
+    # It plans on the card's plan price (mean of the bands shrunk to the week-mean), not p50.
+    predicted = Predictor(model_dirs["lgbm"]).predict(
+        planner.prices.prices, datetime(2023, 4, 20, 12, 30, tzinfo=UTC)
+    )
+    assert plan.forecast == tuple(float(x) for x in predicted.point)
+    assert plan.forecast != tuple(float(x) for x in plan.bands.p50)
     assert plan.schedule.conservative_revenue is not None  # the bands reached the optimizer
     audit.close()
+
+
+def test_plan_price_is_the_band_mean_shrunk_to_the_week_mean(
+    model_dirs: dict[str, Path], valdivia: PriceSeries, tmp_path: Path
+) -> None:
+    now = datetime(2023, 6, 1, 4, tzinfo=UTC)
+    f = Predictor(model_dirs["lgbm"]).predict(valdivia.prices, now)
+    history = valdivia.prices[valdivia.prices.index < pd.Timestamp(now)]
+    week_mean = FORECASTERS["week-mean"](history, f.timestamps, valdivia.timezone)
+    swanson = 0.3 * f.p10 + 0.4 * f.p50 + 0.3 * f.p90
+    np.testing.assert_allclose(f.point, 0.5 * swanson + 0.5 * week_mean, rtol=0, atol=1e-3)
+    card = json.loads((model_dirs["lgbm"] / "card.json").read_text())
+    assert card["point"] == {
+        "plan_on": "mean",
+        "weights": [0.3, 0.4, 0.3],
+        "baseline": "week-mean",
+        "baseline_share": 0.5,
+    }
+    # A card from before the rule planned on the p50, and still does.
+    old = tmp_path / "old"
+    old.mkdir()
+    for item in model_dirs["lgbm"].iterdir():
+        (old / item.name).write_bytes(item.read_bytes())
+    del card["point"]
+    (old / "card.json").write_text(json.dumps(card))
+    g = Predictor(old).predict(valdivia.prices, now)
+    np.testing.assert_array_equal(g.point, g.p50)
+    card["point"] = {"plan_on": "mode", "baseline_share": 0.5}
+    (old / "card.json").write_text(json.dumps(card))
+    with pytest.raises(DataError, match=r"card\.json: forecast: plan_on must be one of"):
+        Predictor(old)
+
+
+def test_train_refuses_a_plan_share_outside_0_1(tmp_path: Path, data_dir: Path) -> None:
+    r = CliRunner().invoke(
+        app,
+        ["forecast", "train", "--prices", str(data_dir / "cen_cmg_valdivia220_2023.tsv"),
+         "--model", "ridge", "--baseline-share", "1.5", "--out", str(tmp_path / "m")],
+    )  # fmt: skip
+    assert r.exit_code != 0
+    assert "share of the week-mean in the plan price must be in 0..1, not 1.5" in str(r.exception)
+    assert not (tmp_path / "m").exists()

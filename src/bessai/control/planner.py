@@ -117,7 +117,7 @@ class SchedulePlanner:
             predicted = self.predictor.predict(history, start.to_pydatetime())
             n = min(steps, len(predicted.p50))
             bands = Bands(p10=predicted.p10[:n], p50=predicted.p50[:n], p90=predicted.p90[:n])
-            forecast = np.asarray(bands.p50, dtype=np.float64)
+            forecast = np.asarray(predicted.point[:n], dtype=np.float64)
         else:
             forecast = FORECASTERS[self.config.forecaster](history, target, self.prices.timezone)
         schedule = optimize(

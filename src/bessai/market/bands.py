@@ -8,6 +8,13 @@ on the hour (solar midday sits at zero, the evening ramp is where the errors are
 - ``cqr`` (quantile models, conformalized quantile regression): widen (or narrow) the model's
   own p10/p90 by the 80th percentile of how far outside the band the truth fell, so the band
   covers about 80 % out of sample.
+
+Scaled (``scale_floor`` set): the errors are measured in units of the price's spread over the
+week before the issue time (``std_168h``), and the band edges are placed in those units. A
+calibration fitted in a wild year then narrows by itself in a calm one, and widens again when
+the spread comes back, instead of carrying the fitting period's width into every forecast. The
+floor (a tenth of the median spread seen in calibration) keeps a flat week from collapsing the
+band to nothing.
 """
 
 from __future__ import annotations
@@ -26,11 +33,20 @@ COVERAGE_TARGET = QUANTILES[2] - QUANTILES[0]
 @dataclass(frozen=True, slots=True)
 class BandCalibration:
     method: str  # "residual" or "cqr"
-    lower: tuple[float, ...]  # per local hour 0..23
+    lower: tuple[float, ...]  # per local hour 0..23 (in spread units when scaled)
     upper: tuple[float, ...]
+    scale_floor: float | None = None  # None: unscaled, edges in price units
 
     def to_json(self) -> dict[str, object]:
-        return {"method": self.method, "lower": list(self.lower), "upper": list(self.upper)}
+        out: dict[str, object] = {
+            "method": self.method,
+            "lower": list(self.lower),
+            "upper": list(self.upper),
+        }
+        if self.scale_floor is not None:
+            out["scale"] = "std_168h"
+            out["scale_floor"] = self.scale_floor
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> BandCalibration:
@@ -38,7 +54,21 @@ class BandCalibration:
         upper = data["upper"]
         if not isinstance(lower, list) or not isinstance(upper, list):
             raise ValueError("band calibration: 'lower' and 'upper' must be lists")
-        return cls(str(data["method"]), tuple(map(float, lower)), tuple(map(float, upper)))
+        floor = data.get("scale_floor")
+        return cls(
+            str(data["method"]),
+            tuple(map(float, lower)),
+            tuple(map(float, upper)),
+            None if floor is None else float(str(floor)),
+        )
+
+    def spread(self, scale: FloatArray | None) -> FloatArray | float:
+        """The unit the edges are in, per row: 1 when unscaled."""
+        if self.scale_floor is None:
+            return 1.0
+        if scale is None:
+            raise ValueError("band calibration: a scaled calibration needs the spread per row")
+        return np.maximum(np.asarray(scale, dtype=np.float64), self.scale_floor)
 
 
 def _per_hour(values: FloatArray, hour: FloatArray, q: float) -> tuple[float, ...]:
@@ -52,27 +82,40 @@ def _per_hour(values: FloatArray, hour: FloatArray, q: float) -> tuple[float, ..
     return tuple(out)
 
 
-def fit_calibration(raw: FloatArray, y: FloatArray, hour: FloatArray) -> BandCalibration:
-    """``raw`` is (n, 3): the model's p10/p50/p90 (a point model repeats its p50)."""
+def fit_calibration(
+    raw: FloatArray, y: FloatArray, hour: FloatArray, scale: FloatArray | None = None
+) -> BandCalibration:
+    """``raw`` is (n, 3): the model's p10/p50/p90 (a point model repeats its p50); ``scale``
+    the spread per row for a scaled calibration (None: edges in price units)."""
+    floor = None
+    unit: FloatArray | float = 1.0
+    if scale is not None:
+        median = float(np.median(scale))
+        floor = max(0.1 * median, 1e-6)
+        unit = np.maximum(scale, floor)
     if np.allclose(raw[:, 0], raw[:, 2]):
-        resid = y - raw[:, 1]
+        resid = (y - raw[:, 1]) / unit
         return BandCalibration(
             "residual",
             _per_hour(resid, hour, QUANTILES[0]),
             _per_hour(resid, hour, QUANTILES[2]),
+            floor,
         )
-    score = np.maximum(raw[:, 0] - y, y - raw[:, 2])
+    score = np.maximum(raw[:, 0] - y, y - raw[:, 2]) / unit
     n = len(y)
     level = min(1.0, COVERAGE_TARGET * (1 + 1 / max(n, 1)))
     e = _per_hour(score, hour, level)
-    return BandCalibration("cqr", e, e)
+    return BandCalibration("cqr", e, e, floor)
 
 
-def apply_calibration(raw: FloatArray, hour: FloatArray, cal: BandCalibration) -> FloatArray:
+def apply_calibration(
+    raw: FloatArray, hour: FloatArray, cal: BandCalibration, scale: FloatArray | None = None
+) -> FloatArray:
     """Calibrated (n, 3) p10/p50/p90, sorted per row so the bands never cross."""
     h = hour.astype(np.int64) % 24
-    lower = np.asarray(cal.lower)[h]
-    upper = np.asarray(cal.upper)[h]
+    unit = cal.spread(scale)
+    lower = np.asarray(cal.lower)[h] * unit
+    upper = np.asarray(cal.upper)[h] * unit
     out = np.empty_like(raw, dtype=np.float64)
     out[:, 1] = raw[:, 1]
     if cal.method == "residual":

@@ -77,6 +77,19 @@ def train_command(
         int, typer.Option("--n-estimators", help="LightGBM trees per quantile.")
     ] = 300,
     folds: Annotated[int, typer.Option("--folds", help="Walk-forward validation folds.")] = 4,
+    plan_on: Annotated[
+        str,
+        typer.Option(
+            "--plan-on",
+            help="Price the optimizer plans on: mean (Swanson's rule on p10/p50/p90) or p50.",
+        ),
+    ] = "mean",
+    baseline_share: Annotated[
+        float,
+        typer.Option(
+            "--baseline-share", help="Share of the week-mean forecast in the plan price (0..1)."
+        ),
+    ] = 0.5,
 ) -> None:
     """Fit a model with walk-forward validation and write ONNX models and a model card."""
     from bessai.market.export import write_model_dir
@@ -84,7 +97,12 @@ def train_command(
 
     err = Console(stderr=True)
     spec = TrainSpec(
-        model=model, issue_every_h=issue_every_h, n_estimators=n_estimators, folds=folds
+        model=model,
+        issue_every_h=issue_every_h,
+        n_estimators=n_estimators,
+        folds=folds,
+        plan_on=plan_on,
+        baseline_share=baseline_share,
     )
     series = _with_step(
         _window(_load(prices, column, node, err), _day(first, "--from"), _day(last, "--to")),
@@ -172,17 +190,27 @@ def predict_command(
     tz = series.timezone
     if as_json:
         rows = [
-            {"start_utc": t.isoformat(), "p10": round(a, 3), "p50": round(b, 3), "p90": round(c, 3)}
-            for t, a, b, c in zip(fc.timestamps, fc.p10, fc.p50, fc.p90, strict=True)
+            {
+                "start_utc": t.isoformat(),
+                "p10": round(a, 3),
+                "p50": round(b, 3),
+                "p90": round(c, 3),
+                "plan": round(d, 3),
+            }
+            for t, a, b, c, d in zip(fc.timestamps, fc.p10, fc.p50, fc.p90, fc.point, strict=True)
         ]
         typer.echo(json.dumps({"node": series.node, "unit": series.unit, "steps": rows}))
         return
     table = Table(title=f"{series.node}: {predictor.card['model']} forecast, {series.unit}")
-    for col in ("start (local)", "p10", "p50", "p90"):
+    for col in ("start (local)", "p10", "p50", "p90", "plan"):
         table.add_column(col, justify="right")
-    for t, a, b, c in zip(fc.timestamps, fc.p10, fc.p50, fc.p90, strict=True):
+    for t, a, b, c, d in zip(fc.timestamps, fc.p10, fc.p50, fc.p90, fc.point, strict=True):
         table.add_row(
-            t.tz_convert(tz).strftime("%Y-%m-%d %H:%M"), f"{a:.1f}", f"{b:.1f}", f"{c:.1f}"
+            t.tz_convert(tz).strftime("%Y-%m-%d %H:%M"),
+            f"{a:.1f}",
+            f"{b:.1f}",
+            f"{c:.1f}",
+            f"{d:.1f}",
         )
     _stdout().print(table)
 
@@ -207,21 +235,39 @@ def eval_command(
     power_kw: Annotated[float, typer.Option("--power-kw")] = 1000.0,
     capacity_kwh: Annotated[float, typer.Option("--capacity-kwh")] = 4000.0,
     eta: Annotated[float, typer.Option("--eta", help="Charge and discharge efficiency.")] = 0.95,
+    plan_on: Annotated[
+        str | None,
+        typer.Option("--plan-on", help="Plan on mean or p50 instead of the card's rule."),
+    ] = None,
+    baseline_share: Annotated[
+        float | None,
+        typer.Option("--baseline-share", help="Week-mean share instead of the card's (0..1)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Forecast metrics and back-test capture ratio of a model against the baselines."""
     from bessai.market.evaluate import evaluate, onnx_forecaster, refit_forecaster
+    from bessai.market.point import PlanPoint
     from bessai.market.predictor import OnnxModel
     from bessai.market.training import TrainSpec
 
     err = Console(stderr=True)
     onnx = OnnxModel(model_dir)
+    # Comparing plan rules needs no retraining: the rule sits on top of the same quantiles.
+    onnx.point = PlanPoint(
+        onnx.point.plan_on if plan_on is None else plan_on,
+        onnx.point.baseline_share if baseline_share is None else baseline_share,
+    )
     series = _with_step(_load(prices, column, node, err), step_min)
     _check_unit(onnx.card, series, model_dir)
     if refit == "none":
         model = onnx_forecaster(onnx)
     elif refit == "monthly":
-        params = dict(onnx.card.get("train", {}))
+        params = {
+            **onnx.card.get("train", {}),
+            "plan_on": onnx.point.plan_on,
+            "baseline_share": onnx.point.baseline_share,
+        }
         spec = TrainSpec(model=onnx.kind, horizon_h=int(onnx.card.get("horizon_h", 24)), **params)
         model = refit_forecaster(spec, series.step.total_seconds())
     else:
@@ -261,6 +307,7 @@ def eval_command(
         "to": bt.last_day.isoformat(),
         "model_dir": str(model_dir),
         "refit": refit,
+        "point": onnx.point.to_json(),
         "evaluated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     if as_json:

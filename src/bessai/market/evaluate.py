@@ -33,7 +33,8 @@ from bessai.optimize.backtest import (
 from bessai.optimize.model import Battery
 
 FloatArray = npt.NDArray[np.float64]
-#: Quantile forecaster: (history, target steps, tz) -> (n, 3) p10/p50/p90.
+#: Quantile forecaster: (history, target steps, tz) -> (n, 4) p10/p50/p90 and the price the
+#: optimizer plans on.
 QuantileForecaster = Callable[[pd.Series, pd.DatetimeIndex, str], FloatArray]
 BASELINES: tuple[str, ...] = ("persistence", "week-mean")
 
@@ -67,7 +68,7 @@ def refit_forecaster(
             state["month"] = month
         model: FittedModel = state["model"]
         _, x, _ = live_features(history, target[0], len(target), step_s, tz)
-        return model.predict(x)
+        return model.forecast(x)
 
     return run
 
@@ -78,7 +79,7 @@ def baseline_forecaster(name: str) -> QuantileForecaster:
     def run(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
         point = point_fn(history, target, tz)
         b = empirical_bands(history, target, tz, point)
-        return np.stack([b.p10, b.p50, b.p90], axis=1)
+        return np.stack([b.p10, b.p50, b.p90, point], axis=1)
 
     return run
 
@@ -116,8 +117,8 @@ def run_strategy(
 
     def point(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
         q = quantiles(history, target, tz)
-        recorded.append((target, q))
-        return np.asarray(q[:, 1], dtype=np.float64)
+        recorded.append((target, q[:, :3]))
+        return np.asarray(q[:, 3], dtype=np.float64)
 
     forecasters: dict[str, Forecaster] = {name: point}
     bt = backtest(

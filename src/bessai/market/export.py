@@ -178,6 +178,7 @@ def write_model_dir(
         "horizon_h": spec.horizon_h,
         "files": files,
         "calibration": fitted.calibration.to_json(),
+        "point": fitted.point.to_json(),
         "validation": {k: round(v, 4) for k, v in fitted.validation.items()},
         "onnx": {"max_abs_diff": round(onnx_diff, 6), "tolerance": ONNX_TOLERANCE},
         "int8": int8,

@@ -185,6 +185,11 @@ def hour_of(x: npt.NDArray[np.float32]) -> FloatArray:
     return np.asarray(x[:, BASE_FEATURES.index("hour")], dtype=np.float64)
 
 
+def spread_of(x: npt.NDArray[np.float32]) -> FloatArray:
+    """The spread of the week before the issue time: the unit of the scaled bands."""
+    return np.asarray(x[:, BASE_FEATURES.index("std_168h")], dtype=np.float64)
+
+
 def baseline_point(kind: str, x: npt.NDArray[np.float32]) -> FloatArray:
     """The seasonal-naive (``naive``: the price 24 h before) or ``week-mean`` forecast, read
     off the feature rows."""

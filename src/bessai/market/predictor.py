@@ -28,9 +28,11 @@ from bessai.market.features import (
     build_features,
     feature_names,
     hour_of,
+    spread_of,
     steps_per_hour,
     with_base,
 )
+from bessai.market.point import PlanPoint
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -41,12 +43,14 @@ MAX_FILLED_SHARE = 0.1
 
 @dataclass(frozen=True, slots=True)
 class Forecast:
-    """p10/p50/p90 per step, ``timestamps`` the UTC start of each step."""
+    """p10/p50/p90 per step, ``timestamps`` the UTC start of each step; ``point`` is the
+    price to plan on (the model card's rule, :mod:`.point`)."""
 
     timestamps: pd.DatetimeIndex
     p10: FloatArray
     p50: FloatArray
     p90: FloatArray
+    point: FloatArray
     issued_at: pd.Timestamp  # start of the first step the forecast was made for
     last_price: float  # the latest price it was made with
 
@@ -57,13 +61,15 @@ class Forecast:
             self.p10[keep],
             self.p50[keep],
             self.p90[keep],
+            self.point[keep],
             self.issued_at,
             self.last_price,
         )
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
-            {"p10": self.p10, "p50": self.p50, "p90": self.p90}, index=self.timestamps
+            {"p10": self.p10, "p50": self.p50, "p90": self.p90, "point": self.point},
+            index=self.timestamps,
         )
 
 
@@ -85,6 +91,7 @@ class OnnxModel:
         self.kind: str = self.card["model"]
         self.target: str = self.card.get("train", {}).get("target", "level")
         self.calibration = BandCalibration.from_json(self.card["calibration"])
+        self.point = PlanPoint.from_card(self.card, str(card_path))
         self.step_s = float(self.card["step_s"])
         self.timezone: str = self.card["timezone"]
         self.horizon = int(self.card.get("horizon_h", 24)) * steps_per_hour(self.step_s)
@@ -129,7 +136,12 @@ class OnnxModel:
 
     def quantiles(self, x: npt.NDArray[np.float32]) -> FloatArray:
         """(n, 3) calibrated, non-crossing p10/p50/p90."""
-        return apply_calibration(self.raw(x), hour_of(x), self.calibration)
+        return apply_calibration(self.raw(x), hour_of(x), self.calibration, spread_of(x))
+
+    def with_point(self, x: npt.NDArray[np.float32]) -> FloatArray:
+        """(n, 4): calibrated p10/p50/p90 and the price to plan on."""
+        q = self.quantiles(x)
+        return np.column_stack([q, self.point.apply(q, baseline_point("week-mean", x))])
 
     def forecast(
         self,
@@ -138,8 +150,8 @@ class OnnxModel:
         horizon: int | None = None,
         exog: pd.DataFrame | None = None,
     ) -> tuple[pd.DatetimeIndex, FloatArray, float]:
-        """Quantiles for ``horizon`` steps from ``start`` (UTC, on the step grid) from the
-        prices before ``start``; also the latest price used."""
+        """p10/p50/p90 and the plan price, (n, 4), for ``horizon`` steps from ``start`` (UTC,
+        on the step grid) from the prices before ``start``; also the latest price used."""
         if self.exog and (exog is None or any(c not in exog.columns for c in self.exog)):
             raise DataError(f"forecast: the model needs exogenous columns {self.exog}")
         target, x, last = live_features(
@@ -150,7 +162,7 @@ class OnnxModel:
             self.timezone,
             exog=None if exog is None else exog[list(self.exog)],
         )
-        return target, self.quantiles(x), last
+        return target, self.with_point(x), last
 
 
 def live_features(
@@ -243,7 +255,7 @@ class Predictor:
             assert self._cached is not None
             return self._cached.trimmed(start)
         target, q, used = self.model.forecast(history, start, exog=exog)
-        self._cached = Forecast(target, q[:, 0], q[:, 1], q[:, 2], start, used)
+        self._cached = Forecast(target, q[:, 0], q[:, 1], q[:, 2], q[:, 3], start, used)
         self._cached_at = self._clock()
         self.computed += 1
         return self._cached

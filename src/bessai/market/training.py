@@ -32,10 +32,12 @@ from bessai.market.features import (
     feature_names,
     hour_of,
     issue_positions,
+    spread_of,
     steps_per_hour,
     with_base,
 )
 from bessai.market.metrics import forecast_metrics
+from bessai.market.point import PLAN_WEIGHTS, PlanPoint
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -58,6 +60,11 @@ class TrainSpec:
     target: str = "residual"
     seed: int = 0
     exog: tuple[str, ...] = ()
+    # The price the optimizer plans on (:mod:`.point`); chosen on Crucero 2022, never on 2023.
+    plan_on: str = "mean"
+    baseline_share: float = 0.5
+    # Band edges in units of the last week's spread (:mod:`.bands`), or "none": price units.
+    band_scale: str = "std_168h"
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -70,6 +77,22 @@ class TrainSpec:
             raise ConfigError(f"forecast: target must be residual or level, not {self.target!r}")
         if self.folds < 1 or not 0 < self.validation_share < 1:
             raise ConfigError("forecast: need folds >= 1 and 0 < validation_share < 1")
+        if self.band_scale not in ("std_168h", "none"):
+            raise ConfigError(
+                f"forecast: band_scale must be std_168h or none, not {self.band_scale!r}"
+            )
+        if self.plan_on not in PLAN_WEIGHTS:
+            raise ConfigError(
+                f"forecast: plan_on must be one of {tuple(PLAN_WEIGHTS)}, not {self.plan_on!r}"
+            )
+        self.plan_point()  # validates the share
+
+    def plan_point(self) -> PlanPoint:
+        # The baselines plan on their own forecast: shrinking the seasonal naive toward the
+        # week-mean, or the week-mean toward itself, would make them other baselines.
+        if self.model in ("naive", "week-mean"):
+            return PlanPoint("p50", 0.0)
+        return PlanPoint(self.plan_on, self.baseline_share)
 
     def params(self) -> dict[str, object]:
         return {
@@ -83,6 +106,9 @@ class TrainSpec:
             "ridge_alpha": self.ridge_alpha,
             "target": self.target,
             "seed": self.seed,
+            "plan_on": self.plan_on,
+            "baseline_share": self.baseline_share,
+            "band_scale": self.band_scale,
         }
 
 
@@ -100,6 +126,7 @@ class FittedModel:
     calibration: BandCalibration
     target: str = "residual"
     validation: dict[str, float] = field(default_factory=dict)
+    point: PlanPoint = field(default_factory=PlanPoint)
 
     def raw(self, x: npt.NDArray[np.float32]) -> FloatArray:
         """(n, 3) uncalibrated p10/p50/p90 (a point model repeats its forecast)."""
@@ -107,7 +134,13 @@ class FittedModel:
 
     def predict(self, x: npt.NDArray[np.float32]) -> FloatArray:
         """(n, 3) calibrated, non-crossing p10/p50/p90."""
-        return apply_calibration(self.raw(x), hour_of(x), self.calibration)
+        return apply_calibration(self.raw(x), hour_of(x), self.calibration, spread_of(x))
+
+    def forecast(self, x: npt.NDArray[np.float32]) -> FloatArray:
+        """(n, 4): calibrated p10/p50/p90 and the price to plan on."""
+        q = self.predict(x)
+        plan = self.point.apply(q, baseline_point("week-mean", x))
+        return np.column_stack([q, plan])
 
 
 def raw_quantiles(
@@ -216,6 +249,7 @@ def fit_model(
     raws: list[FloatArray] = []
     ys: list[FloatArray] = []
     hours: list[FloatArray] = []
+    spreads: list[FloatArray] = []
     for block in blocks:
         start = int(block[0])
         # Rows whose target window ends before the block: no target leaks into training.
@@ -227,16 +261,20 @@ def fit_model(
         raws.append(raw_quantiles(spec.model, est, data.x[test], spec.target))
         ys.append(data.y[test])
         hours.append(hour_of(data.x[test]))
+        spreads.append(spread_of(data.x[test]))
     raw = np.concatenate(raws)
     y = np.concatenate(ys)
     hour = np.concatenate(hours)
+    spread = np.concatenate(spreads) if spec.band_scale != "none" else None
     # Bands calibrate on the most recent half of the folds: the spread drifts with the regime
     # (Crucero's 2022 was far wilder than 2023), and the next forecasts follow the latest one.
     recent = sum(len(r) for r in raws[: len(raws) // 2])
-    calibration = fit_calibration(raw[recent:], y[recent:], hour[recent:])
+    calibration = fit_calibration(
+        raw[recent:], y[recent:], hour[recent:], None if spread is None else spread[recent:]
+    )
     # The validation figures are honest only for the calibration fitted on earlier folds; the
     # card reports the in-sample-calibrated ones and says so (docs/forecast.md).
-    q = apply_calibration(raw, hour, calibration)
+    q = apply_calibration(raw, hour, calibration, spread)
     validation = forecast_metrics(y, q)
     estimators = _fit_estimators(spec, data.x, data.y)
     return FittedModel(
@@ -246,4 +284,5 @@ def fit_model(
         calibration,
         target=spec.target,
         validation=validation,
+        point=spec.plan_point(),
     )
