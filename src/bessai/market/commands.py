@@ -16,18 +16,19 @@ from rich.table import Table
 
 from bessai.errors import ConfigError, DataError
 from bessai.market.prices import PriceSeries
-from bessai.optimize.commands import (
+from bessai.optimize.model import Battery
+from bessai.price_cli import (
     ColumnOpt,
     FromOpt,
+    JsonOpt,
     NodeOpt,
     PricesOpt,
     ToOpt,
-    _day,
-    _load,
-    _stdout,
-    _window,
+    load_price_file,
+    market_day_window,
+    parse_day,
+    stdout_console,
 )
-from bessai.optimize.model import Battery
 
 forecast_app = typer.Typer(
     name="forecast", help="Train, run and judge the CMg forecaster.", no_args_is_help=True
@@ -35,7 +36,6 @@ forecast_app = typer.Typer(
 market_app = typer.Typer(name="market", help="Market data (CEN downloads).", no_args_is_help=True)
 
 ModelDirOpt = Annotated[Path, typer.Option("--model", help="Model directory (from train).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -105,7 +105,11 @@ def train_command(
         baseline_share=baseline_share,
     )
     series = _with_step(
-        _window(_load(prices, column, node, err), _day(first, "--from"), _day(last, "--to")),
+        market_day_window(
+            load_price_file(prices, column, node, err),
+            parse_day(first, "--from"),
+            parse_day(last, "--to"),
+        ),
         step_min,
     )
     with err.status(f"training {model} on {len(series)} steps (walk-forward, {folds} folds)"):
@@ -175,7 +179,7 @@ def predict_command(
 
     err = Console(stderr=True)
     predictor = Predictor(model_dir)
-    series = _with_step(_load(prices, column, node, err), step_min)
+    series = _with_step(load_price_file(prices, column, node, err), step_min)
     _check_unit(predictor.card, series, model_dir)
     if now is None:
         issue = series.end
@@ -212,7 +216,7 @@ def predict_command(
             f"{c:.1f}",
             f"{d:.1f}",
         )
-    _stdout().print(table)
+    stdout_console().print(table)
 
 
 @forecast_app.command("eval")
@@ -258,7 +262,7 @@ def eval_command(
         onnx.point.plan_on if plan_on is None else plan_on,
         onnx.point.baseline_share if baseline_share is None else baseline_share,
     )
-    series = _with_step(_load(prices, column, node, err), step_min)
+    series = _with_step(load_price_file(prices, column, node, err), step_min)
     _check_unit(onnx.card, series, model_dir)
     if refit == "none":
         model = onnx_forecaster(onnx)
@@ -294,8 +298,8 @@ def eval_command(
             name,
             model,
             battery,
-            first_day=_day(first, "--from"),
-            last_day=_day(last, "--to"),
+            first_day=parse_day(first, "--from"),
+            last_day=parse_day(last, "--to"),
             on_day=on_day,
         )
     rows = [r.row() for r in results]
@@ -321,7 +325,7 @@ def eval_command(
         table.add_column(c, justify="left" if c == "strategy" else "right")
     for r in rows:
         table.add_row(*(_cell(r[c]) for c in cols))
-    _stdout().print(table)
+    stdout_console().print(table)
 
 
 def _cell(v: object) -> str:

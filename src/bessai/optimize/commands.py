@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -14,32 +12,27 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bessai.errors import ConfigError, DataError
-from bessai.market.prices import PriceSeries, load_prices
+from bessai.market.prices import PriceSeries
 from bessai.optimize.backtest import (
     SETTLEMENTS,
     STRATEGIES,
     BacktestResult,
     backtest,
-    market_days,
 )
 from bessai.optimize.model import Battery, Risk, Schedule, optimize
+from bessai.price_cli import (
+    ColumnOpt,
+    FromOpt,
+    JsonOpt,
+    NodeOpt,
+    PricesOpt,
+    ToOpt,
+    load_price_file,
+    market_day_window,
+    parse_day,
+    stdout_console,
+)
 
-PricesOpt = Annotated[
-    Path, typer.Option("--prices", help="Price file (CEN TSV/CSV, SMARD, or timestamp,price).")
-]
-ColumnOpt = Annotated[
-    str | None,
-    typer.Option("--column", help="Price column (CEN: costo_usd / costo_clp ...; SMARD: zone)."),
-]
-NodeOpt = Annotated[
-    str | None,
-    typer.Option("--node", help="Bus of a CEN file with several (nombre or mnemotecnico)."),
-]
-FromOpt = Annotated[
-    str | None, typer.Option("--from", help="First market day (YYYY-MM-DD, local time).")
-]
-ToOpt = Annotated[str | None, typer.Option("--to", help="Last market day, inclusive (YYYY-MM-DD).")]
 PowerOpt = Annotated[float, typer.Option("--power-kw", help="Charge/discharge power limit.")]
 CapacityOpt = Annotated[float, typer.Option("--capacity-kwh", help="Energy capacity.")]
 EtaCOpt = Annotated[float, typer.Option("--eta-charge", help="Charge efficiency (0..1].")]
@@ -61,12 +54,6 @@ WearOpt = Annotated[
 CyclesOpt = Annotated[
     float | None, typer.Option("--cycles-per-day", help="Cap on full cycles per day.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _stdout() -> Console:
-    # Off a terminal rich assumes 80 columns, which folds every reason over five lines.
-    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def register(app: typer.Typer) -> None:
@@ -94,43 +81,6 @@ def _battery(
         degradation_per_mwh=degradation,
         cycles_per_day=cycles,
     )
-
-
-def _day(text: str | None, option: str) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{option}: {text!r} is not a date YYYY-MM-DD") from None
-
-
-def _load(path: Path, column: str | None, node: str | None, err: Console) -> PriceSeries:
-    if not path.is_file():
-        raise DataError(f"{path}: no such price file")
-    series = load_prices(path, column=column, node=node)
-    kinds: dict[str, int] = {}
-    for issue in series.report.issues:
-        kinds[issue.kind] = kinds.get(issue.kind, 0) + 1
-    notes = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no repairs"
-    err.print(
-        f"[dim]{path.name}: {series.report.format}, {series.node}, {len(series)} steps of "
-        f"{series.step}, {series.unit}; {notes}[/]",
-        highlight=False,
-        soft_wrap=True,
-    )
-    return series
-
-
-def _window(series: PriceSeries, first: date | None, last: date | None) -> PriceSeries:
-    if first is None and last is None:
-        return series
-    days = [d for d in market_days(series) if (first is None or d[0] >= first)]
-    days = [d for d in days if last is None or d[0] <= last]
-    if not days:
-        raise ConfigError(f"no complete market day in {first or '...'} .. {last or '...'}")
-    index = series.index
-    return series.between(index[days[0][1]], index[days[-1][2] - 1] + series.step)
 
 
 def _schedule_json(schedule: Schedule, series: PriceSeries) -> dict[str, object]:
@@ -188,7 +138,11 @@ def optimize_command(
         degradation,
         cycles_per_day,
     )
-    series = _window(_load(prices, column, node, err), _day(first, "--from"), _day(last, "--to"))
+    series = market_day_window(
+        load_price_file(prices, column, node, err),
+        parse_day(first, "--from"),
+        parse_day(last, "--to"),
+    )
     schedule = optimize(
         series.values,
         series.step_h,
@@ -199,7 +153,7 @@ def optimize_command(
     if as_json:
         typer.echo(json.dumps(_schedule_json(schedule, series), indent=1))
         return
-    out = _stdout()
+    out = stdout_console()
     table = Table(title=f"{series.node} ({series.unit})", show_lines=False)
     for name, justify in [
         ("start (UTC)", "left"),
@@ -303,7 +257,7 @@ def backtest_command(
         raise typer.BadParameter(
             f"{settlement!r}; choose one of {', '.join(SETTLEMENTS)}", param_hint="--settle"
         )
-    series = _load(prices, column, node, err)
+    series = load_price_file(prices, column, node, err)
     risk = None
     if min_spread is not None or min_confidence is not None or conservative:
         risk = Risk(
@@ -330,8 +284,8 @@ def backtest_command(
             battery,
             soc_initial_pct=soc_initial,
             soc_final_pct=soc_final,
-            first_day=_day(first, "--from"),
-            last_day=_day(last, "--to"),
+            first_day=parse_day(first, "--from"),
+            last_day=parse_day(last, "--to"),
             on_day=on_day,
             risk=risk,
             settle=SETTLEMENTS[settlement],
@@ -365,4 +319,4 @@ def _print_result(result: BacktestResult) -> None:
     ]
     for what, value in rows:
         table.add_row(what, value)
-    _stdout().print(table)
+    stdout_console().print(table)
