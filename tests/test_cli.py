@@ -49,3 +49,15 @@ def test_console_script_runs() -> None:
         [sys.executable, "-m", "bessai.cli", "--help"], capture_output=True, text=True, check=True
     )
     assert "open-bess-edge" in out.stdout
+
+
+def test_console_script_reports_a_bad_input_once_and_exits_2() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bessai.cli", "backtest", "--prices", "/nonexistent/prices.csv",
+         "--forecaster", "week-mean"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.count("no such price file") == 1, out.stderr
+    assert out.stderr.startswith("error: /nonexistent/prices.csv: no such price file")

@@ -65,7 +65,6 @@ def main() -> None:
     try:
         app()
     except BessaiError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)
         # soft_wrap: off a terminal rich would fold the one-line message at 80 columns.
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
