@@ -1,7 +1,7 @@
 """The forecaster's results tables in docs/benchmarks.md ("CMg forecaster"), from the CLI.
 
 Runs the exact `bessai forecast train` / `bessai forecast eval` commands listed in the docs
-(about 25 minutes on 2 cores), keeps their JSON in OUT (default ./forecast-results) and prints
+(about 10 minutes on 2 cores), keeps their JSON in OUT (default ./forecast-results) and prints
 the two Markdown tables. Not in `make bench`: it is the full-year study, not a timing.
 
 Two stages, so that nothing is chosen on the year it is judged on:
