@@ -61,3 +61,24 @@ def test_console_script_reports_a_bad_input_once_and_exits_2() -> None:
     assert out.returncode == 2
     assert out.stderr.count("no such price file") == 1, out.stderr
     assert out.stderr.startswith("error: /nonexistent/prices.csv: no such price file")
+
+
+def test_every_data_file_of_the_package_is_declared_for_the_wheel() -> None:
+    """A file an installed package lacks fails only off an editable install (the demo's price
+    series once did); every non-Python file under src/bessai must match package-data."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    package = root / "src" / "bessai"
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["bessai"]
+    declared = {p for pattern in patterns for p in package.glob(pattern)}
+    data = {
+        p
+        for p in package.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    }
+    assert data, "no data files found: the test looks in the wrong place"
+    assert sorted(map(str, data - declared)) == []
