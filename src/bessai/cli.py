@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bessai import __version__
 from bessai.api import commands as api_commands
@@ -66,7 +67,10 @@ def main() -> None:
         app()
     except BessaiError as exc:
         # soft_wrap: off a terminal rich would fold the one-line message at 80 columns.
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape: messages quote user input and extras such as 'bessai[train]', not markup.
+        Console(stderr=True).print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(2)
 
 

@@ -191,6 +191,25 @@ print(bad)
     assert out.stdout.strip() == "[]"
 
 
+def test_training_without_the_train_extra_says_what_to_install(data_dir: Path) -> None:
+    # An edge install has no [train] extra: blocking two of its modules stands in for that.
+    script = f"""
+import sys
+sys.modules["lightgbm"] = None
+sys.modules["sklearn"] = None
+sys.argv = ["bessai", "forecast", "train", "--prices",
+            {str(data_dir / "cen_cmg_valdivia220_2023.tsv")!r}, "--out", "/nonexistent/m"]
+from bessai.cli import main
+main()
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "bessai forecast train needs the training libraries, missing: sklearn, lightgbm" in (
+        out.stderr
+    )
+    assert "pip install 'bessai[train]'" in out.stderr
+
+
 def test_predictor_caches_and_invalidates_on_a_price_jump(
     model_dirs: dict[str, Path], valdivia: PriceSeries
 ) -> None:

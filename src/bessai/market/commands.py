@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import warnings
@@ -44,6 +45,31 @@ def register(app: typer.Typer) -> None:
     from bessai.market.fetch import fetch_command
 
     market_app.command("fetch")(fetch_command)
+
+
+#: The `[train]` extra: what training, export and evaluation import (the gateway needs none).
+TRAINING_STACK: tuple[str, ...] = (
+    "sklearn",
+    "lightgbm",
+    "onnx",
+    "onnxmltools",
+    "skl2onnx",
+    "scipy",
+)
+
+
+def _need_training_stack(command: str) -> None:
+    missing = []
+    for name in TRAINING_STACK:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ConfigError(
+            f"bessai {command} needs the training libraries, missing: {', '.join(missing)}; "
+            "install them with: pip install 'bessai[train]'"
+        )
 
 
 def _with_step(series: PriceSeries, step_min: int | None) -> PriceSeries:
@@ -92,6 +118,7 @@ def train_command(
     ] = 0.5,
 ) -> None:
     """Fit a model with walk-forward validation and write ONNX models and a model card."""
+    _need_training_stack("forecast train")
     from bessai.market.export import write_model_dir
     from bessai.market.training import TrainSpec, fit_model, training_set
 
@@ -250,6 +277,7 @@ def eval_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Forecast metrics and back-test capture ratio of a model against the baselines."""
+    _need_training_stack("forecast eval")
     from bessai.market.evaluate import evaluate, onnx_forecaster, refit_forecaster
     from bessai.market.point import PlanPoint
     from bessai.market.predictor import OnnxModel
