@@ -103,3 +103,20 @@ def test_config_check_cli(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "sites.0.cycle_s" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_a_sped_up_simulator_gets_a_forcible_period_that_outlives_the_refresh() -> None:
+    from bessai.config import DispatchConfig
+    from bessai.control.gateway import sped_up_dispatch
+
+    default = DispatchConfig()  # 2 min, refreshed every 60 s
+    assert sped_up_dispatch(default, 1.0) == default
+    assert sped_up_dispatch(default, 0.5) == default
+    for speed in (2.0, 10.0, 30.0, 120.0, 1000.0):
+        d = sped_up_dispatch(default, speed)
+        period_wall_s = d.forcible_period_min * 60 / speed
+        assert d.forcible_period_min <= 60  # the register's limit
+        assert d.refresh_s <= period_wall_s / 2, speed
+        assert d.forcible_period_min >= default.forcible_period_min
+    at_120 = sped_up_dispatch(default, 120.0)
+    assert (at_120.forcible_period_min, at_120.refresh_s) == (60, 15.0)

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
 
-from bessai.config import Config, SiteConfig
+from bessai.config import Config, DispatchConfig, SiteConfig
 from bessai.control.audit import AuditLog
 from bessai.control.emit import CycleEmitter
 from bessai.control.planner import SchedulePlanner
@@ -42,6 +43,23 @@ class FleetView:
     available_charge_w: float
     available_discharge_w: float
     alarms: dict[str, tuple[str, ...]]
+
+
+def sped_up_dispatch(dispatch: DispatchConfig, speed: float) -> DispatchConfig:
+    """The dispatch settings for a simulator running ``speed`` times faster than the clock.
+
+    The simulated device counts its forcible period in plant time, the dispatcher refreshes in
+    wall-clock time: at x120 a 2-minute period lapses after one real second, and the command
+    flickers on and off between refreshes. So the period is stretched by the speed (to the
+    register's 60-minute limit) and refreshed at least twice within its wall-clock length.
+    """
+    if speed <= 1.0:
+        return dispatch
+    stretched = math.ceil(dispatch.forcible_period_min * speed)
+    period_min = min(60, max(dispatch.forcible_period_min, stretched))
+    period_wall_s = period_min * 60.0 / speed
+    refresh_s = min(dispatch.refresh_s, period_wall_s / 2)
+    return dispatch.model_copy(update={"forcible_period_min": period_min, "refresh_s": refresh_s})
 
 
 class Gateway:
@@ -104,7 +122,16 @@ class Gateway:
         devices = [
             d.model_copy(update={"port": server.port}) if d is device else d for d in site.devices
         ]
-        return site.model_copy(update={"devices": devices})
+        dispatch = sped_up_dispatch(site.dispatch, sim_cfg.speed)
+        if dispatch != site.dispatch:
+            log.info(
+                "forcible period scaled to the simulator's speed",
+                site=site.id,
+                speed=sim_cfg.speed,
+                period_min=dispatch.forcible_period_min,
+                refresh_s=dispatch.refresh_s,
+            )
+        return site.model_copy(update={"devices": devices, "dispatch": dispatch})
 
     async def start(self) -> None:
         await self.telemetry.start()
