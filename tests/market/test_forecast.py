@@ -301,6 +301,16 @@ def test_cli_train_predict_eval(tmp_path: Path, data_dir: Path) -> None:
     assert card["data"]["first_day"] == "2023-02-01"
     assert card["data"]["last_day"] == "2023-04-30"
     assert card["versions"]["onnxruntime"] != "absent"
+    assert card["calibration"]["scale"] == "std_168h"
+    assert card["calibration"]["scale_floor"] > 0
+    unscaled = tmp_path / "unscaled"
+    r = CliRunner().invoke(
+        app,
+        ["forecast", "train", "--prices", prices, "--model", "ridge", "--out", str(unscaled),
+         "--from", "2023-02-01", "--to", "2023-04-30", "--folds", "2", "--band-scale", "none"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "scale" not in json.loads((unscaled / "card.json").read_text())["calibration"]
     r = CliRunner().invoke(
         app,
         ["forecast", "predict", "--model", str(out), "--prices", prices,

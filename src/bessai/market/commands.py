@@ -116,6 +116,13 @@ def train_command(
             "--baseline-share", help="Share of the week-mean forecast in the plan price (0..1)."
         ),
     ] = 0.5,
+    band_scale: Annotated[
+        str,
+        typer.Option(
+            "--band-scale",
+            help="Band edges in units of the last week's spread (std_168h) or of price (none).",
+        ),
+    ] = "std_168h",
 ) -> None:
     """Fit a model with walk-forward validation and write ONNX models and a model card."""
     _need_training_stack("forecast train")
@@ -130,6 +137,7 @@ def train_command(
         folds=folds,
         plan_on=plan_on,
         baseline_share=baseline_share,
+        band_scale=band_scale,
     )
     series = _with_step(
         market_day_window(

@@ -5,8 +5,8 @@ the one planned on the expected price, not on the median: a CMg that spikes upwa
 above its p50 in exactly the hours a battery wants to discharge. The mean is estimated from
 p10/p50/p90 with Swanson's rule (0.3 / 0.4 / 0.3), and then pulled toward the week-mean
 forecast by ``baseline_share``: the week-mean is a strong, low-variance estimate of the same mean,
-and the shrunk forecast ranked the hours better than either alone on the selection year
-(Crucero 2022, docs/benchmarks.md). Numpy only: this runs in the gateway's predictor.
+and on the selection year (Crucero 2022, docs/benchmarks.md) plans on the average earned at least
+as much as plans on either alone. Numpy only: this runs in the gateway's predictor.
 """
 
 from __future__ import annotations

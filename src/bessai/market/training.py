@@ -37,7 +37,7 @@ from bessai.market.features import (
     with_base,
 )
 from bessai.market.metrics import forecast_metrics
-from bessai.market.point import PLAN_WEIGHTS, PlanPoint
+from bessai.market.point import PlanPoint
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -81,11 +81,7 @@ class TrainSpec:
             raise ConfigError(
                 f"forecast: band_scale must be std_168h or none, not {self.band_scale!r}"
             )
-        if self.plan_on not in PLAN_WEIGHTS:
-            raise ConfigError(
-                f"forecast: plan_on must be one of {tuple(PLAN_WEIGHTS)}, not {self.plan_on!r}"
-            )
-        self.plan_point()  # validates the share
+        PlanPoint(self.plan_on, self.baseline_share)  # validates both, even for a baseline
 
     def plan_point(self) -> PlanPoint:
         # The baselines plan on their own forecast: shrinking the seasonal naive toward the
