@@ -70,3 +70,12 @@ def test_bad_price_file_is_a_one_line_error(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert f"{f}:3:2: 'x' is not a number" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_file_name_with_brackets_is_reported_as_it_is(tmp_path: Path) -> None:
+    f = tmp_path / "prices[old].csv"
+    rows = [f"2024-01-01T{h:02d}:00:00Z,{p}" for h, p in enumerate([50, 10, 10, 90, 120, 40])]
+    f.write_text("timestamp,price\n" + "\n".join(rows) + "\n")
+    result = runner.invoke(app, ["optimize", "--prices", str(f), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "prices[old].csv: generic" in result.stderr

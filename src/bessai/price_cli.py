@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bessai.errors import ConfigError, DataError
 from bessai.market.prices import PriceSeries, load_prices
@@ -61,9 +62,12 @@ def load_price_file(path: Path, column: str | None, node: str | None, err: Conso
     for issue in series.report.issues:
         kinds[issue.kind] = kinds.get(issue.kind, 0) + 1
     notes = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no repairs"
+    said = (
+        f"{path.name}: {series.report.format}, {series.node}, {len(series)} steps of "
+        f"{series.step}, {series.unit}; {notes}"
+    )
     err.print(
-        f"[dim]{path.name}: {series.report.format}, {series.node}, {len(series)} steps of "
-        f"{series.step}, {series.unit}; {notes}[/]",
+        f"[dim]{escape(said)}[/]",  # a file name such as prices[old].csv is not markup
         highlight=False,
         soft_wrap=True,
     )
