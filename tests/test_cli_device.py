@@ -100,17 +100,18 @@ def test_forced_charge_written_from_the_cli(sim_process: tuple[int, object]) -> 
         assert "read back" in out.stdout
     written = time.monotonic()
     during = values(read_json(port, "--profile", "huawei_luna2000"))
-    assert during["huawei_luna2000.power_w"] == 3000
-    # SOC has 0.1 % resolution: right after the writes it may not have moved yet on a loaded
-    # machine, so read until it does, well inside the two-minute (4 s) period.
-    while during["huawei_luna2000.soc_pct"] <= before["huawei_luna2000.soc_pct"]:  # type: ignore[operator]
-        assert time.monotonic() - written < 3.0, "SOC did not rise during the forced charge"
-        time.sleep(0.2)
-        during = values(read_json(port, "--profile", "huawei_luna2000"))
+    # Each CLI read is a new process: on a loaded machine one can outlast the 4 s period, and
+    # then the device has rightly stopped; the energy counter below judges the charge anyway.
+    if time.monotonic() - written < 3.5:
+        assert during["huawei_luna2000.forcible_command"] == "charge"
+        assert during["huawei_luna2000.power_w"] == 3000
     time.sleep(max(0.0, written + 4.5 - time.monotonic()))  # two minutes of plant time at x30
     after = values(read_json(port, "--profile", "huawei_luna2000"))
     assert after["huawei_luna2000.forcible_command"] == "stop"
     assert after["huawei_luna2000.power_w"] != 3000
+    # 3 kW for 2 min is 0.1 kWh; PV may add to it, losses and taper take a little.
+    charged = after["huawei_luna2000.total_charge_kwh"] - before["huawei_luna2000.total_charge_kwh"]  # type: ignore[operator]
+    assert charged >= 0.08
 
 
 def test_write_refuses_with_a_clear_message(sim_process: tuple[int, object]) -> None:
