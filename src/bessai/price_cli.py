@@ -19,6 +19,7 @@ from rich.markup import escape
 from bessai.errors import ConfigError, DataError
 from bessai.market.prices import PriceSeries, load_prices
 from bessai.optimize.backtest import market_days
+from bessai.optimize.model import Risk
 
 PricesOpt = Annotated[
     Path, typer.Option("--prices", help="Price file (CEN TSV/CSV, SMARD, or timestamp,price).")
@@ -36,6 +37,36 @@ FromOpt = Annotated[
 ]
 ToOpt = Annotated[str | None, typer.Option("--to", help="Last market day, inclusive (YYYY-MM-DD).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+MinSpreadOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-spread",
+        help="Risk mode: a trade must earn this per MWh beyond losses and wear.",
+    ),
+]
+MinConfidenceOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-confidence", help="Risk mode: hold steps whose band confidence is lower (0..1)."
+    ),
+]
+ConservativeOpt = Annotated[
+    bool,
+    typer.Option("--conservative", help="Risk mode: plan to buy at p90 and sell at p10."),
+]
+
+
+def risk_from_options(
+    min_spread: float | None, min_confidence: float | None, conservative: bool
+) -> Risk | None:
+    """The risk-aware mode the options ask for, or None when none is given."""
+    if min_spread is None and min_confidence is None and not conservative:
+        return None
+    return Risk(
+        min_spread=min_spread or 0.0,
+        min_confidence=min_confidence or 0.0,
+        conservative=conservative,
+    )
 
 
 def stdout_console() -> Console:

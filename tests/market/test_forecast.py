@@ -24,7 +24,7 @@ from bessai.market.predictor import OnnxModel, Predictor
 from bessai.market.prices import PriceSeries, load_prices
 from bessai.market.training import TrainSpec, fit_model, training_set
 from bessai.optimize.backtest import FORECASTERS
-from bessai.optimize.model import Battery
+from bessai.optimize.model import Battery, Risk
 
 TZ = "America/Santiago"
 SMALL = {"n_estimators": 40, "issue_every_h": 12, "folds": 2}
@@ -271,6 +271,29 @@ def test_eval_runs_the_model_and_baselines_through_the_backtest(
     assert len({r.backtest.perfect_daily_net for r in results}) == 1
 
 
+def test_risk_mode_plans_on_the_models_own_bands(valdivia: PriceSeries) -> None:
+    """A model whose bands say "anything can happen" is held idle by min_confidence; the
+    week-mean baseline, judged on its empirical bands under the same risk, still trades."""
+    week_mean = FORECASTERS["week-mean"]
+
+    def unsure(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> np.ndarray:
+        p = week_mean(history, target, tz)
+        return np.stack([p - 1000.0, p, p + 1000.0, p], axis=1)
+
+    window = valdivia.between(None, datetime(2023, 6, 15, 4, tzinfo=UTC))
+    days = {"first_day": date(2023, 6, 1), "last_day": date(2023, 6, 10)}
+    risk = Risk(min_confidence=0.5)
+    model, _, baseline = evaluate(window, "unsure", unsure, Battery(), risk=risk, **days)
+    assert model.name == "unsure"
+    assert baseline.name == "week-mean"
+    assert model.backtest.equivalent_full_cycles < 0.05
+    assert baseline.backtest.equivalent_full_cycles > 1
+    assert baseline.backtest.net_revenue > 100
+    # Without the risk mode the same forecasts trade exactly like the week-mean.
+    model, _, baseline = evaluate(window, "unsure", unsure, Battery(), **days)
+    assert model.backtest.net_revenue == pytest.approx(baseline.backtest.net_revenue)
+
+
 def test_walk_forward_refit_trains_only_on_the_past(valdivia: PriceSeries) -> None:
     spec = TrainSpec(model="ridge", issue_every_h=24, folds=2)
     fc = refit_forecaster(spec, 3600.0)
@@ -340,6 +363,16 @@ def test_cli_train_predict_eval(tmp_path: Path, data_dir: Path) -> None:
     assert p50["results"][0]["mae"] == rows[0]["mae"]
     assert p50["results"][0]["net_revenue"] != rows[0]["net_revenue"]
     assert p50["results"][1:] == rows[1:]
+    assert body["risk"] is None
+    r = CliRunner().invoke(
+        app,
+        ["forecast", "eval", "--prices", prices, "--model", str(out), "--conservative",
+         "--min-spread", "5", "--from", "2023-05-02", "--to", "2023-05-08", "--json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    risky = json.loads(r.stdout)
+    assert risky["risk"] == {"min_spread": 5.0, "min_confidence": 0.0, "conservative": True}
+    assert risky["results"][0]["net_revenue"] != rows[0]["net_revenue"]
     r = CliRunner().invoke(
         app,
         ["forecast", "eval", "--prices", prices, "--model", str(out), "--column",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import math
@@ -20,14 +21,18 @@ from bessai.market.prices import PriceSeries
 from bessai.optimize.model import Battery
 from bessai.price_cli import (
     ColumnOpt,
+    ConservativeOpt,
     FromOpt,
     JsonOpt,
+    MinConfidenceOpt,
+    MinSpreadOpt,
     NodeOpt,
     PricesOpt,
     ToOpt,
     load_price_file,
     market_day_window,
     parse_day,
+    risk_from_options,
     stdout_console,
 )
 
@@ -282,6 +287,9 @@ def eval_command(
         float | None,
         typer.Option("--baseline-share", help="Week-mean share instead of the card's (0..1)."),
     ] = None,
+    min_spread: MinSpreadOpt = None,
+    min_confidence: MinConfidenceOpt = None,
+    conservative: ConservativeOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Forecast metrics and back-test capture ratio of a model against the baselines."""
@@ -315,6 +323,7 @@ def eval_command(
     battery = Battery(
         power_kw=power_kw, capacity_kwh=capacity_kwh, eta_charge=eta, eta_discharge=eta
     )
+    risk = risk_from_options(min_spread, min_confidence, conservative)
     name = f"{onnx.kind}" + ("" if refit == "none" else f" (refit {refit})")
     with Progress(
         TextColumn("{task.description}"),
@@ -337,6 +346,7 @@ def eval_command(
             first_day=parse_day(first, "--from"),
             last_day=parse_day(last, "--to"),
             on_day=on_day,
+            risk=risk,
         )
     rows = [r.row() for r in results]
     bt = results[0].backtest
@@ -348,6 +358,7 @@ def eval_command(
         "model_dir": str(model_dir),
         "refit": refit,
         "point": onnx.point.to_json(),
+        "risk": None if risk is None else dataclasses.asdict(risk),
         "evaluated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     if as_json:

@@ -26,11 +26,12 @@ from bessai.market.training import FittedModel, TrainSpec, fit_model
 from bessai.optimize.backtest import (
     FORECASTERS,
     BacktestResult,
+    BandForecaster,
     Forecaster,
     backtest,
     empirical_bands,
 )
-from bessai.optimize.model import Battery
+from bessai.optimize.model import Bands, Battery, Risk
 
 FloatArray = npt.NDArray[np.float64]
 #: Quantile forecaster: (history, target steps, tz) -> (n, 4) p10/p50/p90 and the price the
@@ -112,6 +113,7 @@ def run_strategy(
     first_day: date | None,
     last_day: date | None,
     on_day: Callable[[int, int], None] | None = None,
+    risk: Risk | None = None,
 ) -> StrategyResult:
     recorded: list[tuple[pd.DatetimeIndex, FloatArray]] = []
 
@@ -120,7 +122,15 @@ def run_strategy(
         recorded.append((target, q[:, :3]))
         return np.asarray(q[:, 3], dtype=np.float64)
 
+    def bands(history: pd.Series, target: pd.DatetimeIndex, tz: str, planned: FloatArray) -> Bands:
+        # The back-test asks for the bands right after the forecast of the same day.
+        steps, q = recorded[-1]
+        if not steps.equals(target):
+            raise AssertionError("back-test asked for bands of another day than it forecast")
+        return Bands(p10=q[:, 0], p50=q[:, 1], p90=q[:, 2])
+
     forecasters: dict[str, Forecaster] = {name: point}
+    band_forecasters: dict[str, BandForecaster] = {name: bands}
     bt = backtest(
         series,
         name,
@@ -129,6 +139,8 @@ def run_strategy(
         last_day=last_day,
         forecasters=forecasters,
         on_day=on_day,
+        risk=risk,
+        band_forecasters=band_forecasters,
     )
     actual = series.prices
     ys: list[FloatArray] = []
@@ -153,8 +165,11 @@ def evaluate(
     first_day: date | None,
     last_day: date | None,
     on_day: Callable[[str, int, int], None] | None = None,
+    risk: Risk | None = None,
 ) -> list[StrategyResult]:
-    """The model and the persistence and week-mean baselines over the same days."""
+    """The model and the persistence and week-mean baselines over the same days; with
+    ``risk`` every strategy plans in the risk-aware mode on its own bands (the model's
+    calibrated ones, the baselines' empirical ones)."""
     out = []
     strategies: list[tuple[str, QuantileForecaster]] = [(model_name, model)]
     strategies += [(b, baseline_forecaster(b)) for b in BASELINES]
@@ -173,6 +188,7 @@ def evaluate(
                 first_day=first_day,
                 last_day=last_day,
                 on_day=progress,
+                risk=risk,
             )
         )
     return out

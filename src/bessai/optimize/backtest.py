@@ -196,6 +196,8 @@ SETTLEMENTS: dict[str, Settle] = {"plant": settle_plant, "ideal": settle_ideal}
 # A forecaster sees the history (prices before the day, UTC index) and the day's step starts,
 # and returns one price per step.
 Forecaster = Callable[[pd.Series, pd.DatetimeIndex, str], FloatArray]
+#: Bands around a forecast: (history, target steps, tz, the point planned on) -> Bands.
+BandForecaster = Callable[[pd.Series, pd.DatetimeIndex, str, FloatArray], Bands]
 
 
 def _slot_keys(index: pd.DatetimeIndex, tz: str) -> npt.NDArray[np.int64]:
@@ -376,13 +378,16 @@ def backtest(
     on_day: Callable[[int, int], None] | None = None,
     forecasters: dict[str, Forecaster] | None = None,
     risk: Risk | None = None,
+    band_forecasters: dict[str, BandForecaster] | None = None,
 ) -> BacktestResult:
     """Run the day-ahead rolling back-test of one forecaster over ``[first_day, last_day]``
     (local dates, inclusive; default: from the second complete day, so every forecaster has
     history, to the last). Each day's plan must end at ``soc_final_pct`` (default: the
     initial SOC); the rule engine has no terminal target. With ``risk``, forecast strategies
-    get empirical p10/p90 bands (:func:`empirical_bands`) and plan in the risk-aware mode (the
-    rule engine applies ``min_confidence`` and ``min_spread`` as its own filters)."""
+    get p10/p90 bands and plan in the risk-aware mode (the rule engine applies
+    ``min_confidence`` and ``min_spread`` as its own filters): the forecaster's own bands from
+    ``band_forecasters`` (a trained model's calibrated ones), else the empirical ones
+    (:func:`empirical_bands`)."""
     registry = {**FORECASTERS, **(forecasters or {})}
     if forecaster not in registry and forecaster not in ("perfect", "rule"):
         known = ", ".join(sorted({*registry, "perfect", "rule"}))
@@ -429,7 +434,8 @@ def backtest(
             history = series.prices.iloc[:s]
             point = registry["week-mean" if forecaster == "rule" else forecaster]
             forecast = point(history, steps, tz)
-            bands = None if risk is None else empirical_bands(history, steps, tz, forecast)
+            band_fn = (band_forecasters or {}).get(forecaster, empirical_bands)
+            bands = None if risk is None else band_fn(history, steps, tz, forecast)
             if forecaster == "rule":
                 plan: Schedule = rule_schedule(
                     forecast,

@@ -19,17 +19,21 @@ from bessai.optimize.backtest import (
     BacktestResult,
     backtest,
 )
-from bessai.optimize.model import Battery, Risk, Schedule, optimize
+from bessai.optimize.model import Battery, Schedule, optimize
 from bessai.price_cli import (
     ColumnOpt,
+    ConservativeOpt,
     FromOpt,
     JsonOpt,
+    MinConfidenceOpt,
+    MinSpreadOpt,
     NodeOpt,
     PricesOpt,
     ToOpt,
     load_price_file,
     market_day_window,
     parse_day,
+    risk_from_options,
     stdout_console,
 )
 
@@ -213,23 +217,9 @@ def backtest_command(
         Path | None, typer.Option("--plot", help="Write a PNG of prices, schedule and SOC.")
     ] = None,
     plot_days: Annotated[int, typer.Option("--plot-days", help="Days shown in detail.")] = 14,
-    min_spread: Annotated[
-        float | None,
-        typer.Option(
-            "--min-spread",
-            help="Risk mode: a trade must earn this per MWh beyond losses and wear.",
-        ),
-    ] = None,
-    min_confidence: Annotated[
-        float | None,
-        typer.Option(
-            "--min-confidence", help="Risk mode: hold steps whose band confidence is lower (0..1)."
-        ),
-    ] = None,
-    conservative: Annotated[
-        bool,
-        typer.Option("--conservative", help="Risk mode: plan to buy at p90 and sell at p10."),
-    ] = False,
+    min_spread: MinSpreadOpt = None,
+    min_confidence: MinConfidenceOpt = None,
+    conservative: ConservativeOpt = False,
     settlement: Annotated[
         str,
         typer.Option(
@@ -258,13 +248,7 @@ def backtest_command(
             f"{settlement!r}; choose one of {', '.join(SETTLEMENTS)}", param_hint="--settle"
         )
     series = load_price_file(prices, column, node, err)
-    risk = None
-    if min_spread is not None or min_confidence is not None or conservative:
-        risk = Risk(
-            min_spread=min_spread or 0.0,
-            min_confidence=min_confidence or 0.0,
-            conservative=conservative,
-        )
+    risk = risk_from_options(min_spread, min_confidence, conservative)
     with Progress(
         TextColumn("back-test {task.description}"),
         BarColumn(),
