@@ -2,7 +2,7 @@
 
 Revenue is linear in price for a fixed schedule, so the schedule that earns most on average is
 the one planned on the expected price, not on the median: a CMg that spikes upwards has a mean
-above its p50 in exactly the hours a battery wants to discharge. The mean is estimated from
+above its p50, by an amount that depends on the hour (docs/forecast.md). The mean is estimated from
 p10/p50/p90 with Swanson's rule (0.3 / 0.4 / 0.3), and then pulled toward the week-mean
 forecast by ``baseline_share``: the week-mean is a strong, low-variance estimate of the same mean,
 and on the selection year (Crucero 2022, docs/benchmarks.md) plans on the average earned at least
