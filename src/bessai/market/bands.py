@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from bessai.market.features import hour_of, spread_of
+
 FloatArray = npt.NDArray[np.float64]
 
 QUANTILES: tuple[float, float, float] = (0.1, 0.5, 0.9)
@@ -106,6 +108,12 @@ def fit_calibration(
     level = min(1.0, COVERAGE_TARGET * (1 + 1 / max(n, 1)))
     e = _per_hour(score, hour, level)
     return BandCalibration("cqr", e, e, floor)
+
+
+def calibrate_rows(raw: FloatArray, x: npt.NDArray[np.float32], cal: BandCalibration) -> FloatArray:
+    """Calibrated (n, 3) p10/p50/p90 of a model's raw outputs for the feature rows ``x``: the
+    hour and the spread each row is calibrated by are read off the rows themselves."""
+    return apply_calibration(raw, hour_of(x), cal, spread_of(x))
 
 
 def apply_calibration(

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bessai.errors import ConfigError, DataError
+from bessai.market.features import baseline_point
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -56,6 +57,11 @@ class PlanPoint:
         model = np.asarray(quantiles, dtype=np.float64) @ np.asarray(self.weights)
         s = self.baseline_share
         return np.asarray((1.0 - s) * model + s * np.asarray(baseline, dtype=np.float64))
+
+    def with_plan(self, quantiles: FloatArray, x: npt.NDArray[np.float32]) -> FloatArray:
+        """(n, 4): ``quantiles`` and the plan price, the week-mean read off the rows ``x``."""
+        plan = self.apply(quantiles, baseline_point("week-mean", x))
+        return np.column_stack([quantiles, plan])
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -21,14 +21,12 @@ import numpy.typing as npt
 import pandas as pd
 
 from bessai.errors import DataError
-from bessai.market.bands import BandCalibration, apply_calibration
+from bessai.market.bands import BandCalibration, calibrate_rows
 from bessai.market.features import (
     HISTORY_H,
     baseline_point,
     build_features,
     feature_names,
-    hour_of,
-    spread_of,
     steps_per_hour,
     with_base,
 )
@@ -136,12 +134,11 @@ class OnnxModel:
 
     def quantiles(self, x: npt.NDArray[np.float32]) -> FloatArray:
         """(n, 3) calibrated, non-crossing p10/p50/p90."""
-        return apply_calibration(self.raw(x), hour_of(x), self.calibration, spread_of(x))
+        return calibrate_rows(self.raw(x), x, self.calibration)
 
     def with_point(self, x: npt.NDArray[np.float32]) -> FloatArray:
         """(n, 4): calibrated p10/p50/p90 and the price to plan on."""
-        q = self.quantiles(x)
-        return np.column_stack([q, self.point.apply(q, baseline_point("week-mean", x))])
+        return self.point.with_plan(self.quantiles(x), x)
 
     def forecast(
         self,

@@ -23,6 +23,7 @@ from bessai.market.bands import (
     QUANTILES,
     BandCalibration,
     apply_calibration,
+    calibrate_rows,
     fit_calibration,
 )
 from bessai.market.features import (
@@ -130,13 +131,11 @@ class FittedModel:
 
     def predict(self, x: npt.NDArray[np.float32]) -> FloatArray:
         """(n, 3) calibrated, non-crossing p10/p50/p90."""
-        return apply_calibration(self.raw(x), hour_of(x), self.calibration, spread_of(x))
+        return calibrate_rows(self.raw(x), x, self.calibration)
 
     def forecast(self, x: npt.NDArray[np.float32]) -> FloatArray:
         """(n, 4): calibrated p10/p50/p90 and the price to plan on."""
-        q = self.predict(x)
-        plan = self.point.apply(q, baseline_point("week-mean", x))
-        return np.column_stack([q, plan])
+        return self.point.with_plan(self.predict(x), x)
 
 
 def raw_quantiles(
