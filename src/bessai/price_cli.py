@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bessai.errors import ConfigError, DataError
 from bessai.market.prices import PriceSeries, load_prices
@@ -72,6 +73,19 @@ def risk_from_options(
 def stdout_console() -> Console:
     # Off a terminal rich assumes 80 columns, which folds every reason over five lines.
     return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def day_progress(err: Console, label: str) -> Progress:
+    """The bar a day-by-day command shows on ``err`` while it works (``label`` may use
+    ``{task.description}``); it is gone when the command prints its result."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
 
 
 def parse_day(text: str | None, option: str) -> date | None:

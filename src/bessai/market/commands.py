@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bessai.errors import ConfigError, DataError
@@ -29,6 +28,7 @@ from bessai.price_cli import (
     NodeOpt,
     PricesOpt,
     ToOpt,
+    day_progress,
     load_price_file,
     market_day_window,
     parse_day,
@@ -325,14 +325,7 @@ def eval_command(
     )
     risk = risk_from_options(min_spread, min_confidence, conservative)
     name = f"{onnx.kind}" + ("" if refit == "none" else f" (refit {refit})")
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
+    with day_progress(err, "{task.description}") as progress:
         task = progress.add_task("eval", total=None)
 
         def on_day(strategy: str, done: int, total: int) -> None:

@@ -31,9 +31,9 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bessai.errors import BessaiError, ConfigError
+from bessai.price_cli import day_progress
 
 DEFAULT_BASE_URL = "https://sipub.api.coordinador.cl"
 DEFAULT_PATH = "/costo-marginal-real/v4/findByDate"
@@ -383,14 +383,7 @@ def fetch_command(
     err = Console(stderr=True)
     client = CenClient(settings)
     try:
-        with Progress(
-            TextColumn(f"CEN {node}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as progress:
+        with day_progress(err, f"CEN {node}") as progress:
             task = progress.add_task("days", total=len(plan.missing))
 
             def on_day(done: int, total: int) -> None:

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bessai.market.prices import PriceSeries
@@ -30,6 +29,7 @@ from bessai.price_cli import (
     NodeOpt,
     PricesOpt,
     ToOpt,
+    day_progress,
     load_price_file,
     market_day_window,
     parse_day,
@@ -249,14 +249,7 @@ def backtest_command(
         )
     series = load_price_file(prices, column, node, err)
     risk = risk_from_options(min_spread, min_confidence, conservative)
-    with Progress(
-        TextColumn("back-test {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
+    with day_progress(err, "back-test {task.description}") as progress:
         task = progress.add_task(forecaster, total=None)
 
         def on_day(done: int, total: int) -> None:
