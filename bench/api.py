@@ -18,9 +18,10 @@ import httpx
 
 from bessai.api.keys import KeyStore, Role
 from bessai.config import Config
-from bessai.control.commands import _serve_http
 from bessai.control.gateway import Gateway
 from bessai.modbus.client import ClientSettings
+from bessai.runtime.http import serve_http
+from bessai.runtime.service import Runtime
 from bessai.simulator.server import SimulatorServer
 
 LOAD_S = 10.0
@@ -114,9 +115,10 @@ async def _measure() -> dict[str, Any]:
             }
         )
         key = KeyStore(config.keys_file).add("bench", Role.READ)
-        gateway = Gateway(config, ClientSettings(wait_after_connect_s=0.1, timeout_s=1.0))
-        await gateway.start()
-        http, port = await _serve_http(gateway, "127.0.0.1", 0)
+        runtime = Runtime(config, ClientSettings(wait_after_connect_s=0.1, timeout_s=1.0))
+        await runtime.start()
+        gateway = runtime.gateway
+        http, port = await serve_http(runtime.monitor, "127.0.0.1", 0)
         await asyncio.sleep(2.0)
         base = f"http://127.0.0.1:{port}"
         try:
@@ -128,7 +130,7 @@ async def _measure() -> dict[str, Any]:
                 "metrics": await _phase(gateway, f"{base}/metrics", key),
             }
         finally:
-            await gateway.stop()
+            await runtime.stop()
             http.should_exit = True
             await http.shutdown()
     await sim.stop()

@@ -9,8 +9,8 @@ import tempfile
 from typing import Any
 
 from bessai.config import Config
-from bessai.control.gateway import Gateway
 from bessai.modbus.client import ClientSettings
+from bessai.runtime.service import Runtime
 from bessai.simulator.server import SimulatorServer
 
 SITES = 10
@@ -38,10 +38,11 @@ async def _measure() -> dict[str, Any]:
         ]
         config = Config.model_validate({"gateway": {"data_dir": tmp}, "sites": sites})
         # Field cooldown (50 ms between requests) so the figures are those of a real deployment.
-        gateway = Gateway(
+        runtime = Runtime(
             config, ClientSettings(wait_after_connect_s=0.1, timeout_s=1.0, retries=1)
         )
-        await gateway.start()
+        await runtime.start()
+        gateway = runtime.gateway
         await asyncio.sleep(2.0)
         sims[0].faults.silence_until = float("inf")
         for site in gateway.sites.values():
@@ -66,7 +67,7 @@ async def _measure() -> dict[str, Any]:
             "failing_site_state": failing.safety_state.value,
             "failing_site_cycle_ms_max": round(max(failing.counters.durations_s or [0]) * 1000, 1),
         }
-        await gateway.stop()
+        await runtime.stop()
     for sim in sims:
         await sim.stop()
     return result

@@ -19,6 +19,7 @@ from bessai.market import commands as market_commands
 from bessai.modbus import commands as modbus_commands
 from bessai.optimize import commands as optimize_commands
 from bessai.plant import commands as plant_commands
+from bessai.runtime import commands as runtime_commands
 from bessai.simulator import commands as sim_commands
 from bessai.telemetry import commands as telemetry_commands
 
@@ -51,6 +52,7 @@ def version() -> None:
 
 
 # Each domain adds its commands with one line here: `<package>.commands.register(app)`.
+runtime_commands.register(app)
 control_commands.register(app)
 modbus_commands.register(app)
 sim_commands.register(app)

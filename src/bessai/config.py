@@ -125,6 +125,33 @@ class DispatchConfig(_Section):
         return self
 
 
+class TrackingConfig(_Section):
+    """Does the battery follow its command? Measured power against the setpoint, every cycle."""
+
+    enabled: bool = True
+    settle_s: float = Field(
+        default=15.0, ge=0, le=600, description="after a new command, time to ramp and settle"
+    )
+    tolerance_w: float = Field(default=150.0, ge=0, le=1e6)
+    tolerance_pct: float = Field(default=10.0, ge=0, le=100, description="of the command")
+    alert_after_s: float = Field(
+        default=60.0, ge=0, le=86_400, description="a shortfall this long raises an alert"
+    )
+    failsafe_after_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3_600,
+        description="movement against the command, beyond it or in a held direction this long"
+        " puts the site in SAFE",
+    )
+    hold_s: float = Field(
+        default=600.0, ge=0, le=86_400, description="SAFE lasts this long after the last violation"
+    )
+    taper_margin_pct: float = Field(
+        default=5.0, ge=0, le=50, description="no shortfall alert this close to full or empty"
+    )
+
+
 class TimeOfUseRule(_Section):
     """A daily window in site local time; `end` may be "24:00"; a window may cross midnight."""
 
@@ -193,6 +220,8 @@ class SimulatorConfig(_Section):
     speed: float = Field(default=1.0, gt=0, le=10_000)
     scenario: str | None = None
     initial_soc_pct: Pct = 50.0
+    load_mean_w: float = Field(default=800.0, ge=0, le=1e7, description="house load, daily mean")
+    pv_peak_w: float = Field(default=8_000.0, ge=0, le=1e7, description="clear-sky PV peak")
 
 
 class SiteConfig(_Section):
@@ -205,6 +234,7 @@ class SiteConfig(_Section):
     battery: BatteryConfig = Field(default_factory=BatteryConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     controllers: ControllersConfig = Field(default_factory=ControllersConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)

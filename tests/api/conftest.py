@@ -25,16 +25,26 @@ from bessai.api.app import create_app
 from bessai.api.keys import KeyStore, Role
 from bessai.config import Config
 from bessai.control.gateway import Gateway
+from bessai.observe.monitor import Monitor
 from bessai.optimize.model import Schedule
+from bessai.runtime.service import Runtime
 from bessai.simulator.server import SimulatorServer
 from tests.control.conftest import site_config
 
 
 @dataclass
 class ApiHarness:
-    gateway: Gateway
+    runtime: Runtime
     app: FastAPI
     keys: dict[str, str]  # role -> token
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.runtime.gateway
+
+    @property
+    def monitor(self) -> Monitor:
+        return self.runtime.monitor
 
     def client(self, client_addr: str = "127.0.0.1", **kwargs: Any) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=self.app, client=(client_addr, 40000))
@@ -51,10 +61,10 @@ def make_keys(path: Path) -> dict[str, str]:
 
 @pytest.fixture
 async def make_api(sim: SimulatorServer, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    gateways: list[Gateway] = []
+    runtimes: list[Runtime] = []
 
     async def factory(api: dict[str, Any] | None = None, **site: Any) -> ApiHarness:
-        data_dir = tmp_path / f"gw{len(gateways)}"
+        data_dir = tmp_path / f"gw{len(runtimes)}"
         config = Config.model_validate(
             {
                 "gateway": {"data_dir": str(data_dir)},
@@ -65,16 +75,16 @@ async def make_api(sim: SimulatorServer, tmp_path: Path) -> AsyncIterator[Callab
             }
         )
         keys = make_keys(config.keys_file)
-        gateway = Gateway(config)
-        gateways.append(gateway)
-        await gateway.start()
-        app = create_app(gateway)
-        await wait_for(lambda: gateway.sites["t1"].last is not None)
-        return ApiHarness(gateway, app, keys)
+        runtime = Runtime(config)
+        runtimes.append(runtime)
+        await runtime.start()
+        app = create_app(runtime.monitor)
+        await wait_for(lambda: runtime.gateway.sites["t1"].last is not None)
+        return ApiHarness(runtime, app, keys)
 
     yield factory
-    for gateway in gateways:
-        await gateway.stop()
+    for runtime in runtimes:
+        await runtime.stop()
 
 
 async def wait_for(condition: Callable[[], object], timeout_s: float = 10.0) -> None:

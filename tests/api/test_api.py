@@ -494,7 +494,7 @@ async def test_openapi_json_route(api: ApiHarness) -> None:
 async def test_degraded_telemetry_is_an_alert(api: ApiHarness) -> None:
     from bessai.telemetry.health import TelemetryHealth
 
-    gateway = api.gateway
+    gateway = api.monitor
     real = gateway.telemetry.health
     degraded = TelemetryHealth(
         "degraded",

@@ -130,7 +130,7 @@ async def test_dashboard_draws_the_schedule_forecast_band_and_alerts(
     and the p10-p90 band, lists the plan's reasons and shows the alert."""
     from playwright.async_api import async_playwright, expect
 
-    from bessai.control.commands import _serve_http
+    from bessai.runtime.http import serve_http
 
     api = await make_api()
     gateway = api.gateway
@@ -153,9 +153,11 @@ async def test_dashboard_draws_the_schedule_forecast_band_and_alerts(
     site.schedule.bands = Bands(  # type: ignore[attr-defined]
         p10=[29.0, 42.0, 97.0, 84.0], p50=[41.0, 60.0, 138.0, 120.0], p90=[57.0, 84.0, 193.0, 168.0]
     )
-    gateway.alerts.report_anomaly("t1", 4.2, 3.0, "battery temperature rises faster than modelled")
+    api.monitor.alerts.report_anomaly(
+        "t1", 4.2, 3.0, "battery temperature rises faster than modelled"
+    )
     sim.device.overrides["alarm_2"] = 1 << 9  # Battery Abnormal (2068, minor): blocking
-    http, port = await _serve_http(gateway, "127.0.0.1", 0)
+    http, port = await serve_http(api.monitor, "127.0.0.1", 0)
     try:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)

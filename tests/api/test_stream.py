@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from bessai.control.commands import _serve_http
+from bessai.runtime.http import serve_http
 
 from .conftest import RunningGateway
 
@@ -56,7 +56,7 @@ def test_events_stream_status_after_each_cycle(running_gateway: RunningGateway) 
 
 async def test_live_streams_are_capped_and_free_their_slot(make_api: Any) -> None:
     api = await make_api(api={"max_streams": 1})
-    http, port = await _serve_http(api.gateway, "127.0.0.1", 0)
+    http, port = await serve_http(api.monitor, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{port}/api/v1/events"
     try:
         async with httpx.AsyncClient(headers=api.auth("read"), timeout=10) as client:
@@ -79,7 +79,7 @@ async def test_live_streams_are_capped_and_free_their_slot(make_api: Any) -> Non
 
 async def test_a_stopping_gateway_ends_open_streams_at_once(make_api: Any) -> None:
     api = await make_api()
-    http, port = await _serve_http(api.gateway, "127.0.0.1", 0)
+    http, port = await serve_http(api.monitor, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{port}/api/v1/events"
     try:
         async with (

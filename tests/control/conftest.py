@@ -11,6 +11,7 @@ import pytest
 from bessai.config import SiteConfig
 from bessai.control.audit import AuditLog
 from bessai.control.site import SiteRunner
+from bessai.devices.registry import open_device
 from bessai.simulator.server import SimulatorServer
 from tests.conftest import FAST_SETTINGS
 
@@ -57,7 +58,8 @@ async def make_runner(
     runners: list[SiteRunner] = []
 
     def factory(**overrides: Any) -> SiteRunner:
-        runner = SiteRunner(site_config(sim.port, **overrides), audit, settings=FAST_SETTINGS)
+        config = site_config(sim.port, **overrides)
+        runner = SiteRunner(config, open_device(config, FAST_SETTINGS), audit)
         runners.append(runner)
         return runner
 

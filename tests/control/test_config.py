@@ -107,7 +107,7 @@ def test_config_check_cli(tmp_path: Path) -> None:
 
 def test_a_sped_up_simulator_gets_a_forcible_period_that_outlives_the_refresh() -> None:
     from bessai.config import DispatchConfig
-    from bessai.control.gateway import sped_up_dispatch
+    from bessai.runtime.simulators import sped_up_dispatch
 
     default = DispatchConfig()  # 2 min, refreshed every 60 s
     assert sped_up_dispatch(default, 1.0) == default

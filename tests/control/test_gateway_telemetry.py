@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bessai.config import Config
-from bessai.control.gateway import Gateway
+from bessai.runtime.service import Runtime
 from bessai.simulator.server import SimulatorServer
 from bessai.telemetry.lake import query_lake
 from tests.conftest import FAST_SETTINGS
@@ -37,8 +37,9 @@ def lake_config(tmp_path: Path, sites: list[dict[str, object]]) -> Config:
 async def test_cycles_commands_and_alarms_reach_the_lake(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:
-    gateway = Gateway(lake_config(tmp_path, [site_config(sim.port).model_dump()]), FAST_SETTINGS)
-    await gateway.start()
+    runtime = Runtime(lake_config(tmp_path, [site_config(sim.port).model_dump()]), FAST_SETTINGS)
+    await runtime.start()
+    gateway = runtime.gateway
     try:
         site = gateway.sites["t1"]
         site.override.set(-2000, datetime.now(UTC), 60, "test")
@@ -46,7 +47,7 @@ async def test_cycles_commands_and_alarms_reach_the_lake(
         sim.device.overrides["unit1_temp_c"] = 50.0
         await asyncio.sleep(1.0)
     finally:
-        await gateway.stop()
+        await runtime.stop()
     cycles = gateway.sites["t1"].counters.cycles
     lake = tmp_path / "lake"
     kinds = dict(

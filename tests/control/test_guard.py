@@ -19,7 +19,8 @@ from bessai.control.controllers import (
     decide,
 )
 from bessai.control.safety import Outcome, SafetyGuard
-from bessai.devices.huawei import Measurements
+from bessai.devices.base import Measurements
+from bessai.devices.huawei import LIMIT_SOURCES
 from bessai.optimize.model import Schedule
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -135,7 +136,14 @@ def one_step_plan(setpoint_w: float) -> Schedule:
     )
 
 
-GOOD = Measurements(soc_pct=50, battery_power_w=0, battery_temp_c=25, grid_power_w=500)
+# As the Huawei device reports them: its limits carry their register names.
+GOOD = Measurements(
+    soc_pct=50,
+    battery_power_w=0,
+    battery_temp_c=25,
+    grid_power_w=500,
+    limit_sources=LIMIT_SOURCES,
+)
 
 
 def test_outcomes_and_reasons() -> None:

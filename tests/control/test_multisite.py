@@ -7,8 +7,8 @@ import asyncio
 from pathlib import Path
 
 from bessai.config import Config
-from bessai.control.gateway import Gateway
 from bessai.control.safety import SafetyState
+from bessai.runtime.service import Runtime
 from bessai.simulator.server import SimulatorServer
 from tests.conftest import FAST_SETTINGS
 
@@ -24,9 +24,10 @@ async def test_one_failing_site_never_stalls_the_others(tmp_path: Path) -> None:
         for i, sim in enumerate(sims)
     ]
     config = Config.model_validate({"gateway": {"data_dir": str(tmp_path)}, "sites": sites})
-    gateway = Gateway(config, settings=FAST_SETTINGS)
+    runtime = Runtime(config, FAST_SETTINGS)
     try:
-        await gateway.start()
+        await runtime.start()
+        gateway = runtime.gateway
         await asyncio.sleep(1.5)
         sims[0].faults.silence_until = float("inf")
         cycles_before = {sid: s.counters.cycles for sid, s in gateway.sites.items()}
@@ -48,7 +49,7 @@ async def test_one_failing_site_never_stalls_the_others(tmp_path: Path) -> None:
         assert fleet.weighted_soc_pct is not None
         assert 0 < fleet.available_discharge_w <= 9 * 5000
     finally:
-        await gateway.stop()
+        await runtime.stop()
         for sim in sims:
             await sim.stop()
 
@@ -59,10 +60,10 @@ async def test_a_crashing_site_task_is_restarted_and_counted(tmp_path: Path) -> 
     config = Config.model_validate(
         {"gateway": {"data_dir": str(tmp_path)}, "sites": [site_config(sim.port).model_dump()]}
     )
-    gateway = Gateway(config, settings=FAST_SETTINGS)
+    runtime = Runtime(config, FAST_SETTINGS)
     try:
-        await gateway.start()
-        site = gateway.sites["t1"]
+        await runtime.start()
+        site = runtime.gateway.sites["t1"]
         original = site.step
         crashed = []
 
@@ -77,5 +78,5 @@ async def test_a_crashing_site_task_is_restarted_and_counted(tmp_path: Path) -> 
         assert site.counters.restarts == 1
         assert site.counters.cycles >= 2
     finally:
-        await gateway.stop()
+        await runtime.stop()
         await sim.stop()

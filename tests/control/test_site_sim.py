@@ -12,9 +12,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from bessai.config import Config
 from bessai.control.audit import AuditLog
-from bessai.control.gateway import Gateway
 from bessai.control.safety import Outcome, SafetyState
 from bessai.control.site import SiteRunner
+from bessai.runtime.service import Runtime
 from bessai.simulator.scenario import Event, Scenario, ScenarioRunner
 from bessai.simulator.server import SimulatorServer
 
@@ -50,7 +50,7 @@ async def test_manual_charge_reaches_the_device_clamped_to_its_limits(
     assert again.writes == ()
     runner.override.clear()
     stopped = await runner.step()
-    assert [w.point.address for w in stopped.writes] == [47100]
+    assert [w.address for w in stopped.writes] == [47100]
     assert device.get("forcible_command") == "stop"
 
 
@@ -168,17 +168,17 @@ async def test_health_and_metrics_show_a_block(sim: SimulatorServer, tmp_path: o
     config = Config.model_validate(
         {"gateway": {"data_dir": str(Path(str(tmp_path)) / "gw")}, "sites": [site]}
     )
-    gateway = Gateway(config)
-    await gateway.start()
+    runtime = Runtime(config)
+    await runtime.start()
     try:
-        runner = gateway.sites["t1"]
+        runner = runtime.gateway.sites["t1"]
         sim.device.overrides["unit1_temp_c"] = 50.0
         runner.override.set(-2000, now(), 60, "discharge")
         for _ in range(50):
             await asyncio.sleep(0.1)
             if runner.counters.blocks:
                 break
-        transport = httpx.ASGITransport(app=create_app(gateway))
+        transport = httpx.ASGITransport(app=create_app(runtime.monitor))
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
             health = await client.get("/health")
             metrics = await client.get("/metrics")
@@ -192,7 +192,7 @@ async def test_health_and_metrics_show_a_block(sim: SimulatorServer, tmp_path: o
         assert "bessai_modbus_requests_total" in text
         assert "bessai_cycle_duration_seconds_bucket" in text
     finally:
-        await gateway.stop()
+        await runtime.stop()
 
 
 async def test_audit_cli_shows_the_commands(
@@ -236,7 +236,7 @@ async def test_a_refused_charge_from_grid_write_does_not_block_charging(
     assert sim.device.get("forcible_command") == "charge"
     assert sim.device.get("charge_from_grid") == "disabled"
     again = await runner.step()
-    assert all(w.point.address != 47087 for w in again.writes)  # not retried every cycle
+    assert all(w.address != 47087 for w in again.writes)  # not retried every cycle
 
 
 async def test_every_cycle_is_a_span(

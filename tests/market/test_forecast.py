@@ -399,9 +399,11 @@ def test_gateway_planner_plans_on_the_trained_model_with_its_bands(
     from bessai.control.audit import AuditLog
     from bessai.control.planner import SchedulePlanner
     from bessai.control.site import SiteRunner
+    from bessai.devices.registry import open_device
 
     audit = AuditLog(tmp_path / "audit.sqlite")
-    site = SiteRunner(SiteConfig(id="m1"), audit)
+    site_config = SiteConfig(id="m1")
+    site = SiteRunner(site_config, open_device(site_config), audit)
     config = OptimizerConfig(
         prices=str(data_dir / "cen_cmg_valdivia220_2023.tsv"),
         forecaster=f"model:{model_dirs['lgbm']}",

@@ -35,13 +35,13 @@ from bessai.api.keys import KeyStore, Principal, Role
 from bessai.api.security import Authorizer, BodyLimit, SecurityHeaders
 from bessai.config import Config, is_loopback
 from bessai.control.audit import AuditRecord
-from bessai.control.gateway import Gateway
 from bessai.control.planner import SchedulePlanner
 from bessai.control.safety import GuardDecision, Outcome
 from bessai.control.site import SiteMode, SiteRunner
 from bessai.errors import ConfigError
 from bessai.observe.alerts import Alert
 from bessai.observe.health import health
+from bessai.observe.monitor import Monitor
 from bessai.optimize.follow import current_slot
 from bessai.optimize.model import Bands
 
@@ -192,7 +192,8 @@ def _unknown_site(site_id: str, known: Iterable[str]) -> HTTPException:
 # -- the app ------------------------------------------------------------------------------------
 
 
-def create_app(gateway: Gateway) -> FastAPI:
+def create_app(monitor: Monitor) -> FastAPI:
+    gateway = monitor.gateway
     config = gateway.config
     api_cfg = config.api
     store = KeyStore(config.keys_file)
@@ -200,7 +201,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     hub = EventHub()
     for runner in gateway.sites.values():
         runner.listeners.append(hub.notify)
-    gateway.alerts.listeners.append(hub.notify)
+    monitor.alerts.listeners.append(hub.notify)
     streams = {"open": 0}
 
     app = FastAPI(
@@ -251,7 +252,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def get_api_health() -> dict[str, Any]:
         """The health report. Always 200: a degraded gateway is a fact to read here, not a
         failed request; probes that want the verdict in the status code use /health."""
-        return health(gateway)[1]
+        return health(monitor)[1]
 
     @api.get("/status", response_model=models.StatusList, dependencies=[reader])
     async def get_status() -> models.StatusList:
@@ -295,7 +296,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         site: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=api_cfg.max_page_size)] = 50,
     ) -> models.Alerts:
-        manager = gateway.alerts
+        manager = monitor.alerts
         return models.Alerts(
             active=[alert_out(a) for a in manager.active(site)],
             recent=[alert_out(a) for a in manager.recent(limit, site)],
@@ -355,7 +356,7 @@ def create_app(gateway: Gateway) -> FastAPI:
                         for s in gateway.sites.values()
                     ],
                     "alerts": [alert_out(a).model_dump(mode="json")
-                               for a in gateway.alerts.active()],
+                               for a in monitor.alerts.active()],
                 }  # fmt: skip
                 yield f"event: status\ndata: {json.dumps(payload)}\n\n"
                 await asyncio.sleep(STREAM_MIN_INTERVAL_S)
@@ -430,26 +431,15 @@ def create_app(gateway: Gateway) -> FastAPI:
                 ]
             )
         requested = body.setpoint_w
-        record = site.last
-        failsafe = site.failsafe_reason
-        if requested == 0:
-            decision = GuardDecision(0.0, 0.0, Outcome.ALLOWED, "stop is always allowed")
-        elif failsafe is not None:
-            decision = GuardDecision(requested, 0.0, Outcome.BLOCKED, f"fail-safe: {failsafe}")
-        elif record is None:
-            decision = GuardDecision(
-                requested, 0.0, Outcome.BLOCKED, "no measurements yet: the site has not cycled"
-            )
-        else:
-            decision = site.guard.check(record.measurements, requested)
+        # The same verdict the cycle asks before every write, on the latest measurements.
+        decision = site.verdict(requested)
         action = f"override {requested:g} W for {duration_s:g} s" + (
             f": {body.reason}" if body.reason else ""
         )
         until = None
         if decision.outcome is not Outcome.BLOCKED:
-            until = site.override.set(
+            until = await site.install_override(
                 decision.setpoint_w,
-                datetime.now(UTC),
                 duration_s,
                 f"{body.reason or 'manual override'} (by {who.name})",
             )
@@ -474,8 +464,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         site_id: str, who: Annotated[Principal, controller]
     ) -> models.Cleared:
         site = site_of(site_id)
-        had = site.override.setpoint_w is not None
-        site.override.clear()
+        had = await site.clear_override()
         note = GuardDecision(0, 0, Outcome.ALLOWED, "clearing an override only removes a request")
         await audit_action(site, who, "override cleared", note)
         return models.Cleared(site=site.id, cleared=had)
@@ -487,8 +476,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         """auto: the controllers decide; manual: only the manual override dispatches; safe:
         dispatch stops until the mode is changed back."""
         site = site_of(site_id)
-        previous = site.mode
-        site.mode = SiteMode(body.mode)
+        previous = await site.set_mode(SiteMode(body.mode))
         note = GuardDecision(0.0, 0.0, Outcome.ALLOWED, "a mode change writes nothing itself")
         await audit_action(site, who, f"mode {previous.value} -> {site.mode.value}", note)
         return models.ModeOut(site=site.id, mode=site.mode.value, previous=previous.value)
@@ -499,14 +487,14 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.get("/health", include_in_schema=False)
     def get_health() -> JSONResponse:
-        healthy, body = health(gateway)
+        healthy, body = health(monitor)
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     metrics_deps = [] if api_cfg.public_metrics else [reader]
 
     @app.get("/metrics", include_in_schema=False, dependencies=metrics_deps)
     def get_metrics() -> Response:
-        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(monitor.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)
     def get_dashboard() -> FileResponse:

@@ -1,13 +1,8 @@
-"""`bessai run`, `bessai audit` and `bessai config check`."""
+"""`bessai audit` and `bessai config check`."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import signal
-import sys
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,16 +10,11 @@ from typing import Annotated, Any
 import structlog
 import tomli_w
 import typer
-import uvicorn
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
-from bessai.config import Config, load_config
+from bessai.config import load_config
 from bessai.control.audit import open_readonly
-from bessai.control.gateway import Gateway
-from bessai.errors import BessaiError
-from bessai.logging import configure_logging
 
 log = structlog.get_logger("bessai.gateway")
 
@@ -34,108 +24,6 @@ ConfigOpt = Annotated[
         "--config", "-c", help="Site configuration (TOML). Default: the embedded simulator site."
     ),
 ]
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside our loop: the gateway owns SIGINT/SIGTERM (stop dispatch first)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-async def _serve_http(gateway: Gateway, host: str, port: int) -> tuple[uvicorn.Server, int]:
-    from bessai.api.app import check_bind, create_app
-
-    check_bind(gateway.config, host)
-    server = _EmbeddedServer(
-        uvicorn.Config(
-            create_app(gateway),
-            host=host,
-            port=port,
-            log_level="warning",
-            lifespan="off",
-            # An access log line holds the query string, where a careless client may put a key.
-            access_log=False,
-        )
-    )
-    task = asyncio.create_task(server.serve(), name="http")
-    while not server.started:
-        if task.done():
-            task.result()
-            raise BessaiError(f"the HTTP server could not listen on {host}:{port}")
-        await asyncio.sleep(0.02)
-    bound = port
-    for srv in server.servers:
-        for sock in srv.sockets:
-            bound = int(sock.getsockname()[1])
-    return server, bound
-
-
-async def run_gateway(config: Config, duration_s: float | None, live: bool) -> None:
-    gateway = Gateway(config)
-    await gateway.start()
-    http, port = await _serve_http(gateway, config.gateway.http_host, config.gateway.http_port)
-    base = f"http://{config.gateway.http_host}:{port}"
-    urls = [f"dashboard {base}/", f"health {base}/health", f"metrics {base}/metrics"]
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, gateway.stop_event.set)
-    if duration_s is not None:
-        loop.call_later(duration_s, gateway.stop_event.set)
-    console = Console()
-    console.print(
-        f"open-bess-edge gateway: {len(gateway.sites)} site(s); {'; '.join(urls)}; "
-        "Ctrl-C stops dispatch and exits."
-    )
-    log.info("gateway running", sites=list(gateway.sites), health=f"{base}/health")
-    from bessai.api.keys import KeyStore
-
-    if not config.api.dev_mode and not KeyStore(config.keys_file).list():
-        console.print(
-            f"no API keys yet in {config.keys_file}: the dashboard and /api/v1 need one; "
-            "make one with `bessai keys add NAME --role read` (or --role control)"
-        )
-    try:
-        if live:
-            from bessai.observe.status import status_table
-
-            with Live(status_table(gateway, urls), console=console, refresh_per_second=2) as view:
-                while not gateway.stop_event.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(gateway.stop_event.wait(), timeout=0.5)
-                    view.update(status_table(gateway, urls))
-        else:
-            await gateway.stop_event.wait()
-    finally:
-        log.info("stopping: dispatch stops on every site")
-        await gateway.stop()
-        http.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(http.shutdown(), timeout=5)
-    console.print("gateway stopped; dispatch stopped on every reachable device.")
-
-
-def run(
-    config: ConfigOpt = None,
-    http_port: Annotated[
-        int | None, typer.Option(help="Override gateway.http_port (0 = any free port).")
-    ] = None,
-    duration_s: Annotated[
-        float | None, typer.Option(help="Stop by itself after this many seconds.")
-    ] = None,
-    status: Annotated[
-        bool, typer.Option(help="Show the live status table when on a terminal.")
-    ] = True,
-) -> None:
-    """Run the gateway: every site's control cycle, health and metrics over HTTP."""
-    cfg, _ = load_config(config)
-    if http_port is not None:
-        cfg.gateway.http_port = http_port
-    live = status and cfg.gateway.status_display and sys.stdout.isatty()
-    # On a terminal with the live table, only warnings and worse interrupt it.
-    configure_logging("warning" if live else cfg.gateway.log_level)
-    asyncio.run(run_gateway(cfg, duration_s, live))
 
 
 def audit(
@@ -211,6 +99,5 @@ def config_check(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(run)
     app.command()(audit)
     app.add_typer(config_app, name="config")

@@ -56,6 +56,16 @@ class ManualOverride:
         self._reason = reason or "manual override"
         return self._until
 
+    def restore(self, setpoint_w: float, until: datetime, reason: str) -> None:
+        """Re-install an override saved before a restart, with its original expiry."""
+        self._setpoint_w = float(setpoint_w)
+        self._until = until
+        self._reason = reason or "manual override"
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
     def clear(self) -> None:
         self._setpoint_w = None
         self._until = None

@@ -51,9 +51,9 @@ def cycle_records(record: CycleRecord, previous_alarms: frozenset[str] | None) -
                     "guard_outcome": record.decision.outcome.value,
                     "guard_reason": record.decision.reason,
                     "registers_written": "; ".join(
-                        f"{w.point.address}={list(w.registers)}" for w in record.writes
+                        f"{w.address}={list(w.registers)}" for w in record.writes
                     ),
-                    "verified": all(w.verified or not w.point.readable for w in record.writes),
+                    "verified": all(w.confirmed for w in record.writes),
                 },
                 kind="command",
                 ts=record.ts,

@@ -1,37 +1,32 @@
-"""The gateway process: many sites in one asyncio loop, each isolated so a failing site never
-stalls another, a supervisor that restarts a crashed site task, the fleet view, embedded
-simulators for sites that ask for one, and a graceful shutdown that stops dispatch."""
+"""The gateway: many sites in one asyncio loop, each isolated so a failing site never stalls
+another, a supervisor that restarts a crashed site task, the fleet view, and a shutdown that
+stops dispatch within a bounded time. Simulators, telemetry, alerts and the HTTP server are
+wired around it by `bessai.runtime`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import math
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import structlog
 
-from bessai.config import Config, DispatchConfig, SiteConfig
+from bessai.config import Config, SiteConfig
 from bessai.control.audit import AuditLog
-from bessai.control.emit import CycleEmitter
 from bessai.control.planner import SchedulePlanner
 from bessai.control.safety import SafetyState
 from bessai.control.site import SiteRunner
-from bessai.modbus.client import ClientSettings, ClientStats
-from bessai.observe.alerts import AlertManager, WebhookSender
-from bessai.observe.metrics import GatewayMetrics
-from bessai.simulator.device import SimulatedHybrid
-from bessai.simulator.plant import PhysicsPlant, PlantConfig
-from bessai.simulator.scenario import ScenarioRunner, check_scenario, load_scenario, scenario_path
-from bessai.simulator.server import SimulatorServer
-from bessai.telemetry.pipeline import TelemetryPipeline
+from bessai.control.state import StateStore
+from bessai.devices.base import HybridDevice
 
 log = structlog.get_logger("bessai.gateway")
 
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+#: A cycle still running this long after stop was asked is waiting on a silent device.
+STOP_GRACE_S = 2.0
+#: Time each site has to write its stop command when the gateway stops.
+SHUTDOWN_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,108 +40,33 @@ class FleetView:
     alarms: dict[str, tuple[str, ...]]
 
 
-def sped_up_dispatch(dispatch: DispatchConfig, speed: float) -> DispatchConfig:
-    """The dispatch settings for a simulator running ``speed`` times faster than the clock.
-
-    The simulated device counts its forcible period in plant time, the dispatcher refreshes in
-    wall-clock time: at x120 a 2-minute period lapses after one real second, and the command
-    flickers on and off between refreshes. So the period is stretched by the speed (to the
-    register's 60-minute limit) and refreshed at least twice within its wall-clock length.
-    """
-    if speed <= 1.0:
-        return dispatch
-    stretched = math.ceil(dispatch.forcible_period_min * speed)
-    period_min = min(60, max(dispatch.forcible_period_min, stretched))
-    period_wall_s = period_min * 60.0 / speed
-    refresh_s = min(dispatch.refresh_s, period_wall_s / 2)
-    return dispatch.model_copy(update={"forcible_period_min": period_min, "refresh_s": refresh_s})
+DeviceFactory = Callable[[SiteConfig], HybridDevice]
 
 
 class Gateway:
-    def __init__(self, config: Config, settings: ClientSettings | None = None) -> None:
+    """The sites of one gateway process, each cycling in its own supervised task.
+
+    `device_factory` makes each site's device (`bessai.devices.registry.open_device` in
+    production, a fake in tests): the gateway never names a vendor."""
+
+    def __init__(self, config: Config, device_factory: DeviceFactory) -> None:
         self.config = config
-        self.metrics = GatewayMetrics()
         data_dir = config.gateway.data_dir
         self.audit = AuditLog(data_dir / "audit.sqlite")
-        self._settings = settings
-        self.sites: dict[str, SiteRunner] = {}
-        self.simulators: dict[str, SimulatorServer] = {}
-        self._scenarios: list[ScenarioRunner] = []
+        self.state = StateStore(data_dir / "site_state.json")
+        self.sites: dict[str, SiteRunner] = {
+            site.id: SiteRunner(site, device_factory(site), self.audit, self.state)
+            for site in config.sites
+        }
+        self.planners: dict[str, SchedulePlanner] = {
+            site.id: SchedulePlanner(self.sites[site.id], site.optimizer)
+            for site in config.sites
+            if site.optimizer.enabled
+        }
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.planners: dict[str, SchedulePlanner] = {}
         self.stop_event = asyncio.Event()
-        self.metrics.watch_devices(self._device_stats)
-        self.telemetry = TelemetryPipeline(config.telemetry, registry=self.metrics.registry)
-        self._emitter = CycleEmitter(self.telemetry)
-        alerts = config.alerts
-        self.alerts = AlertManager(
-            alerts,
-            self.metrics.registry,
-            WebhookSender(alerts) if alerts.webhook_url is not None else None,
-        )
-
-    def _report_telemetry(self, _record: object) -> None:
-        health = self.telemetry.health()
-        self.alerts.report_telemetry(health.reasons, str(health.outbox.get("storage", "ok")))
-
-    def _device_stats(self) -> Iterator[tuple[str, str, ClientStats]]:
-        for site in self.sites.values():
-            yield site.id, site.device.name, site.device.stats
-
-    async def _start_simulator(self, site: SiteConfig) -> SiteConfig:
-        sim_cfg = site.simulator
-        plant = PhysicsPlant(
-            PlantConfig(
-                initial_soc_pct=sim_cfg.initial_soc_pct,
-                capacity_kwh=site.battery.capacity_kwh,
-                max_charge_power_w=site.battery.max_charge_w,
-                max_discharge_power_w=site.battery.max_discharge_w,
-            ),
-            now=datetime.now(UTC),
-        )
-        device = site.device
-        server = SimulatorServer(
-            SimulatedHybrid(plant), device.host, device.port, speed=sim_cfg.speed
-        )
-        scenario = None
-        if sim_cfg.scenario is not None:
-            scenario = load_scenario(scenario_path(sim_cfg.scenario))
-            check_scenario(scenario, server, sim_cfg.scenario)
-        await server.start()
-        self.simulators[site.id] = server
-        if scenario is not None:
-            runner = ScenarioRunner(scenario, server)
-            runner.start()
-            self._scenarios.append(runner)
-        log.info("embedded simulator started", site=site.id, port=server.port)
-        devices = [
-            d.model_copy(update={"port": server.port}) if d is device else d for d in site.devices
-        ]
-        dispatch = sped_up_dispatch(site.dispatch, sim_cfg.speed)
-        if dispatch != site.dispatch:
-            log.info(
-                "forcible period scaled to the simulator's speed",
-                site=site.id,
-                speed=sim_cfg.speed,
-                period_min=dispatch.forcible_period_min,
-                refresh_s=dispatch.refresh_s,
-            )
-        return site.model_copy(update={"devices": devices, "dispatch": dispatch})
 
     async def start(self) -> None:
-        await self.telemetry.start()
-        for site_cfg in self.config.sites:
-            if site_cfg.simulator.enabled:
-                site_cfg = await self._start_simulator(site_cfg)
-            site = SiteRunner(site_cfg, self.audit, self.metrics, self._settings)
-            site.emitters.append(self._emitter)
-            site.listeners.append(functools.partial(self.alerts.observe, site))
-            site.listeners.append(self._report_telemetry)
-            self.sites[site_cfg.id] = site
-            if site_cfg.optimizer.enabled:
-                self.planners[site_cfg.id] = SchedulePlanner(site, site_cfg.optimizer)
-        if self.alerts.webhook is not None:
-            self.alerts.webhook.start()
         for site_id in self.sites:
             self._tasks[site_id] = asyncio.create_task(
                 self._supervise(site_id), name=f"site-{site_id}"
@@ -169,27 +89,38 @@ class Gateway:
             except Exception:
                 restarts += 1
                 site.counters.restarts += 1
-                self.metrics.site_restarts.labels(site_id).inc()
                 log.exception("site task crashed; restarting", site=site_id, restarts=restarts)
                 delay_s = RESTART_BACKOFF_S[min(restarts - 1, len(RESTART_BACKOFF_S) - 1)]
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop_event.wait(), timeout=delay_s)
 
-    async def stop(self) -> None:
-        """Graceful: stop the cycles, stop dispatch on every device, close everything."""
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop the cycles, stop dispatch on every device, close everything, within a bounded
+        time: a cycle still waiting on a silent device after `grace_s` is cancelled, and each
+        site gets `SHUTDOWN_TIMEOUT_S` to write its stop. The device-side expiry of the
+        forcible command stays the backstop for a device that does not answer."""
         self.stop_event.set()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks.values()), timeout=30)
-        await asyncio.gather(*(site.shutdown() for site in self.sites.values()))
-        # What the sinks have not acknowledged within the drain stays in the outbox for the
-        # next start: nothing committed is lost.
-        await self.telemetry.stop(drain_timeout_s=5.0)
-        for runner in self._scenarios:
-            await runner.stop()
-        for server in self.simulators.values():
-            await server.stop()
-        await self.alerts.close()
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("cancelled cycles still waiting on their device",
+                            tasks=sorted(t.get_name() for t in pending))  # fmt: skip
+                await asyncio.wait(pending, timeout=1.0)
+        await asyncio.gather(*(self._shutdown(site) for site in self.sites.values()))
         self.audit.close()
+
+    async def _shutdown(self, site: SiteRunner) -> None:
+        try:
+            async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
+                await site.shutdown()
+        except TimeoutError:
+            log.error("device did not take the stop in time; its forcible period ends it",
+                      site=site.id, timeout_s=SHUTDOWN_TIMEOUT_S)  # fmt: skip
+            with contextlib.suppress(Exception):
+                await site.device.close()
 
     def fleet(self) -> FleetView:
         capacity_kwh = 0.0

@@ -6,7 +6,11 @@ stopping is always safe.
 Conditions with a threshold (temperature, SOC at a limit, blocking alarms) latch and release
 only after a hysteresis, so a value hovering at a limit does not make the battery chatter.
 `assess` updates the latches once per cycle from the measurements; `check` applies them to a
-request and has no side effects, so the API can ask "what would happen" with the same answer.
+request and has no side effects.
+
+`verdict` is the one answer to "may this setpoint reach the device now": fail-safe first, then
+the measurements' presence, then the guard's limits. The cycle, the API override and every other
+path that can move a battery ask it, so they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bessai.config import BatteryConfig, SafetyConfig
-from bessai.devices.huawei import Measurements
+from bessai.devices.base import HOLD_BOTH, DirectionBlock, Measurements
 
 
 class Outcome(StrEnum):
@@ -123,6 +127,16 @@ class SafetyGuard:
     def state(self) -> SafetyState:
         return SafetyState.LIMITED if self.latches else SafetyState.NORMAL
 
+    def blocked(self, failsafe: bool) -> DirectionBlock:
+        """The directions the battery must not move in now: both in fail-safe, else those a
+        latched condition blocks. The device holds them whatever its own working mode."""
+        if failsafe:
+            return HOLD_BOTH
+        return DirectionBlock(
+            charge=any(latch.blocks_charge for latch in self.latches.values()),
+            discharge=any(latch.blocks_discharge for latch in self.latches.values()),
+        )
+
     # -- check: apply limits to one request, without side effects -----------------------------
 
     def power_limit_w(self, m: Measurements, charging: bool) -> tuple[float, str]:
@@ -134,17 +148,19 @@ class SafetyGuard:
             if s.max_charge_w is not None:
                 candidates.append((s.max_charge_w, "safety.max_charge_w"))
             if m.max_charge_w is not None:
-                candidates.append((m.max_charge_w, "device capability 37046"))
+                candidates.append((m.max_charge_w, m.source("max_charge_w")))
             if m.charge_limit_setting_w is not None:
-                candidates.append((m.charge_limit_setting_w, "device setting 47075"))
+                candidates.append((m.charge_limit_setting_w, m.source("charge_limit_setting_w")))
         else:
             candidates.append((b.max_discharge_w, "battery.max_discharge_w"))
             if s.max_discharge_w is not None:
                 candidates.append((s.max_discharge_w, "safety.max_discharge_w"))
             if m.max_discharge_w is not None:
-                candidates.append((m.max_discharge_w, "device capability 37048"))
+                candidates.append((m.max_discharge_w, m.source("max_discharge_w")))
             if m.discharge_limit_setting_w is not None:
-                candidates.append((m.discharge_limit_setting_w, "device setting 47077"))
+                candidates.append(
+                    (m.discharge_limit_setting_w, m.source("discharge_limit_setting_w"))
+                )
         return min(candidates, key=lambda c: c[0])
 
     def check(self, m: Measurements, requested_w: float) -> GuardDecision:
@@ -211,3 +227,25 @@ class SafetyGuard:
         return GuardDecision(
             requested_w, setpoint_w, Outcome.CLAMPED, f"clamped by {binding}", binding
         )
+
+
+def verdict(
+    guard: SafetyGuard,
+    failsafe_reason: str | None,
+    m: Measurements | None,
+    requested_w: float,
+) -> GuardDecision:
+    """May `requested_w` reach the device now? The single decision every path asks.
+
+    In fail-safe nothing but a stop passes; without measurements nothing but a stop passes;
+    otherwise the guard allows, clamps or blocks on the measurements."""
+    if failsafe_reason is not None:
+        outcome = Outcome.BLOCKED if requested_w != 0 else Outcome.ALLOWED
+        return GuardDecision(requested_w, 0.0, outcome, f"fail-safe: {failsafe_reason}")
+    if m is None:
+        if requested_w == 0:
+            return GuardDecision(0.0, 0.0, Outcome.ALLOWED, "stop is always allowed")
+        return GuardDecision(
+            requested_w, 0.0, Outcome.BLOCKED, "no measurements yet: the site has not cycled"
+        )
+    return guard.check(m, requested_w)

@@ -1,10 +1,14 @@
 """One site's control cycle: acquire -> assess -> decide -> guard -> act -> emit, on a fixed
 period with drift compensation (a slow cycle is measured and reported, never stacked).
 
+The site talks to its device through the vendor-neutral `HybridDevice` interface only, and every
+setpoint passes `verdict` (control.safety) before it reaches the device.
+
 Fail-safe: data older than `safety.stale_after_s`, a lost device, a failed or unverified write,
-or an operator's "safe" mode put the site in SAFE: dispatch stops (47100 = 0 where the device
-still answers) until the data has been good for `safety.recovery_cycles` cycles. The device-side
-forcible period guarantees the inverter stops on its own if this process dies.
+a battery that does not follow its command, or an operator's "safe" mode put the site in SAFE:
+dispatch stops and the device holds both directions (where it still answers) until the data has
+been good for `safety.recovery_cycles` cycles. The device-side forcible period guarantees the
+inverter stops on its own if this process dies.
 """
 
 from __future__ import annotations
@@ -32,13 +36,21 @@ from bessai.control.controllers import (
     TimeOfUseRules,
     decide,
 )
-from bessai.control.image import ImageBuilder, ProcessImage
-from bessai.control.safety import GuardDecision, Outcome, SafetyGuard, SafetyState
-from bessai.devices.huawei import Forcible, HuaweiDispatcher, Measurements, measurements
+from bessai.control.safety import GuardDecision, Latch, Outcome, SafetyGuard, SafetyState, verdict
+from bessai.control.state import SavedOverride, SiteMemory, StateStore
+from bessai.control.tracking import SetpointTracker, TrackingResult
+from bessai.devices.base import (
+    HOLD_BOTH,
+    NO_BLOCK,
+    Acquisition,
+    Actuation,
+    DirectionBlock,
+    HybridDevice,
+    Measurements,
+    ProcessImage,
+    WriteRecord,
+)
 from bessai.errors import DeviceError
-from bessai.modbus.client import ClientSettings, ModbusDevice, WriteResult
-from bessai.modbus.profile import PollGroup, load_profile
-from bessai.observe.metrics import SAFETY_STATE_VALUE, GatewayMetrics
 from bessai.telemetry.tracing import tracer
 
 log = structlog.get_logger("bessai.control")
@@ -50,9 +62,13 @@ class SiteMode(StrEnum):
     SAFE = "safe"  # operator-forced fail-safe
 
 
+OPERATOR_SAFE = "operator set the site to safe mode"
+
+
 @dataclass(frozen=True, slots=True)
 class CycleRecord:
-    """What one cycle saw and did: the snapshot status, metrics, health and telemetry use."""
+    """What one cycle saw and did: the snapshot status, metrics, health, alerts and telemetry
+    observe. Observers read this record only; they never reach into the site runner."""
 
     site_id: str
     cycle: int
@@ -64,11 +80,18 @@ class CycleRecord:
     safety_reasons: tuple[str, ...]
     proposal: Proposal
     decision: GuardDecision
-    writes: tuple[WriteResult, ...]
+    writes: tuple[WriteRecord, ...]
     device_connected: bool
     data_age_s: float | None
     errors: tuple[str, ...]
     mode: SiteMode
+    device_name: str = ""
+    failsafe_reason: str | None = None
+    latches: tuple[Latch, ...] = ()
+    #: the directions the device was told to hold this cycle
+    block: DirectionBlock = NO_BLOCK
+    tracking: TrackingResult | None = None
+    overruns: int = 0
 
 
 @dataclass(slots=True)
@@ -81,40 +104,21 @@ class SiteCounters:
     durations_s: list[float] = field(default_factory=list)
 
 
-def device_settings(site: SiteConfig) -> ClientSettings:
-    d = site.device
-    return ClientSettings(
-        wait_after_connect_s=d.wait_after_connect_s,
-        cooldown_s=d.cooldown_s,
-        timeout_s=d.timeout_s,
-        retries=d.retries,
-        reconnect_backoff_max_s=d.reconnect_backoff_max_s,
-    )
-
-
 class SiteRunner:
     def __init__(
         self,
         config: SiteConfig,
+        device: HybridDevice,
         audit: AuditLog,
-        metrics: GatewayMetrics | None = None,
-        settings: ClientSettings | None = None,
+        store: StateStore | None = None,
     ) -> None:
         self.config = config
         self.id = config.id
         self.audit = audit
-        self.metrics = metrics
-        d = config.device
-        self.device = ModbusDevice(
-            d.host,
-            d.port,
-            d.unit_id,
-            [load_profile(name) for name in d.profiles],
-            settings or device_settings(config),
-            name=f"{config.id}/{d.host}:{d.port}/{d.unit_id}",
-        )
-        self.dispatcher = HuaweiDispatcher(self.device, config.dispatch)
+        self.device = device
+        self.store = store
         self.guard = SafetyGuard(config.safety, config.battery)
+        self.tracker = SetpointTracker(config.tracking)
         self.override = ManualOverride(
             config.controllers.manual_override_default_s, config.controllers.manual_override_max_s
         )
@@ -124,8 +128,8 @@ class SiteRunner:
             [(*rule.times, rule.setpoint_w) for rule in config.controllers.time_of_use],
             ZoneInfo(config.timezone),
         )
-        self.builder = ImageBuilder(config.id, config.safety.stale_after_s)
         self.mode = SiteMode.AUTO
+        self._safe_reason = OPERATOR_SAFE
         self.counters = SiteCounters()
         self.last: CycleRecord | None = None
         self.listeners: list[Callable[[CycleRecord], Any]] = []
@@ -139,6 +143,63 @@ class SiteRunner:
         self._act_error: str | None = None
         self._startup_done = False
         self._last_audited: tuple[str, float, str] | None = None
+        self._restore(store)
+
+    # -- operator state ------------------------------------------------------------------------
+
+    def _restore(self, store: StateStore | None) -> None:
+        if store is None:
+            return
+        if store.damaged is not None:
+            self.mode = SiteMode.SAFE
+            self._safe_reason = f"operator state lost at start ({store.damaged}); set the mode"
+            return
+        memory = store.get(self.id)
+        if memory is None:
+            return
+        self.mode = SiteMode(memory.mode)
+        saved = memory.override
+        if saved is not None and saved.until_utc > datetime.now(UTC):
+            self.override.restore(saved.setpoint_w, saved.until_utc, saved.reason)
+        self.device.restore_memory(memory.device_held)
+        log.info("operator state restored", site=self.id, mode=self.mode.value,
+                 override=saved is not None, device_held=sorted(memory.device_held))  # fmt: skip
+
+    def _memory(self) -> SiteMemory:
+        until, setpoint = self.override.until, self.override.setpoint_w
+        saved = (
+            SavedOverride(setpoint, until, self.override.reason)
+            if until is not None and setpoint is not None
+            else None
+        )
+        return SiteMemory(self.mode.value, saved, dict(self.device.limits_held()))
+
+    async def _save(self) -> None:
+        if self.store is not None:
+            await asyncio.to_thread(self.store.save, self.id, self._memory())
+
+    async def set_mode(self, mode: SiteMode) -> SiteMode:
+        """Change the operating mode (persisted); returns the previous one."""
+        previous, self.mode = self.mode, mode
+        self._safe_reason = OPERATOR_SAFE
+        await self._save()
+        return previous
+
+    async def install_override(
+        self, setpoint_w: float, duration_s: float | None, reason: str
+    ) -> datetime:
+        """A manual setpoint that expires by itself (persisted with its expiry)."""
+        until = self.override.set(setpoint_w, datetime.now(UTC), duration_s, reason)
+        await self._save()
+        return until
+
+    async def clear_override(self) -> bool:
+        had = self.override.setpoint_w is not None
+        self.override.clear()
+        await self._save()
+        return had
+
+    # -- the safety view -----------------------------------------------------------------------
 
     @property
     def controllers(self) -> list[Controller]:
@@ -149,7 +210,7 @@ class SiteRunner:
     @property
     def failsafe_reason(self) -> str | None:
         if self.mode is SiteMode.SAFE:
-            return "operator set the site to safe mode"
+            return self._safe_reason
         return self._failsafe_reason
 
     @property
@@ -158,24 +219,20 @@ class SiteRunner:
             return SafetyState.SAFE
         return self.guard.state
 
+    def verdict(self, requested_w: float, m: Measurements | None = None) -> GuardDecision:
+        """May `requested_w` reach this site's device now? `m`: this cycle's measurements;
+        by default the last cycle's. Every path that can move the battery asks this."""
+        if m is None and self.last is not None:
+            m = self.last.measurements
+        return verdict(self.guard, self.failsafe_reason, m, requested_w)
+
     # -- the cycle ----------------------------------------------------------------------------
 
-    async def _acquire(self) -> tuple[list[str], bool]:
-        groups = {PollGroup.FAST}
-        slow_due = self._cycle % self.config.slow_every == 1 or self.config.slow_every == 1
-        if slow_due:
-            groups.add(PollGroup.SLOW)
-        errors: list[str] = []
-        try:
-            result = await self.device.poll(groups)
-        except DeviceError as exc:
-            errors.append(str(exc))
-            return errors, False
-        self.builder.update(result)
-        errors.extend(result.errors)
-        if slow_due:
-            self.dispatcher.sync_from_device()
-        return errors, True
+    def _enter_safe(self, problem: str) -> None:
+        if self._failsafe_reason is None:
+            log.critical("entering SAFE", site=self.id, reason=problem)
+        self._failsafe_reason = problem
+        self._good_streak = 0
 
     def _assess(self, m: Measurements, now_mono: float) -> float | None:
         critical_ok = None not in (m.soc_pct, m.battery_power_w, m.battery_temp_c)
@@ -194,10 +251,7 @@ class SiteRunner:
         elif self._act_error is not None:
             problem = f"last command failed: {self._act_error}"
         if problem is not None:
-            if self._failsafe_reason is None:
-                log.critical("entering SAFE", site=self.id, reason=problem)
-            self._failsafe_reason = problem
-            self._good_streak = 0
+            self._enter_safe(problem)
         elif self._failsafe_reason is not None:
             if critical_ok:
                 self._good_streak += 1
@@ -207,32 +261,34 @@ class SiteRunner:
         self.guard.assess(m)
         return data_age_s if self._last_good_mono is not None else None
 
-    async def _startup(self, m: Measurements) -> list[WriteResult]:
-        """Once, after the first good read: align the inverter's cutoffs with our limits."""
+    async def _take_over(self) -> tuple[str | None, list[WriteRecord]]:
+        """Once, after the first good read: what the device holds, and its cutoffs aligned."""
         self._startup_done = True
-        if not self.config.dispatch.align_cutoffs:
-            return []
         s = self.config.safety
         try:
-            return await self.dispatcher.align_cutoffs(s.soc_min_pct, s.soc_max_pct)
+            taken = await self.device.take_over(s.soc_min_pct, s.soc_max_pct)
         except DeviceError as exc:
             log.error("could not align the inverter's cutoff SOCs", site=self.id, error=str(exc))
-            return []
+            return None, []
+        found = None if taken.found_command is None else taken.found_command.value
+        writes = list(taken.writes) if self.config.dispatch.align_cutoffs else []
+        return found, writes
 
-    async def _act(self, decision: GuardDecision) -> tuple[list[WriteResult], str | None]:
+    async def _act(
+        self, decision: GuardDecision, block: DirectionBlock
+    ) -> tuple[Actuation, str | None]:
         try:
             if self.failsafe_reason is not None:
-                return await self.dispatcher.stop(), None
-            result = await self.dispatcher.apply(decision.setpoint_w)
-            return list(result.writes), None
+                return await self.device.stop(block), None
+            return await self.device.apply(decision.setpoint_w, block), None
         except DeviceError as exc:
             error = str(exc)
             log.error("command failed; stopping dispatch", site=self.id, error=error)
             try:
-                await self.dispatcher.stop()
+                return await self.device.stop(HOLD_BOTH), error
             except DeviceError as stop_exc:
                 log.error("stop failed too", site=self.id, error=str(stop_exc))
-            return [], error
+            return Actuation(), error
 
     async def step(self) -> CycleRecord:
         with tracer().start_as_current_span("cycle", attributes={"site": self.id}) as span:
@@ -244,33 +300,12 @@ class SiteRunner:
             span.set_attribute("writes", len(record.writes))
             return record
 
-    async def _step(self) -> CycleRecord:
-        started = time.monotonic()
-        self._cycle += 1
-        errors, answering = await self._acquire()
-        # The snapshot is taken after acquisition: a slow or failed read ages the data it kept.
-        now = datetime.now(UTC)
-        image = self.builder.freeze(self._cycle, now)
-        m = measurements(image)
-        data_age_s = self._assess(m, time.monotonic())
-        writes: list[WriteResult] = []
-        found_forcible = None
-        if not self._startup_done and data_age_s is not None:
-            self.dispatcher.sync_from_device()
-            found_forcible = self.dispatcher.state.command
-            writes.extend(await self._startup(m))
+    async def _acquire(self) -> Acquisition:
+        slow_every = self.config.slow_every
+        slow_due = slow_every == 1 or self._cycle % slow_every == 1
+        return await self.device.acquire(self._cycle, slow_due)
 
-        proposal = decide(self.controllers, now)
-        failsafe = self.failsafe_reason
-        if failsafe is not None:
-            decision = GuardDecision(
-                proposal.setpoint_w,
-                0.0,
-                Outcome.BLOCKED if proposal.setpoint_w else Outcome.ALLOWED,
-                f"fail-safe: {failsafe}",
-            )
-        else:
-            decision = self.guard.check(m, proposal.setpoint_w)
+    def _count(self, proposal: Proposal, decision: GuardDecision, m: Measurements) -> None:
         if decision.outcome is Outcome.BLOCKED:
             self.counters.blocks += 1
             log.critical(
@@ -287,40 +322,89 @@ class SiteRunner:
         elif decision.outcome is Outcome.CLAMPED:
             self.counters.clamps += 1
 
-        if answering:
-            act_writes, act_error = await self._act(decision)
+    def _track(self, m: Measurements, now_mono: float) -> TrackingResult:
+        """Judge the battery by what it does: a command it ignores or inverts, or movement in a
+        blocked direction, is found here from the measured power."""
+        result = self.tracker.judge(m, now_mono)
+        if result.failsafe is not None:
+            self._enter_safe(result.failsafe)
+        return result
+
+    async def _step(self) -> CycleRecord:
+        started = time.monotonic()
+        self._cycle += 1
+        acquired = await self._acquire()
+        image, m = acquired.image, acquired.measurements
+        errors = list(acquired.errors)
+        now = image.ts
+        data_age_s = self._assess(m, time.monotonic())
+        tracking = self._track(m, time.monotonic())
+        writes: list[WriteRecord] = []
+        found: str | None = None
+        if not self._startup_done and data_age_s is not None:
+            found, startup_writes = await self._take_over()
+            writes.extend(startup_writes)
+
+        proposal = decide(self.controllers, now)
+        failsafe = self.failsafe_reason
+        decision = self.verdict(proposal.setpoint_w, m)
+        self._count(proposal, decision, m)
+        block = self.guard.blocked(failsafe=failsafe is not None)
+
+        held_before = dict(self.device.limits_held())
+        if acquired.answering:
+            actuation, act_error = await self._act(decision, block)
         else:
             # A device that did not answer the read will not take a write either; trying would
             # only stretch the cycle. Its own forcible period stops it; once it answers again,
-            # the stop goes out (the dispatcher still holds the last known command).
-            act_writes, act_error = [], None
-        writes.extend(act_writes)
+            # the stop goes out (the device still knows the last command it wrote).
+            actuation, act_error = Actuation(), None
+        writes.extend(actuation.writes)
+        if acquired.answering:
+            if act_error is not None:  # the stop that followed holds both directions
+                self.tracker.commanded(0.0, HOLD_BOTH, time.monotonic())
+            else:
+                self.tracker.commanded(decision.setpoint_w, block, time.monotonic())
+        if dict(self.device.limits_held()) != held_before:
+            await self._save()
         self._act_error = act_error
         if act_error is not None:
             errors.append(act_error)
             self._assess(m, time.monotonic())
 
         reason = proposal.reason
-        if found_forcible not in (None, int(Forcible.STOP)) and any(
-            w.point.name == "forcible_command" and w.registers == (0,) for w in writes
-        ):
-            kind = "charge" if found_forcible == Forcible.CHARGE else "discharge"
-            reason = f"stopped a forcible {kind} found at start that no decision justifies"
+        if found is not None and actuation.stopped:
+            reason = f"stopped a forcible {found} found at start that no decision justifies"
             log.warning(reason, site=self.id)
         await self._audit(now, proposal, decision, writes, act_error, reason)
+        return await self._finish(
+            started, now, acquired, data_age_s, proposal, decision, writes, errors, block, tracking
+        )
 
+    async def _finish(
+        self,
+        started: float,
+        now: datetime,
+        acquired: Acquisition,
+        data_age_s: float | None,
+        proposal: Proposal,
+        decision: GuardDecision,
+        writes: list[WriteRecord],
+        errors: list[str],
+        block: DirectionBlock,
+        tracking: TrackingResult,
+    ) -> CycleRecord:
+        failsafe = self.failsafe_reason
+        latches = tuple(self.guard.latches.values())
         record = CycleRecord(
             site_id=self.id,
             cycle=self._cycle,
             ts=now,
             duration_s=time.monotonic() - started,
-            measurements=m,
-            image=image,
+            measurements=acquired.measurements,
+            image=acquired.image,
             safety_state=self.safety_state,
-            safety_reasons=tuple(
-                ([failsafe] if failsafe else [])
-                + [latch.reason for latch in self.guard.latches.values()]
-            ),
+            safety_reasons=tuple(([failsafe] if failsafe else []) + [x.reason for x in latches]),
             proposal=proposal,
             decision=decision,
             writes=tuple(writes),
@@ -328,9 +412,18 @@ class SiteRunner:
             data_age_s=data_age_s,
             errors=tuple(errors),
             mode=self.mode,
+            device_name=self.device.name,
+            failsafe_reason=failsafe,
+            latches=latches,
+            block=block,
+            tracking=tracking,
+            overruns=self.counters.overruns,
         )
         self.last = record
-        self._record_metrics(record)
+        self.counters.cycles += 1
+        self.counters.durations_s.append(record.duration_s)
+        if len(self.counters.durations_s) > 10_000:
+            del self.counters.durations_s[:5_000]
         for listener in self.listeners:
             listener(record)
         for emit in self.emitters:
@@ -342,7 +435,7 @@ class SiteRunner:
         now: datetime,
         proposal: Proposal,
         decision: GuardDecision,
-        writes: list[WriteResult],
+        writes: list[WriteRecord],
         error: str | None,
         reason: str,
     ) -> None:
@@ -364,8 +457,8 @@ class SiteRunner:
             binding_limit=decision.binding_limit,
             writes=[
                 {
-                    "point": f"{w.profile}.{w.point.name}",
-                    "address": w.point.address,
+                    "point": w.point,
+                    "address": w.address,
                     "value": w.value,
                     "registers": list(w.registers),
                     "fc": w.function_code,
@@ -373,42 +466,10 @@ class SiteRunner:
                 }
                 for w in writes
             ],
-            verified=all(w.verified or not w.point.readable for w in writes),
+            verified=all(w.confirmed for w in writes),
             error=error,
         )
         await asyncio.to_thread(self.audit.append, record)
-
-    def _record_metrics(self, record: CycleRecord) -> None:
-        self.counters.cycles += 1
-        self.counters.durations_s.append(record.duration_s)
-        if len(self.counters.durations_s) > 10_000:
-            del self.counters.durations_s[:5_000]
-        if self.metrics is None:
-            return
-        site = self.id
-        mt = self.metrics
-        mt.cycles.labels(site).inc()
-        mt.cycle_duration.labels(site).observe(record.duration_s)
-        if record.decision.outcome is Outcome.BLOCKED:
-            mt.safety_blocks.labels(site).inc()
-        elif record.decision.outcome is Outcome.CLAMPED:
-            mt.safety_clamps.labels(site).inc()
-        mt.safety_state.labels(site).set(SAFETY_STATE_VALUE[record.safety_state.value])
-        mt.commands.labels(site).inc(len(record.writes))
-        if record.data_age_s is not None:
-            mt.data_age.labels(site).set(record.data_age_s)
-        m = record.measurements
-        for name, value in (
-            ("soc_pct", m.soc_pct),
-            ("battery_power_w", m.battery_power_w),
-            ("pv_power_w", m.pv_power_w),
-            ("grid_power_w", m.grid_power_w),
-            ("load_power_w", m.load_power_w),
-            ("battery_temp_c", m.battery_temp_c),
-            ("setpoint_w", record.decision.setpoint_w),
-        ):
-            if value is not None:
-                mt.values[name].labels(site).set(value)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -423,22 +484,32 @@ class SiteRunner:
             if now_mono > next_mono:
                 missed = int((now_mono - next_mono) // period_s) + 1
                 self.counters.overruns += 1
-                if self.metrics is not None:
-                    self.metrics.cycle_overruns.labels(self.id).inc()
                 next_mono += missed * period_s
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_mono - time.monotonic()))
 
+    def hazard_block(self) -> DirectionBlock:
+        """What stays held when the gateway stops: fail-safe, heat, cold and alarms. A full or
+        empty battery is left to the inverter's own cutoffs (aligned at start)."""
+        if self.failsafe_reason is not None:
+            return HOLD_BOTH
+        hazards = [x for name, x in self.guard.latches.items() if not name.startswith("soc_")]
+        return DirectionBlock(
+            charge=any(x.blocks_charge for x in hazards),
+            discharge=any(x.blocks_discharge for x in hazards),
+        )
+
     async def shutdown(self) -> None:
         """Stop dispatching where the device still answers, then close the connection."""
         try:
-            writes = await self.dispatcher.stop()
-            if writes:
+            stopped = await self.device.stop(self.hazard_block())
+            await self._save()
+            if stopped.writes:
                 await self._audit(
                     datetime.now(UTC),
                     Proposal("shutdown", 0.0, "gateway shutting down"),
                     GuardDecision(0.0, 0.0, Outcome.ALLOWED, "stop is always allowed"),
-                    writes,
+                    list(stopped.writes),
                     None,
                     "gateway shutting down: dispatch stopped",
                 )

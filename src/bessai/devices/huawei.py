@@ -1,27 +1,47 @@
-"""Huawei SUN2000 + LUNA2000 + meter as one hybrid device.
+"""Huawei SUN2000 + LUNA2000 + meter as one hybrid device (the first `HybridDevice`).
 
 Reading: the process image becomes `Measurements` in the product's conventions (battery > 0
 charging, grid > 0 importing: the meter's 37113 is > 0 for export, so it is negated here, once).
 
-Acting: a battery setpoint becomes the forcible sequence used in the field (reference §2.9):
-power in 47247 (charge) or 47249 (discharge), a short period in 47083, mode 47246 = time, command
-47100; re-written before the period expires while the setpoint holds, stopped with 47100 = 0.
-The device-side period means a dead gateway stops dispatching by itself within minutes. Only
-what changed or is due is written, and every write is verified by read-back.
+Acting: a battery setpoint becomes the forcible sequence used in the field (docs/profiles.md,
+"Storage control"): power in 47247 (charge) or 47249 (discharge), a short period in 47083, mode
+47246 = time, command 47100; re-written before the period expires while the setpoint holds,
+stopped with 47100 = 0. The device-side period means a dead gateway stops dispatching by itself
+within minutes. Only what changed or is due is written, and every write is verified by read-back.
+
+Blocking a direction: the forcible command is not the only thing that moves the battery; in its
+default working mode (maximise self-consumption) the inverter charges from surplus PV and
+discharges into the house load by itself. So a blocked direction also sets the device's own
+maximum charge (47075) or discharge (47077) power to 0, as evcc's "hold" mode does, and restores
+the operator's value when the block ends. The values to restore are handed to the caller to
+persist (`limits_held`), so a restart in between still restores them.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from enum import IntEnum
 
 import structlog
 
-from bessai.config import DispatchConfig
-from bessai.control.image import ProcessImage
+from bessai.config import DeviceConfig, DispatchConfig
+from bessai.devices.base import (
+    NO_BLOCK,
+    Acquisition,
+    Actuation,
+    Direction,
+    DirectionBlock,
+    Measurements,
+    TakeOver,
+    WriteRecord,
+)
 from bessai.errors import DeviceError
-from bessai.modbus.client import ModbusDevice, WriteResult
+from bessai.modbus.client import ClientSettings, ClientStats, ModbusDevice, WriteResult
+from bessai.modbus.image import ImageBuilder, ProcessImage
+from bessai.modbus.profile import PollGroup, load_profile
 
 log = structlog.get_logger("bessai.devices")
 
@@ -36,31 +56,28 @@ class Forcible(IntEnum):
     DISCHARGE = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Measurements:
-    """One cycle's site values in internal conventions; None when not known with good quality."""
-
-    soc_pct: float | None = None
-    battery_power_w: float | None = None
-    battery_temp_c: float | None = None
-    pv_power_w: float | None = None
-    grid_power_w: float | None = None
-    load_power_w: float | None = None
-    inverter_power_w: float | None = None
-    max_charge_w: float | None = None
-    max_discharge_w: float | None = None
-    charge_limit_setting_w: float | None = None
-    discharge_limit_setting_w: float | None = None
-    capacity_wh: float | None = None
-    alarms: tuple[str, ...] = ()
-    device_status: str | None = None
-    battery_status: str | None = None
-    meter_online: bool | None = None
-    forcible_command: int | None = None
-
-
 def _number(image: ProcessImage, profile: str, name: str) -> float | None:
     return image.number(f"{profile}.{name}")
+
+
+#: How the guard names the device's limits in its reasons (the registers behind them).
+LIMIT_SOURCES = {
+    "max_charge_w": "device capability 37046",
+    "max_discharge_w": "device capability 37048",
+    "charge_limit_setting_w": "device setting 47075",
+    "discharge_limit_setting_w": "device setting 47077",
+}
+_COMMAND_NAMES = {
+    Forcible.STOP: "stop",
+    Forcible.CHARGE: Direction.CHARGE,
+    Forcible.DISCHARGE: Direction.DISCHARGE,
+}
+
+
+def _command_name(raw: int | None) -> str | None:
+    if raw is None or raw not in set(Forcible):
+        return None
+    return _COMMAND_NAMES[Forcible(raw)]
 
 
 def measurements(image: ProcessImage) -> Measurements:
@@ -99,10 +116,25 @@ def measurements(image: ProcessImage) -> Measurements:
         discharge_limit_setting_w=_number(image, LUNA, "max_discharge_power_setting_w"),
         capacity_wh=_number(image, LUNA, "rated_capacity_wh"),
         alarms=tuple(alarms),
+        alarms_known=image.good(f"{SUN}.alarm_1") is not None,
         device_status=str(device_status) if device_status is not None else None,
         battery_status=str(battery_status) if battery_status is not None else None,
         meter_online=meter_online,
-        forcible_command=command_raw,
+        dispatch_command=_command_name(command_raw),
+        limit_sources=LIMIT_SOURCES,
+    )
+
+
+def write_record(result: WriteResult) -> WriteRecord:
+    """A Modbus write in the device-neutral form the audit and telemetry keep."""
+    return WriteRecord(
+        point=f"{result.profile}.{result.point.name}",
+        address=result.point.address,
+        value=result.value,
+        registers=result.registers,
+        function_code=result.function_code,
+        verified=result.verified,
+        readable=result.point.readable,
     )
 
 
@@ -117,13 +149,6 @@ class ControlState:
     discharge_w: float | None = None
     charge_from_grid: int | None = None
     refreshed_at: float = field(default=0.0)  # monotonic time of the last command write
-
-
-@dataclass(frozen=True, slots=True)
-class ActResult:
-    target: Forcible
-    power_w: float
-    writes: tuple[WriteResult, ...]
 
 
 class HuaweiDispatcher:
@@ -162,11 +187,10 @@ class HuaweiDispatcher:
         )
         return self.state
 
-    async def _write(self, name: str, value: float | int) -> WriteResult:
-        result = await self.device.write_point(f"{LUNA}.{name}", value)
-        return result
+    async def _write(self, name: str, value: float | int) -> WriteRecord:
+        return write_record(await self.device.write_point(f"{LUNA}.{name}", value))
 
-    async def align_cutoffs(self, soc_min_pct: float, soc_max_pct: float) -> list[WriteResult]:
+    async def align_cutoffs(self, soc_min_pct: float, soc_max_pct: float) -> list[WriteRecord]:
         """Make the inverter's own cutoffs match the safety limits, within what it accepts
         (47081: 90-100 %, 47082: 0-20 %), so its self-consumption mode respects them too."""
         writes = []
@@ -185,7 +209,7 @@ class HuaweiDispatcher:
             return Forcible.STOP
         return Forcible.CHARGE if setpoint_w > 0 else Forcible.DISCHARGE
 
-    async def stop(self) -> list[WriteResult]:
+    async def stop(self) -> list[WriteRecord]:
         """47100 = 0 unless the device is known to be stopped already."""
         if self.state.command == Forcible.STOP:
             return []
@@ -193,14 +217,14 @@ class HuaweiDispatcher:
         self.state = replace(self.state, command=int(Forcible.STOP))
         return [result]
 
-    async def apply(self, setpoint_w: float, now_s: float | None = None) -> ActResult:
+    async def apply(self, setpoint_w: float, now_s: float | None = None) -> list[WriteRecord]:
         """Write what the setpoint needs that the device does not already hold."""
         now_s = time.monotonic() if now_s is None else now_s
         target = self.target_of(setpoint_w)
         if target is Forcible.STOP:
-            return ActResult(target, 0.0, tuple(await self.stop()))
+            return await self.stop()
         power_w = float(round(abs(setpoint_w)))
-        writes: list[WriteResult] = []
+        writes: list[WriteRecord] = []
         state = self.state
         power_name = (
             "forcible_charge_power_w" if target is Forcible.CHARGE else "forcible_discharge_power_w"
@@ -244,4 +268,181 @@ class HuaweiDispatcher:
                 refreshed_at=now_s,
             )
         self.state = state
-        return ActResult(target, power_w, tuple(writes))
+        return writes
+
+
+#: The device's own power limit setting per direction (what a direction block sets to 0).
+LIMIT_SETTINGS = {
+    Direction.CHARGE: "max_charge_power_setting_w",
+    Direction.DISCHARGE: "max_discharge_power_setting_w",
+}
+
+
+class DirectionHold:
+    """Holds a direction at the device by setting its maximum power (47075/47077) to 0, and
+    gives the operator's value back when the block ends. Restoring is retried every cycle until
+    it succeeds (a refused restore was seen in the field, evcc #30620): while it fails, the
+    battery stays blocked, which is the safe side."""
+
+    def __init__(self, device: ModbusDevice) -> None:
+        self.device = device
+        #: setting name -> the operator's value to restore
+        self.held: dict[str, float] = {}
+
+    def _setting(self, name: str) -> float | None:
+        reading = self.device.last_values.get(f"{LUNA}.{name}")
+        if reading is None or not reading.available or reading.error is not None:
+            return None
+        return float(reading.value) if isinstance(reading.value, int | float) else None
+
+    async def _current(self, name: str) -> float:
+        value = self._setting(name)
+        if value is None:
+            points = self.device.bound_points(profile=LUNA)
+            await self.device.read_points([bp for bp in points if bp.point.name == name])
+            value = self._setting(name)
+        if value is None:
+            raise DeviceError(
+                f"cannot read {LUNA}.{name} to hold a direction", device=self.device.name
+            )
+        return value
+
+    async def enforce(self, block: DirectionBlock) -> list[WriteRecord]:
+        """Set or release the hold of each direction as `block` says."""
+        writes: list[WriteRecord] = []
+        for direction, name in LIMIT_SETTINGS.items():
+            blocked = block.charge if direction is Direction.CHARGE else block.discharge
+            if blocked and name not in self.held:
+                current = await self._current(name)
+                if current != 0.0:
+                    self.held[name] = current
+                    writes.append(await self._write(name, 0))
+                    log.warning("direction held at the device", device=self.device.name,
+                                direction=direction.value, setting=name, saved=current)  # fmt: skip
+            elif blocked and self._setting(name) not in (0.0, None):
+                # Someone raised it while we hold it (another client, the app): hold again.
+                writes.append(await self._write(name, 0))
+            elif not blocked and name in self.held:
+                writes.append(await self._write(name, self.held[name]))
+                log.info("direction released at the device", device=self.device.name,
+                         direction=direction.value, restored=self.held[name])  # fmt: skip
+                del self.held[name]
+        return writes
+
+    async def _write(self, name: str, value: float) -> WriteRecord:
+        return write_record(await self.device.write_point(f"{LUNA}.{name}", value))
+
+    def operator_value(self, name: str) -> float | None:
+        """The operator's setting while the gateway holds it at 0, else None."""
+        return self.held.get(name)
+
+
+def device_settings(config: DeviceConfig) -> ClientSettings:
+    """The Modbus client's connection habits from a device's configuration."""
+    return ClientSettings(
+        wait_after_connect_s=config.wait_after_connect_s,
+        cooldown_s=config.cooldown_s,
+        timeout_s=config.timeout_s,
+        retries=config.retries,
+        reconnect_backoff_max_s=config.reconnect_backoff_max_s,
+    )
+
+
+class HuaweiHybrid:
+    """SUN2000 + LUNA2000 + DTSU666 behind one Modbus TCP unit, as a `HybridDevice`."""
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        dispatch: DispatchConfig,
+        *,
+        name: str,
+        stale_after_s: float,
+        settings: ClientSettings | None = None,
+    ) -> None:
+        self.modbus = ModbusDevice(
+            config.host,
+            config.port,
+            config.unit_id,
+            [load_profile(profile) for profile in config.profiles],
+            settings or device_settings(config),
+            name=name,
+        )
+        self.dispatcher = HuaweiDispatcher(self.modbus, dispatch)
+        self.hold = DirectionHold(self.modbus)
+        self._builder = ImageBuilder(name, stale_after_s)
+
+    @property
+    def name(self) -> str:
+        return self.modbus.name
+
+    @property
+    def connected(self) -> bool:
+        return self.modbus.connected
+
+    @property
+    def stats(self) -> ClientStats:
+        return self.modbus.stats
+
+    async def acquire(self, cycle: int, slow: bool) -> Acquisition:
+        groups = {PollGroup.FAST, PollGroup.SLOW} if slow else {PollGroup.FAST}
+        errors: list[str] = []
+        answering = True
+        try:
+            result = await self.modbus.poll(groups)
+        except DeviceError as exc:
+            errors.append(str(exc))
+            answering = False
+        else:
+            self._builder.update(result)
+            errors.extend(result.errors)
+            if slow:
+                self.dispatcher.sync_from_device()
+        # The snapshot is taken after the read: a slow or failed read ages the data it kept.
+        image = self._builder.freeze(cycle, datetime.now(UTC))
+        m = measurements(image)
+        # While the gateway holds a direction at 0, the guard must still see the operator's
+        # limit, or releasing the block would be clamped to the gateway's own 0.
+        held_charge_w = self.hold.operator_value("max_charge_power_setting_w")
+        held_discharge_w = self.hold.operator_value("max_discharge_power_setting_w")
+        m = replace(
+            m,
+            charge_limit_setting_w=m.charge_limit_setting_w
+            if held_charge_w is None
+            else held_charge_w,
+            discharge_limit_setting_w=m.discharge_limit_setting_w
+            if held_discharge_w is None
+            else held_discharge_w,
+        )
+        return Acquisition(image, m, tuple(errors), answering)
+
+    async def take_over(self, soc_min_pct: float, soc_max_pct: float) -> TakeOver:
+        self.dispatcher.sync_from_device()
+        found = _command_name(self.dispatcher.state.command)
+        writes = await self.dispatcher.align_cutoffs(soc_min_pct, soc_max_pct)
+        return TakeOver(found if isinstance(found, Direction) else None, tuple(writes))
+
+    async def apply(self, setpoint_w: float, block: DirectionBlock) -> Actuation:
+        if block.blocks(setpoint_w):
+            raise ValueError(f"setpoint {setpoint_w:g} W is in a blocked direction")
+        # The hold first: a block must take hold even when the command write fails next.
+        writes = await self.hold.enforce(block)
+        dispatched = await self.dispatcher.apply(setpoint_w)
+        # Towards a stop, the dispatcher writes nothing but the stop command itself.
+        stopped = self.dispatcher.target_of(setpoint_w) is Forcible.STOP and bool(dispatched)
+        return Actuation(tuple(writes + dispatched), stopped)
+
+    async def stop(self, block: DirectionBlock = NO_BLOCK) -> Actuation:
+        stop_writes = await self.dispatcher.stop()
+        writes = stop_writes + await self.hold.enforce(block)
+        return Actuation(tuple(writes), bool(stop_writes))
+
+    def limits_held(self) -> dict[str, float]:
+        return dict(self.hold.held)
+
+    def restore_memory(self, held: Mapping[str, float]) -> None:
+        known = set(LIMIT_SETTINGS.values())
+        self.hold.held.update({k: float(v) for k, v in held.items() if k in known})
+
+    async def close(self) -> None:
+        await self.modbus.close()

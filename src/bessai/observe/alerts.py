@@ -93,7 +93,7 @@ _LATCH_SEVERITY = {
 }
 #: Cycle-derived kinds; `observe` resolves any of these a cycle no longer shows.
 _CYCLE_KINDS = frozenset(
-    {"safety_block", "safety_limit", "device_alarm", "failsafe", "device_offline"}
+    {"safety_block", "safety_limit", "device_alarm", "failsafe", "device_offline", "tracking"}
 )
 
 
@@ -196,19 +196,24 @@ class AlertManager:
             seen[(kind, subject)] = True
             self.fire(site.id, kind, subject, severity, message, now)
 
-        failsafe = site.failsafe_reason
+        failsafe = record.failsafe_reason
         if record.safety_state is SafetyState.SAFE and failsafe is not None:
             operator = failsafe.startswith("operator")
             hold("failsafe", "", Severity.WARNING if operator else Severity.CRITICAL,
                  f"SAFE, dispatch stopped: {failsafe}")  # fmt: skip
         if not record.device_connected:
-            hold("device_offline", site.device.name, Severity.CRITICAL, "device not connected")
+            hold("device_offline", record.device_name, Severity.CRITICAL, "device not connected")
+        tracking = record.tracking
+        if tracking is not None and tracking.alert is not None:
+            hold("tracking", "", Severity.CRITICAL if tracking.violation else Severity.WARNING,
+                 tracking.alert)  # fmt: skip
         decision = record.decision
         if decision.outcome is Outcome.BLOCKED and record.proposal.setpoint_w != 0:
             hold("safety_block", record.proposal.controller, Severity.WARNING,
                  f"{record.proposal.controller} asked for {record.proposal.setpoint_w:.0f} W; "
                  f"blocked: {decision.reason}")  # fmt: skip
-        for name, latch in site.guard.latches.items():
+        for latch in record.latches:
+            name = latch.name
             blocked = " and ".join(
                 d for d, on in (("charging", latch.blocks_charge),
                                 ("discharging", latch.blocks_discharge)) if on
@@ -216,8 +221,7 @@ class AlertManager:
             hold("safety_limit", name, _LATCH_SEVERITY.get(name, Severity.WARNING),
                  f"guard blocks {blocked}: {latch.reason}")  # fmt: skip
 
-        alarms_known = record.image.good("huawei_sun2000.alarm_1") is not None
-        if alarms_known:
+        if record.measurements.alarms_known:
             blocking = site.config.safety.blocking_alarms
             for text in record.measurements.alarms:
                 match = _HUAWEI_LEVEL.search(text)

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from bessai.control.gateway import Gateway
 from bessai.control.safety import SafetyState
+from bessai.observe.monitor import Monitor
 
 
-def health(gateway: Gateway) -> tuple[bool, dict[str, Any]]:
+def health(monitor: Monitor) -> tuple[bool, dict[str, Any]]:
     reasons: list[str] = []
     sites: dict[str, Any] = {}
-    for site in gateway.sites.values():
+    for site in monitor.gateway.sites.values():
         record = site.last
         site_reasons: list[str] = []
         if record is None:
@@ -22,14 +22,17 @@ def health(gateway: Gateway) -> tuple[bool, dict[str, Any]]:
             reasons.extend(f"{site.id}: {r}" for r in site_reasons)
             continue
         if record.safety_state is SafetyState.SAFE:
-            site_reasons.append(f"fail-safe: {site.failsafe_reason}")
+            site_reasons.append(f"fail-safe: {record.failsafe_reason}")
         if not record.device_connected:
             site_reasons.append("device not connected")
         # A full or empty battery is normal operation; heat, cold and device alarms are not.
-        for name in ("temp_high", "temp_low", "alarm"):
-            latch = site.guard.latches.get(name)
-            if latch is not None:
-                site_reasons.append(latch.reason)
+        site_reasons.extend(
+            latch.reason
+            for latch in record.latches
+            if latch.name in ("temp_high", "temp_low", "alarm")
+        )
+        if record.tracking is not None and record.tracking.alert is not None:
+            site_reasons.append(record.tracking.alert)
         sites[site.id] = {
             "state": record.safety_state.value,
             "mode": record.mode.value,
@@ -66,7 +69,7 @@ def health(gateway: Gateway) -> tuple[bool, dict[str, Any]]:
             "reasons": site_reasons,
         }
         reasons.extend(f"{site.id}: {r}" for r in site_reasons)
-    telemetry = gateway.telemetry.health()
+    telemetry = monitor.telemetry.health()
     reasons.extend(f"telemetry: {r}" for r in telemetry.reasons)
     healthy = not reasons
     return healthy, {

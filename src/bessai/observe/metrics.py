@@ -1,24 +1,29 @@
-"""Prometheus metrics of the gateway, each labelled by site. Updated from the cycle's snapshot;
-a scrape only serializes memory, it never touches a device."""
+"""Prometheus metrics of the gateway, each labelled by site. Updated from the cycle's snapshot
+(`GatewayMetrics.observe` subscribes to every site's cycle records); a scrape only serializes
+memory, it never touches a device."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bessai.modbus.client import ClientStats
+from bessai.devices.base import DeviceStats
+
+if TYPE_CHECKING:
+    from bessai.control.site import CycleRecord
 
 CYCLE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SAFETY_STATE_VALUE = {"normal": 0, "limited": 1, "safe": 2}
 
 
 class _DeviceStatsCollector(Collector):
-    """Modbus request and error counts per device, read from the clients' counters."""
+    """Request and error counts per device, read from the devices' counters."""
 
-    def __init__(self, source: Callable[[], Iterable[tuple[str, str, ClientStats]]]) -> None:
+    def __init__(self, source: Callable[[], Iterable[tuple[str, str, DeviceStats]]]) -> None:
         self._source = source
 
     def collect(self) -> Iterator[Metric]:
@@ -55,6 +60,19 @@ class _DeviceStatsCollector(Collector):
         yield from (requests, errors, timeouts, exceptions, latency, reconnects)
 
 
+class _RestartsCollector(Collector):
+    def __init__(self, source: Callable[[], Iterable[tuple[str, int]]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        restarts = CounterMetricFamily(
+            "bessai_site_restarts", "Site tasks restarted after a crash", labels=["site"]
+        )
+        for site, count in self._source():
+            restarts.add_metric([site], count)
+        yield restarts
+
+
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -79,9 +97,6 @@ class GatewayMetrics:
         self.safety_state = Gauge(
             "bessai_safety_state", "0 normal, 1 limited, 2 safe (fail-safe)", ["site"], registry=r
         )
-        self.site_restarts = Counter(
-            "bessai_site_restarts", "Site tasks restarted after a crash", ["site"], registry=r
-        )
         self.commands = Counter(
             "bessai_device_writes", "Registers written to devices", ["site"], registry=r
         )
@@ -100,6 +115,43 @@ class GatewayMetrics:
                 ("setpoint_w", "Battery setpoint after the safety guard"),
             )
         }
+        self._overruns_seen: dict[str, int] = {}
 
-    def watch_devices(self, source: Callable[[], Iterable[tuple[str, str, ClientStats]]]) -> None:
+    def watch_restarts(self, source: Callable[[], Iterable[tuple[str, int]]]) -> None:
+        """Site task restarts, read from the gateway's counters at each scrape (a site that
+        crashes before finishing a cycle still shows)."""
+        self.registry.register(_RestartsCollector(source))
+
+    def watch_devices(self, source: Callable[[], Iterable[tuple[str, str, DeviceStats]]]) -> None:
         self.registry.register(_DeviceStatsCollector(source))
+
+    def observe(self, record: CycleRecord) -> None:
+        """One cycle of one site (a SiteRunner listener)."""
+        site = record.site_id
+        self.cycles.labels(site).inc()
+        self.cycle_duration.labels(site).observe(record.duration_s)
+        overruns = record.overruns - self._overruns_seen.get(site, 0)
+        if overruns > 0:
+            self.cycle_overruns.labels(site).inc(overruns)
+        self._overruns_seen[site] = record.overruns
+        outcome = record.decision.outcome.value
+        if outcome == "blocked":
+            self.safety_blocks.labels(site).inc()
+        elif outcome == "clamped":
+            self.safety_clamps.labels(site).inc()
+        self.safety_state.labels(site).set(SAFETY_STATE_VALUE[record.safety_state.value])
+        self.commands.labels(site).inc(len(record.writes))
+        if record.data_age_s is not None:
+            self.data_age.labels(site).set(record.data_age_s)
+        m = record.measurements
+        for name, value in (
+            ("soc_pct", m.soc_pct),
+            ("battery_power_w", m.battery_power_w),
+            ("pv_power_w", m.pv_power_w),
+            ("grid_power_w", m.grid_power_w),
+            ("load_power_w", m.load_power_w),
+            ("battery_temp_c", m.battery_temp_c),
+            ("setpoint_w", record.decision.setpoint_w),
+        ):
+            if value is not None:
+                self.values[name].labels(site).set(value)

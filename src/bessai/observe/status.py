@@ -6,7 +6,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from bessai.control.gateway import Gateway
+from bessai.observe.monitor import Monitor
 
 STATE_STYLE = {"normal": "green", "limited": "yellow", "safe": "bold red"}
 
@@ -15,7 +15,8 @@ def _w(value: float | None) -> str:
     return "-" if value is None else f"{value / 1000:+.2f} kW"
 
 
-def status_table(gateway: Gateway, urls: list[str]) -> Group:
+def status_table(monitor: Monitor, urls: list[str]) -> Group:
+    gateway = monitor.gateway
     table = Table(show_edge=False, header_style="bold", pad_edge=False)
     for column in ("site", "SOC", "battery", "PV", "grid", "temp", "safety", "controller",
                    "setpoint", "cycle"):  # fmt: skip
@@ -42,7 +43,7 @@ def status_table(gateway: Gateway, urls: list[str]) -> Group:
         )
     fleet = gateway.fleet()
     soc = "-" if fleet.weighted_soc_pct is None else f"{fleet.weighted_soc_pct:.1f} %"
-    outbox = gateway.telemetry.outbox.stats
+    outbox = monitor.telemetry.outbox.stats
     oldest = outbox.oldest_age_s()
     footer = Text(
         f"fleet: {fleet.sites} site(s), {fleet.capacity_kwh:g} kWh, SOC {soc}, "

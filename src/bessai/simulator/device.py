@@ -98,6 +98,9 @@ class SimulatedHybrid:
         self.refused_writes: set[int] = set()
         #: point values pinned by a scenario (name -> physical value), re-applied every tick
         self.overrides: dict[str, object] = {}
+        #: a misbehaving battery: "ignore" accepts forcible commands and goes on in its working
+        #: mode, "invert" runs them the wrong way round (what the gateway's tracking must catch)
+        self.dispatch_fault: str | None = None
         self._started = self.now
         self._forcible_started: datetime | None = None
         self._day = self.now.astimezone(SITE_TZ).date()
@@ -241,6 +244,8 @@ class SimulatedHybrid:
                 if reached:
                     self._stop_forcible()
                     command = FORCIBLE_STOP
+        if self.dispatch_fault == "ignore":
+            command = FORCIBLE_STOP
         if command == FORCIBLE_CHARGE:
             setpoint = min(float(self.raw("forcible_charge_power_w")), charge_limit_w)
         elif command == FORCIBLE_DISCHARGE:
@@ -251,6 +256,8 @@ class SimulatedHybrid:
             # Maximise self-consumption (and adaptive): store surplus PV, cover the deficit.
             surplus_w = state.pv_power_w - state.load_power_w
             setpoint = max(-discharge_limit_w, min(charge_limit_w, surplus_w))
+        if self.dispatch_fault == "invert" and command in (FORCIBLE_CHARGE, FORCIBLE_DISCHARGE):
+            setpoint = -setpoint
         if setpoint > 0 and state.soc_pct >= self.raw("charge_cutoff_soc_pct") / 10.0:
             setpoint = 0.0
         if setpoint < 0 and state.soc_pct <= self.raw("discharge_cutoff_soc_pct") / 10.0:

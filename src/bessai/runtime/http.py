@@ -1,0 +1,74 @@
+"""The HTTP server (API, dashboard, /health, /metrics) inside the gateway's own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+from collections.abc import Iterator
+
+import uvicorn
+
+from bessai.api.app import check_bind, create_app
+from bessai.errors import BessaiError
+from bessai.observe.monitor import Monitor
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside our loop: the gateway owns SIGINT/SIGTERM (stop dispatch first)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def port_free(host: str, port: int) -> None:
+    """A busy port in one line, with the way out, before uvicorn logs its own traceback."""
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise BessaiError(
+                    f"port {port} on {host} is already in use (another gateway?); choose "
+                    "another with --http-port PORT (0 = any free port), "
+                    "gateway.http_port in the config, or `make demo PORT=8001`"
+                ) from None
+            raise BessaiError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+async def serve_http(monitor: Monitor, host: str, port: int) -> tuple[uvicorn.Server, int]:
+    """Start serving; returns the server and the port it is bound to."""
+    check_bind(monitor.gateway.config, host)
+    port_free(host, port)
+    server = _EmbeddedServer(
+        uvicorn.Config(
+            create_app(monitor),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            # An access log line holds the query string, where a careless client may put a key.
+            access_log=False,
+            # X-Forwarded-For is whatever a caller wants it to be: trusting it would let anyone
+            # dodge the wrong-key limiter or lock out another address (docs/api.md: proxies).
+            proxy_headers=False,
+            forwarded_allow_ips=None,
+        )
+    )
+    task = asyncio.create_task(server.serve(), name="http")
+    while not server.started:
+        if task.done():
+            raise BessaiError(f"the HTTP server could not listen on {host}:{port}")
+        await asyncio.sleep(0.02)
+    bound = port
+    for srv in server.servers:
+        for sock in srv.sockets:
+            bound = int(sock.getsockname()[1])
+    return server, bound
