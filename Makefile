@@ -1,10 +1,26 @@
 # open-bess-edge: every target installs what it needs, so a fresh clone needs only `make demo` or `make test`.
 PYTHON ?= python3
+# Development environment (lint, type check, tests, benchmarks): the package with the dev extras
+# (which include the train extras).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The demo's environment: the package and its runtime dependencies only, what an edge install
+# gets with `pip install bessai`. A separate venv, so that `make demo` stays small and quick and
+# a later `make test` still installs everything in $(VENV) (and the other way round).
+RUN_VENV ?= .venv-run
+RUN_STAMP := $(RUN_VENV)/.installed
+# `make demo PORT=8001` serves the dashboard, API and metrics on that port (default: the
+# configuration's gateway.http_port, 8000); ARGS go to `bessai run` as they are, e.g.
+# `make demo ARGS='--duration-s 60'` or `make demo ARGS='--config examples/site.toml'`.
+PORT ?=
+ARGS ?=
+# Debian packages the tests need, named after their binary: the brokers the telemetry tests start
+# on free loopback ports, openssl (their throw-away TLS certificates) and the headless browser of
+# the dashboard test. Upcoming work adds postgresql and prometheus here.
+SYSTEM_DEPS := mosquitto nats-server openssl chromium
 
-.PHONY: demo test lint typecheck pytest bench system-deps install clean
+.PHONY: demo test lint typecheck pytest bench system-deps install install-run clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,14 +28,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(RUN_VENV)/bin/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
 install: $(STAMP)
 
-# Brokers the telemetry tests start on free loopback ports (and openssl, which makes their
-# throw-away TLS certificates), and the headless browser of the dashboard test; installed from
-# Debian when missing (package name = binary name).
+install-run: $(RUN_STAMP)
+
+# Installed from Debian when missing.
 system-deps:
 	@missing=""; \
-	for bin in mosquitto nats-server openssl chromium; do \
+	for bin in $(SYSTEM_DEPS); do \
 	  command -v $$bin >/dev/null 2>&1 || test -x /usr/sbin/$$bin || missing="$$missing $$bin"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -28,8 +50,8 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-demo: $(STAMP)
-	$(VENV)/bin/bessai run
+demo: $(RUN_STAMP)
+	$(RUN_VENV)/bin/bessai run $(if $(PORT),--http-port $(PORT)) $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
@@ -48,4 +70,4 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(RUN_VENV) .mypy_cache .ruff_cache .pytest_cache

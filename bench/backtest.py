@@ -6,18 +6,13 @@ day at >= 50 %. Not in the default `make bench` run (about a minute): run it wit
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import date
-from pathlib import Path
 
+from bench import DATA
 from bessai.market.prices import load_prices
 from bessai.optimize import Battery
 from bessai.optimize.backtest import STRATEGIES, backtest
-
-DATA = Path(
-    os.environ.get("BESSAI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
 
 CASES = [
     ("cen_cmg_crucero220_2019-2023.csv", date(2021, 1, 1), date(2021, 12, 31)),

@@ -7,21 +7,18 @@ docs/benchmarks.md ("CMg forecaster")."""
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench import DATA
 from bessai.market.export import write_model_dir
 from bessai.market.predictor import Predictor
 from bessai.market.prices import PriceSeries, load_prices
 from bessai.market.training import TrainSpec, fit_model, training_set
 
-DATA = Path(
-    os.environ.get("BESSAI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
 REPEATS = 50
 
 

@@ -18,16 +18,14 @@ Two stages, so that nothing is chosen on the year it is judged on:
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-DATA = Path(
-    os.environ.get("BESSAI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
+from bench import DATA
+
 BESSAI = str(Path(sys.executable).with_name("bessai"))
 CRUCERO = DATA / "cen_cmg_crucero220_2019-2023.csv"
 VALDIVIA = DATA / "cen_cmg_valdivia220_2023.tsv"

@@ -4,19 +4,14 @@ daily solves; on Crucero 2023 (LP path) and on DE 2018 with negative prices (MIL
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from datetime import timedelta
-from pathlib import Path
 
+from bench import DATA
 from bessai.market.prices import PriceSeries, load_prices
 from bessai.optimize import Battery, optimize
 from bessai.optimize.backtest import market_days
-
-DATA = Path(
-    os.environ.get("BESSAI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
 
 
 def _median_ms(

@@ -6,21 +6,17 @@ steps per second as the simulator drives them, and rainflow + fade on a year of 
 from __future__ import annotations
 
 import csv
-import os
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-_DATA = Path(
-    os.environ.get("BESSAI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
+from bench import DATA
 
 
 def _crucero_prices() -> npt.NDArray[np.float64]:
-    with (_DATA / "cen_cmg_crucero220_2019-2023.csv").open(newline="") as f:
+    with (DATA / "cen_cmg_crucero220_2019-2023.csv").open(newline="") as f:
         rows = sorted(csv.DictReader(f), key=lambda r: r["timestamp"])
     return np.asarray([float(r["costo_usd"]) for r in rows], dtype=np.float64)
 

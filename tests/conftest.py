@@ -1,5 +1,5 @@
 """Shared fixtures: a real simulator on a free loopback port, clients tuned for tests, and the
-real price files in ../shared/data (read in place, never copied)."""
+real price files in the repository's data/ folder (described in data/README.md)."""
 
 from __future__ import annotations
 
@@ -32,9 +32,8 @@ FAST_SETTINGS = ClientSettings(
     reconnect_backoff_max_s=0.4,
 )
 
-DATA = Path(
-    os.environ.get("BESSAI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
+#: The repository's data/ folder; BESSAI_REPO_DATA points the suite at another copy of it.
+DATA = Path(os.environ.get("BESSAI_REPO_DATA", Path(__file__).resolve().parents[1] / "data"))
 
 #: Mid-afternoon in Santiago, so the simulated PV produces.
 NOON_UTC = datetime(2026, 1, 15, 16, 0, tzinfo=UTC)
@@ -82,7 +81,7 @@ async def device(make_device: Callable[..., ModbusDevice]) -> AsyncIterator[Modb
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA.is_dir():
-        pytest.fail(f"shared data not found at {DATA} (set BESSAI_SHARED_DATA)")
+        pytest.fail(f"real data folder not found at {DATA} (data/, or BESSAI_REPO_DATA)")
     return DATA
 
 

@@ -420,6 +420,21 @@ def _describe(exc: ValidationError, source: str, overridden: Mapping[str, str]) 
     return "\n".join(lines)
 
 
+def _read_utf8(path: Path) -> str:
+    """The file's text; a byte that is not UTF-8 is a one-line error naming where it is."""
+    raw = path.read_bytes()
+    try:
+        # Editors such as Notepad save "UTF-8 with BOM"; the BOM is not TOML. Decoding the whole
+        # file first keeps the error's offset a position in the file.
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"configuration {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start}, line {line}): save it as UTF-8"
+        ) from None
+
+
 def load_config(
     path: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> tuple[Config, list[str]]:
@@ -430,7 +445,7 @@ def load_config(
         source = "the embedded default configuration"
     else:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(_read_utf8(path))
         except OSError as exc:
             raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:

@@ -4,25 +4,23 @@ bessai.market; these tests only need the hourly column)."""
 from __future__ import annotations
 
 import csv
-import os
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-_DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+from tests.conftest import DATA
+
 CRUCERO_CSV = "cen_cmg_crucero220_2019-2023.csv"
 
 
 def load_crucero_usd_mwh(year: int | None = None) -> npt.NDArray[np.float64]:
     """Hourly CMg at Crucero 220 kV in USD/MWh, in timestamp order (hour ending 01:00 first)."""
-    data_dir = Path(os.environ.get("BESSAI_SHARED_DATA", _DEFAULT_DATA))
-    path = data_dir / CRUCERO_CSV
+    path = DATA / CRUCERO_CSV
     if not path.exists():
         raise FileNotFoundError(
-            f"{path} not found: the plant tests read real prices from ../shared/data"
-            " (set BESSAI_SHARED_DATA to its folder)"
+            f"{path} not found: the plant tests read real prices from the repository's data/"
+            " folder (or the folder BESSAI_REPO_DATA names)"
         )
     with path.open(newline="") as f:
         rows = sorted(csv.DictReader(f), key=lambda r: r["timestamp"])
