@@ -63,6 +63,13 @@ class BatteryConfig(_Section):
     capacity_kwh: float = Field(default=15.0, gt=0, le=1e6)
     max_charge_w: PositiveW = 5_000.0
     max_discharge_w: PositiveW = 5_000.0
+    replacement_cost_per_kwh: float = Field(
+        default=300.0,
+        ge=0,
+        le=1e5,
+        description="what new cells cost, in the price file's currency per kWh: the optimizer's "
+        "default wear cost follows from it and the degradation model",
+    )
 
 
 class SafetyConfig(_Section):
@@ -200,7 +207,12 @@ class OptimizerConfig(_Section):
     max_plan_age_s: float = Field(default=2700.0, gt=0, le=86400)
     eta_charge: float = Field(default=0.95, gt=0, le=1)
     eta_discharge: float = Field(default=0.95, gt=0, le=1)
-    degradation_per_mwh: float = Field(default=0.0, ge=0)
+    degradation_per_mwh: float | None = Field(
+        default=None,
+        ge=0,
+        description="wear cost per MWh of cell throughput; unset: derived from "
+        "battery.replacement_cost_per_kwh and the LFP degradation model (docs/optimizer.md)",
+    )
     cycles_per_day: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")

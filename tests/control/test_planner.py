@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from bessai.config import OptimizerConfig
+from bessai.config import OptimizerConfig, load_config
+from bessai.control.audit import AuditLog
 from bessai.control.planner import SchedulePlanner
 from bessai.control.site import SiteRunner
 from bessai.errors import ConfigError
 from bessai.simulator.server import SimulatorServer
+from tests.devices.fake import FakeDevice
 
 REPLAY = OptimizerConfig(enabled=True, prices="builtin:crucero-2023", replay=True)
 
@@ -78,3 +81,24 @@ def test_bad_planner_configuration_is_named(
     planner = SchedulePlanner(runner, OptimizerConfig(prices="builtin:crucero-2023"))
     with pytest.raises(ConfigError, match="the price file ends before"):
         planner.plan(datetime(2030, 1, 1, tzinfo=UTC), 50.0)
+
+
+def test_the_default_plan_never_cycles_for_pennies(tmp_path: Path) -> None:
+    """The demo's site as shipped: its wear cost comes from the degradation model, and no plan
+    over the sample year discharges at a price that does not pay for the wear."""
+    config, _ = load_config(None)
+    site_cfg = config.sites[0]
+    runner = SiteRunner(site_cfg, FakeDevice(), AuditLog(tmp_path / "audit.sqlite"))
+    planner = SchedulePlanner(runner, site_cfg.optimizer)
+    wear = planner.wear_cost_per_mwh()
+    assert 10.0 < wear < 40.0  # LFP at 300 per kWh, a cycle a day: about 21 per MWh
+    battery = planner.battery()
+    cheap_discharges = []
+    for day in range(0, 364, 3):
+        now = datetime(2026, 1, 1, 1, tzinfo=UTC) + timedelta(days=day)
+        plan = planner.plan(now, 60.0)
+        for price, kw in zip(plan.schedule.prices, plan.schedule.discharge_kw, strict=True):
+            # Every MWh delivered costs the wear of what went through the cells for it.
+            if kw > 1e-6 and price < wear / battery.eta_discharge:
+                cheap_discharges.append((now.date(), float(price), float(kw)))
+    assert cheap_discharges == []

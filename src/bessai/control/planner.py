@@ -24,6 +24,7 @@ from bessai.market.predictor import Predictor
 from bessai.market.prices import PriceSeries, load_prices
 from bessai.optimize.backtest import FORECASTERS
 from bessai.optimize.model import Bands, Battery, Schedule, optimize
+from bessai.plant.degradation import cycle_wear_cost_per_mwh
 
 log = structlog.get_logger("bessai.planner")
 
@@ -82,6 +83,13 @@ class SchedulePlanner:
         target = now.replace(year=year, day=min(now.day, 28) if now.month == 2 else now.day)
         return target - now
 
+    def wear_cost_per_mwh(self) -> float:
+        """The configured wear cost, or the one the degradation model gives for this battery:
+        a plan that cycles for less than this wears the battery for nothing."""
+        if self.config.degradation_per_mwh is not None:
+            return self.config.degradation_per_mwh
+        return cycle_wear_cost_per_mwh(self.site.config.battery.replacement_cost_per_kwh)
+
     def battery(self) -> Battery:
         cfg = self.site.config
         return Battery(
@@ -92,7 +100,7 @@ class SchedulePlanner:
             eta_discharge=self.config.eta_discharge,
             soc_min_pct=cfg.safety.soc_min_pct,
             soc_max_pct=cfg.safety.soc_max_pct,
-            degradation_per_mwh=self.config.degradation_per_mwh,
+            degradation_per_mwh=self.wear_cost_per_mwh(),
             cycles_per_day=self.config.cycles_per_day,
         )
 

@@ -95,6 +95,23 @@ class CycleRecord:
 
 
 @dataclass(slots=True)
+class _Draft:
+    """One cycle's pieces while it runs, before they are frozen into its `CycleRecord`."""
+
+    started: float
+    acquired: Acquisition
+    data_age_s: float | None = None
+    tracking: TrackingResult | None = None
+    block: DirectionBlock = NO_BLOCK
+    writes: list[WriteRecord] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ts(self) -> datetime:
+        return self.acquired.image.ts
+
+
+@dataclass(slots=True)
 class SiteCounters:
     cycles: int = 0
     overruns: int = 0
@@ -331,92 +348,82 @@ class SiteRunner:
         return result
 
     async def _step(self) -> CycleRecord:
-        started = time.monotonic()
         self._cycle += 1
-        acquired = await self._acquire()
-        image, m = acquired.image, acquired.measurements
-        errors = list(acquired.errors)
-        now = image.ts
-        data_age_s = self._assess(m, time.monotonic())
-        tracking = self._track(m, time.monotonic())
-        writes: list[WriteRecord] = []
+        draft = _Draft(time.monotonic(), await self._acquire())
+        m = draft.acquired.measurements
+        draft.errors.extend(draft.acquired.errors)
+        draft.data_age_s = self._assess(m, time.monotonic())
+        draft.tracking = self._track(m, time.monotonic())
         found: str | None = None
-        if not self._startup_done and data_age_s is not None:
+        if not self._startup_done and draft.data_age_s is not None:
             found, startup_writes = await self._take_over()
-            writes.extend(startup_writes)
+            draft.writes.extend(startup_writes)
 
-        proposal = decide(self.controllers, now)
-        failsafe = self.failsafe_reason
+        proposal = decide(self.controllers, draft.ts)
         decision = self.verdict(proposal.setpoint_w, m)
         self._count(proposal, decision, m)
-        block = self.guard.blocked(failsafe=failsafe is not None)
-
-        held_before = dict(self.device.limits_held())
-        if acquired.answering:
-            actuation, act_error = await self._act(decision, block)
-        else:
-            # A device that did not answer the read will not take a write either; trying would
-            # only stretch the cycle. Its own forcible period stops it; once it answers again,
-            # the stop goes out (the device still knows the last command it wrote).
-            actuation, act_error = Actuation(), None
-        writes.extend(actuation.writes)
-        if acquired.answering:
-            if act_error is not None:  # the stop that followed holds both directions
-                self.tracker.commanded(0.0, HOLD_BOTH, time.monotonic())
-            else:
-                self.tracker.commanded(decision.setpoint_w, block, time.monotonic())
-        if dict(self.device.limits_held()) != held_before:
-            await self._save()
-        self._act_error = act_error
+        draft.block = self.guard.blocked(failsafe=self.failsafe_reason is not None)
+        actuation, act_error = await self._act_and_track(draft, decision)
         if act_error is not None:
-            errors.append(act_error)
+            draft.errors.append(act_error)
             self._assess(m, time.monotonic())
 
         reason = proposal.reason
         if found is not None and actuation.stopped:
             reason = f"stopped a forcible {found} found at start that no decision justifies"
             log.warning(reason, site=self.id)
-        await self._audit(now, proposal, decision, writes, act_error, reason)
-        return await self._finish(
-            started, now, acquired, data_age_s, proposal, decision, writes, errors, block, tracking
-        )
+        await self._audit(draft.ts, proposal, decision, draft.writes, act_error, reason)
+        return await self._finish(draft, proposal, decision)
+
+    async def _act_and_track(
+        self, draft: _Draft, decision: GuardDecision
+    ) -> tuple[Actuation, str | None]:
+        """Act on the verdict (when the device answered the read), tell the tracker what the
+        device now holds, and save the held settings when they changed."""
+        held_before = dict(self.device.limits_held())
+        if not draft.acquired.answering:
+            # A device that did not answer the read will not take a write either; trying would
+            # only stretch the cycle. Its own forcible period stops it; once it answers again,
+            # the stop goes out (the device still knows the last command it wrote).
+            self._act_error = None
+            return Actuation(), None
+        actuation, act_error = await self._act(decision, draft.block)
+        draft.writes.extend(actuation.writes)
+        if act_error is not None:  # the stop that followed holds both directions
+            self.tracker.commanded(0.0, HOLD_BOTH, time.monotonic())
+        else:
+            self.tracker.commanded(decision.setpoint_w, draft.block, time.monotonic())
+        if dict(self.device.limits_held()) != held_before:
+            await self._save()
+        self._act_error = act_error
+        return actuation, act_error
 
     async def _finish(
-        self,
-        started: float,
-        now: datetime,
-        acquired: Acquisition,
-        data_age_s: float | None,
-        proposal: Proposal,
-        decision: GuardDecision,
-        writes: list[WriteRecord],
-        errors: list[str],
-        block: DirectionBlock,
-        tracking: TrackingResult,
+        self, draft: _Draft, proposal: Proposal, decision: GuardDecision
     ) -> CycleRecord:
         failsafe = self.failsafe_reason
         latches = tuple(self.guard.latches.values())
         record = CycleRecord(
             site_id=self.id,
             cycle=self._cycle,
-            ts=now,
-            duration_s=time.monotonic() - started,
-            measurements=acquired.measurements,
-            image=acquired.image,
+            ts=draft.ts,
+            duration_s=time.monotonic() - draft.started,
+            measurements=draft.acquired.measurements,
+            image=draft.acquired.image,
             safety_state=self.safety_state,
             safety_reasons=tuple(([failsafe] if failsafe else []) + [x.reason for x in latches]),
             proposal=proposal,
             decision=decision,
-            writes=tuple(writes),
+            writes=tuple(draft.writes),
             device_connected=self.device.connected,
-            data_age_s=data_age_s,
-            errors=tuple(errors),
+            data_age_s=draft.data_age_s,
+            errors=tuple(draft.errors),
             mode=self.mode,
             device_name=self.device.name,
             failsafe_reason=failsafe,
             latches=latches,
-            block=block,
-            tracking=tracking,
+            block=draft.block,
+            tracking=draft.tracking,
             overruns=self.counters.overruns,
         )
         self.last = record

@@ -370,3 +370,43 @@ class DegradationTracker:
             equivalent_full_cycles=float(efc),
             mean_c_rate_per_h=float(c_rate),
         )
+
+
+def cycle_wear_cost_per_mwh(
+    replacement_cost_per_kwh: float,
+    *,
+    depth: float = 0.8,
+    cycles_per_day: float = 1.0,
+    temp_c: float = 25.0,
+    c_rate_per_h: float = 0.5,
+    end_of_life_fade: float = 0.2,
+    params: AgingParams = NAUMANN_SONY_LFP,
+) -> float:
+    """What cycling costs, per MWh of cell throughput (energy in plus energy out), in the
+    currency of `replacement_cost_per_kwh`.
+
+    A battery run `cycles_per_day` full cycles of `depth` at `temp_c` (mid SOC at rest) loses
+    capacity to calendar ageing and to cycling until `end_of_life_fade`; the share of the fade
+    that cycling caused, times the replacement cost, spread over the cell throughput of that
+    life, is the cost of one more MWh through the cells. Calendar ageing happens whether the
+    battery works or not, so it is not charged to dispatch."""
+    if replacement_cost_per_kwh < 0 or not 0 < depth <= 1 or cycles_per_day <= 0:
+        raise ValueError("need cost >= 0, 0 < depth <= 1 and cycles_per_day > 0")
+    cal_sq_per_day = float(calendar_stress_sq(temp_c, 0.5, params)) * 86_400.0
+    k_cyc = crate_factor(c_rate_per_h, params) / 100.0
+    cyc_sq_per_day = float(dod_stress_sq(depth, params)) * depth * cycles_per_day
+
+    def fade(days: float) -> tuple[float, float]:
+        return math.sqrt(cal_sq_per_day * days), k_cyc * math.sqrt(cyc_sq_per_day * days)
+
+    low, high = 0.0, 365.0 * 100
+    for _ in range(80):  # bisection on the day the total fade reaches end of life
+        mid = (low + high) / 2
+        if sum(fade(mid)) < end_of_life_fade:
+            low = mid
+        else:
+            high = mid
+    calendar, cycling = fade(high)
+    throughput_mwh_per_kwh = 2.0 * depth * cycles_per_day * high / 1000.0
+    cycle_share = cycling / (calendar + cycling)
+    return replacement_cost_per_kwh * cycle_share / throughput_mwh_per_kwh
