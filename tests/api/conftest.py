@@ -5,6 +5,7 @@ port for the browser, schemathesis and streaming tests."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -109,59 +110,57 @@ class RunningGateway:
     log_path: Path
 
 
-@pytest.fixture(scope="session")
-def running_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    """`bessai run` in its own process on an embedded simulator (fast plant so SOC moves)."""
-    root = tmp_path_factory.mktemp("running-gateway")
+def demo_site(**overrides: Any) -> dict[str, Any]:
+    """The site `bessai run` serves in these tests: an embedded simulator (fast plant so the
+    SOC moves) and a real plan from the shipped prices, so the schedule route and page have one."""
+    site: dict[str, Any] = {
+        "id": "demo",
+        "name": "simulated site",
+        "cycle_s": 0.5,
+        "devices": [
+            {
+                "host": "127.0.0.1",
+                "port": 0,
+                "wait_after_connect_s": 0.05,
+                "cooldown_s": 0.0,
+                "timeout_s": 1.0,
+            }
+        ],
+        "safety": {"stale_after_s": 3.0},
+        "simulator": {"enabled": True, "speed": 120.0, "initial_soc_pct": 50.0},
+        "optimizer": {"enabled": True, "prices": "builtin:crucero-2023", "replay": True},
+    }
+    return {**site, **overrides}
+
+
+def write_gateway_config(root: Path, port: int, **site: Any) -> tuple[Path, dict[str, str]]:
+    """A `bessai run` configuration for one demo site on `port`, and keys of every role."""
     data_dir = root / "data"
-    port = free_port()
     config = {
         "gateway": {"data_dir": str(data_dir), "http_port": port, "status_display": False},
         # Generous failure limit: schemathesis probes routes without keys on purpose.
         "api": {"auth_failures_max": 10_000},
-        "sites": [
-            {
-                "id": "demo",
-                "name": "simulated site",
-                "cycle_s": 0.5,
-                "devices": [
-                    {
-                        "host": "127.0.0.1",
-                        "port": 0,
-                        "wait_after_connect_s": 0.05,
-                        "cooldown_s": 0.0,
-                        "timeout_s": 1.0,
-                    }
-                ],
-                "safety": {"stale_after_s": 3.0},
-                "simulator": {"enabled": True, "speed": 120.0, "initial_soc_pct": 50.0},
-                # A real plan from the shipped prices, so the schedule route and page have one.
-                "optimizer": {"enabled": True, "prices": "builtin:crucero-2023", "replay": True},
-            }
-        ],
+        "sites": [demo_site(**site)],
     }
     config_path = root / "gateway.toml"
     config_path.write_text(tomli_w.dumps(config))
-    keys = make_keys(data_dir / "api_keys.json")
-    log_path = root / "gateway.log"
+    return config_path, make_keys(data_dir / "api_keys.json")
+
+
+@contextlib.contextmanager
+def gateway_process(config_path: Path, port: int, key: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`bessai run --config config_path` in its own process, up once its site has a SOC;
+    stopped (SIGTERM, as an operator's Ctrl-C) on exit."""
+    log_path = config_path.with_suffix(".log")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log_path.open("wb") as log_file:
+    with log_path.open("ab") as log_file:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bessai.cli",
-                "--log-level",
-                "info",
-                "run",
-                "--config",
-                str(config_path),
-                "--no-status",
-            ],
+            [sys.executable, "-m", "bessai.cli", "--log-level", "info", "run",
+             "--config", str(config_path), "--no-status"],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
-        )
+        )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -169,7 +168,7 @@ def running_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
             if proc.poll() is not None:
                 raise AssertionError(f"gateway exited: {log_path.read_text()}")
             try:
-                r = httpx.get(f"{base_url}/api/v1/status", headers={"X-API-Key": keys["read"]})
+                r = httpx.get(f"{base_url}/api/v1/status", headers={"X-API-Key": key})
                 if r.status_code == 200 and r.json()["sites"][0].get("soc_pct") is not None:
                     break
             except httpx.HTTPError:
@@ -177,14 +176,42 @@ def running_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
             if time.monotonic() > deadline:
                 raise AssertionError(f"gateway did not come up: {log_path.read_text()}")
             time.sleep(0.2)
-        yield RunningGateway(base_url, keys, data_dir, log_path)
+        yield proc
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def running_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    """`bessai run` in its own process on an embedded simulator (fast plant so SOC moves)."""
+    root = tmp_path_factory.mktemp("running-gateway")
+    port = free_port()
+    config_path, keys = write_gateway_config(root, port)
+    with gateway_process(config_path, port, keys["read"]):
+        yield RunningGateway(
+            f"http://127.0.0.1:{port}", keys, root / "data", config_path.with_suffix(".log")
+        )
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    """A fresh page in headless Chromium (sync Playwright), closed after the test."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser import CHROMIUM, LAUNCH_ARGS, VIEWPORT
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            yield browser.new_context(viewport=VIEWPORT).new_page()  # type: ignore[arg-type]
+        finally:
+            browser.close()
 
 
 def make_plan(

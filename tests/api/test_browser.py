@@ -5,51 +5,18 @@ test-artifacts/."""
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-
-import pytest
+from zoneinfo import ZoneInfo
 
 from bessai.optimize.model import Bands
 from bessai.simulator.server import SimulatorServer
 
+from .browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, needs_chromium
 from .conftest import RunningGateway, make_plan
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-# Skipped only outside CI: `make test` installs chromium first, and CI must never pass
-# without the browser test having run.
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("CI"),
-    reason="Debian chromium missing: run `make system-deps`",
-)
-
-
-@pytest.fixture
-def page(running_gateway: RunningGateway) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 1100})
-            yield context.new_page()
-        finally:
-            browser.close()
+pytestmark = needs_chromium
 
 
 def _soc(text: str) -> float:
@@ -189,6 +156,120 @@ async def test_dashboard_draws_the_schedule_forecast_band_and_alerts(
             )
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "dashboard-schedule.png"), full_page=True)
+            await browser.close()
+    finally:
+        http.should_exit = True
+        await http.shutdown()
+
+
+MARKUP = "<img src=x onerror=alert(1)> [bold]"
+
+
+async def test_dashboard_shows_site_time_and_markup_literally(make_api: Any) -> None:
+    """A site in Asia/Kolkata (UTC+5:30, a zone with half hours) named with markup, an override
+    reason and an alert with markup: the page names the zone, converts every time into it, and
+    shows the texts as text (no element made, no script run)."""
+    import httpx
+    from playwright.async_api import async_playwright, expect
+
+    from bessai.observe.alerts import Severity
+    from bessai.runtime.http import serve_http
+
+    api = await make_api(name=MARKUP, timezone="Asia/Kolkata")
+    api.monitor.alerts.report(
+        "device_note", True, f"inverter says {MARKUP}", site="t1", severity=Severity.WARNING
+    )
+    zone = ZoneInfo("Asia/Kolkata")
+    http, port = await serve_http(api.monitor, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+            page = await browser.new_page(viewport={"width": 1280, "height": 1100})
+            dialogs: list[str] = []
+            page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+            await page.goto(base + "/")
+            await page.fill("#key", api.keys["read"])
+            await page.click("#login-form button")
+            await expect(page.locator("#conn")).to_have_text("live")
+            async with httpx.AsyncClient(base_url=base) as client:
+                answer = await client.post(
+                    "/api/v1/sites/t1/override",
+                    json={"setpoint_w": 1000, "duration_s": 120, "reason": MARKUP},
+                    headers=api.auth("control"),
+                )
+                assert answer.status_code == 200, answer.text
+                until = datetime.fromisoformat(answer.json()["until_utc"]).astimezone(zone)
+                audit = await client.get("/api/v1/audit?limit=1", headers=api.auth("read"))
+            row_ts = datetime.fromisoformat(audit.json()["items"][0]["ts"]).astimezone(zone)
+
+            await expect(page.locator("#capacity")).to_have_text(f"{MARKUP} · 15 kWh")
+            await expect(page.locator("#controller-reason")).to_contain_text(
+                f"{MARKUP} (by control-key)"
+            )
+            await expect(page.locator("#alerts")).to_contain_text(f"inverter says {MARKUP}")
+            await expect(page.locator("#commands tbody")).to_contain_text(
+                f"api: override 1000 W for 120 s: {MARKUP} (key 'control-key')", timeout=10_000
+            )
+            # Times: the site's wall clock, the zone named, no UTC left.
+            label = "Asia/Kolkata (UTC+5:30)"
+            clock = await page.inner_text("#clock")
+            match = re.fullmatch(r"(\d\d):(\d\d):(\d\d) " + re.escape(label), clock)
+            assert match, clock
+            now = datetime.now(zone)
+            shown_s = int(match[1]) * 3600 + int(match[2]) * 60 + int(match[3])
+            now_s = now.hour * 3600 + now.minute * 60 + now.second
+            assert min(abs(shown_s - now_s), 86_400 - abs(shown_s - now_s)) <= 5
+            await expect(page.locator("#override")).to_have_text(
+                f"override 1.00 kW until {until:%H:%M:%S} UTC+5:30"
+            )
+            await expect(page.locator("#commands tbody tr").first).to_contain_text(
+                f"{row_ts:%Y-%m-%d %H:%M:%S}"
+            )
+            await expect(page.locator("#commands-time")).to_have_text("time (Asia/Kolkata)")
+            await expect(page.locator("#history-caption")).to_contain_text(f"times in {label}")
+            assert "UTC)" not in await page.inner_text("main")
+
+            assert await page.locator("img").count() == 0
+            assert dialogs == []
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "dashboard-zone-markup.png"), full_page=True)
+            await browser.close()
+    finally:
+        http.should_exit = True
+        await http.shutdown()
+
+
+async def test_dashboard_says_why_the_gateway_refuses_the_stream(make_api: Any) -> None:
+    """All live-stream slots taken (api.max_streams): the page says the gateway refused the
+    stream and why, and goes live by itself once a slot is free."""
+    import httpx
+    from playwright.async_api import async_playwright, expect
+
+    from bessai.runtime.http import serve_http
+
+    api = await make_api(api={"max_streams": 1})
+    http, port = await serve_http(api.monitor, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with (
+            httpx.AsyncClient(base_url=base, timeout=30) as client,
+            async_playwright() as pw,
+        ):
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+            page = await browser.new_page(viewport={"width": 1280, "height": 1100})
+            async with client.stream("GET", "/api/v1/events", headers=api.auth("read")) as held:
+                assert held.status_code == 200
+                await page.goto(base + "/")
+                await page.fill("#key", api.keys["read"])
+                await page.click("#login-form button")
+                await expect(page.locator("#conn")).to_have_text("offline")
+                await expect(page.locator("#banner")).to_contain_text(
+                    "the gateway refused the live stream (503: 1 live streams already open)"
+                )
+            await expect(page.locator("#conn")).to_have_text("live", timeout=15_000)
+            await expect(page.locator("#banner")).to_be_hidden()
+            await expect(page.locator("#soc")).to_have_text(re.compile(r"\d+\.\d %"))
             await browser.close()
     finally:
         http.should_exit = True

@@ -31,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bessai import __version__
 from bessai.api import models
+from bessai.api.history import history_router
 from bessai.api.keys import KeyStore, Principal, Role
 from bessai.api.security import Authorizer, BodyLimit, SecurityHeaders
 from bessai.config import Config, is_loopback
@@ -41,6 +42,7 @@ from bessai.control.site import SiteMode, SiteRunner
 from bessai.errors import ConfigError
 from bessai.observe.alerts import Alert
 from bessai.observe.health import health
+from bessai.observe.history import RecentHistory
 from bessai.observe.monitor import Monitor
 from bessai.optimize.follow import current_slot
 from bessai.optimize.model import Bands
@@ -92,6 +94,7 @@ def site_status(site: SiteRunner, now: datetime) -> models.SiteStatus:
     status = models.SiteStatus(
         site=site.id,
         name=site.config.name,
+        timezone=site.config.timezone,
         capacity_kwh=site.config.battery.capacity_kwh,
         mode=site.mode.value,
         override=override,
@@ -199,8 +202,10 @@ def create_app(monitor: Monitor) -> FastAPI:
     store = KeyStore(config.keys_file)
     auth = Authorizer(api_cfg, store)
     hub = EventHub()
+    history = RecentHistory({s.id: s.config.cycle_s for s in gateway.sites.values()})
     for runner in gateway.sites.values():
         runner.listeners.append(hub.notify)
+        runner.listeners.append(history.observe)
     monitor.alerts.listeners.append(hub.notify)
     streams = {"open": 0}
 
@@ -481,6 +486,7 @@ def create_app(monitor: Monitor) -> FastAPI:
         await audit_action(site, who, f"mode {previous.value} -> {site.mode.value}", note)
         return models.ModeOut(site=site.id, mode=site.mode.value, previous=previous.value)
 
+    api.include_router(history_router(gateway, history, reader))
     app.include_router(api)
 
     # -- outside the API: supervisors, scrapers and the dashboard -------------------------------

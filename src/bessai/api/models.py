@@ -56,6 +56,7 @@ class OverrideState(_Out):
 class SiteStatus(_Out):
     site: str
     name: str
+    timezone: str = Field(description="the site's IANA zone (configuration `timezone`)")
     capacity_kwh: float
     mode: ModeName
     override: OverrideState | None = None
