@@ -77,3 +77,12 @@ def test_fast_poll_of_the_hybrid_system_needs_at_most_five_requests() -> None:
     requests = plan_reads(fast, address_map)
     assert len(requests) <= 5
     assert {bp.point.address for r in requests for bp in r.points} >= {37760, 37765, 37113, 37022}
+
+
+def test_each_block_reads_with_its_own_profiles_limits() -> None:
+    points = pts((100, "U16"), (150, "U16"), (300, "U16"), (350, "U16"))
+    address_map = AddressMap(
+        (Block(start=100, end=200), Block(start=300, end=400)), limits=((125, 64), (64, 16))
+    )
+    # 100 -> 150 is one read inside the first block; 300 -> 350 stays two in the second.
+    assert spans(plan_reads(points, address_map)) == [(100, 51), (300, 1), (350, 1)]
