@@ -124,7 +124,11 @@ class SiteRunner:
             [(*rule.times, rule.setpoint_w) for rule in config.controllers.time_of_use],
             ZoneInfo(config.timezone),
         )
-        self.builder = ImageBuilder(config.id, config.safety.stale_after_s)
+        self.builder = ImageBuilder(
+            config.id,
+            config.safety.stale_after_s,
+            config.safety.stale_after_s + config.slow_every * config.cycle_s,
+        )
         self.mode = SiteMode.AUTO
         self.counters = SiteCounters()
         self.last: CycleRecord | None = None

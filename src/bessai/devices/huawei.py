@@ -19,7 +19,7 @@ from enum import IntEnum
 import structlog
 
 from bessai.config import DispatchConfig
-from bessai.control.image import ProcessImage
+from bessai.control.image import PointValue, ProcessImage, Quality
 from bessai.errors import DeviceError
 from bessai.modbus.client import ModbusDevice, WriteResult
 
@@ -63,6 +63,31 @@ def _number(image: ProcessImage, profile: str, name: str) -> float | None:
     return image.number(f"{profile}.{name}")
 
 
+def _system(image: ProcessImage, ess: str, unit1: str) -> PointValue | None:
+    """A storage-system value, when good. With one battery unit its ESS register equals unit 1's,
+    and unit 1's is the one read every cycle (docs/profiles.md, "Poll groups"); the ESS register
+    stands in only where unit 1's is not served and it was read as recently."""
+    model = image.get(f"{LUNA}.unit2_product_model")
+    system = image.get(f"{LUNA}.{ess}")
+    system_good = system is not None and system.quality is Quality.GOOD
+    if model is None or model.raw != 0:  # a second unit (or not known): only the ESS register
+        return system if system_good else None
+    unit = image.get(f"{LUNA}.{unit1}")
+    if unit is not None and unit.quality is not Quality.INVALID:
+        return unit if unit.quality is Quality.GOOD else None
+    if system is None or not system_good:
+        return None
+    if unit is not None and unit.ts is not None and (system.ts is None or system.ts < unit.ts):
+        return None
+    return system
+
+
+def _system_number(image: ProcessImage, ess: str, unit1: str) -> float | None:
+    point = _system(image, ess, unit1)
+    value = None if point is None else point.value
+    return float(value) if isinstance(value, int | float) else None
+
+
 def measurements(image: ProcessImage) -> Measurements:
     """Site values from the process image of a Huawei hybrid."""
     meter_status = image.good(f"{METER}.meter_status")
@@ -80,13 +105,14 @@ def measurements(image: ProcessImage) -> Measurements:
         value = image.good(f"{SUN}.{name}")
         if isinstance(value, tuple):
             alarms.extend(value)
-    battery_status = image.good(f"{LUNA}.running_status")
+    status = _system(image, "running_status", "unit1_running_status")
+    battery_status = None if status is None else status.value
     device_status = image.good(f"{SUN}.device_status")
     command = image.get(f"{LUNA}.forcible_command")
     command_raw = command.raw if command is not None and isinstance(command.raw, int) else None
     return Measurements(
-        soc_pct=_number(image, LUNA, "soc_pct"),
-        battery_power_w=_number(image, LUNA, "power_w"),
+        soc_pct=_system_number(image, "soc_pct", "unit1_soc_pct"),
+        battery_power_w=_system_number(image, "power_w", "unit1_power_w"),
         battery_temp_c=max(temps) if temps else None,
         pv_power_w=_number(image, SUN, "input_power_w"),
         grid_power_w=grid_w,
