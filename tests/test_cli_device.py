@@ -87,6 +87,21 @@ def test_group_and_profile_filters(sim_process: tuple[int, object]) -> None:
     assert "huawei_dtsu666.exported_energy_kwh" not in names  # slow group
 
 
+def test_read_names_a_wrong_unit_id(sim_process: tuple[int, object]) -> None:
+    port, _ = sim_process
+    out = bessai("read", "--port", str(port), "--unit", "7", *QUICK, check=False)
+    assert out.returncode != 0
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"no answer from unit 7 at 127.0.0.1:{port}: "
+            "check the unit id (SDongle 1, inverter access point 0)"
+        )
+    )
+    assert "Traceback" not in out.stderr
+
+
 def test_forced_charge_written_from_the_cli(sim_process: tuple[int, object]) -> None:
     port, _ = sim_process
     before = values(read_json(port, "--profile", "huawei_luna2000"))

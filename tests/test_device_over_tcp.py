@@ -14,6 +14,7 @@ from bessai.errors import (
     DeviceError,
     DeviceTimeoutError,
     ModbusExceptionError,
+    UnitNotAnsweringError,
     WriteRejectedError,
 )
 from bessai.modbus.client import ModbusDevice
@@ -312,6 +313,49 @@ async def test_simulated_battery_follows_the_physics_model_through_modbus_writes
     drop_pct = soc0 - after.value("huawei_luna2000", "soc_pct")  # type: ignore[operator]
     assert drop_pct == pytest.approx(expected_drop_pct, rel=0.03)
     assert after.value("huawei_luna2000", "unit1_temp_c") > temp0  # type: ignore[operator]
+
+
+async def test_a_wrong_unit_id_is_named_after_one_request(
+    sim: SimulatorServer, make_device: Callable[..., ModbusDevice]
+) -> None:
+    wrong = make_device(7)
+    expected = (
+        f"no answer from unit 7 at 127.0.0.1:{sim.port}: "
+        "check the unit id (SDongle 1, inverter access point 0)"
+    )
+    with pytest.raises(UnitNotAnsweringError) as info:
+        await wrong.poll(FAST)
+    assert str(info.value) == expected
+    assert sim.requests_received[3] == 1  # not retried: one timeout, not four
+    # The next poll, within the reconnect back-off, says the same without asking again.
+    with pytest.raises(UnitNotAnsweringError, match="check the unit id"):
+        await wrong.poll(FAST)
+    assert sim.requests_received[3] == 1
+    await wrong.close()
+
+
+async def test_a_gateway_answering_for_a_missing_unit_is_named(
+    sim: SimulatorServer, device: ModbusDevice
+) -> None:
+    sim.faults.exception_code = 11
+    sim.faults.exception_until = float("inf")
+    with pytest.raises(UnitNotAnsweringError) as info:
+        await device.poll(FAST)
+    assert "(the gateway answered exception 11, gateway target device failed to respond)" in str(
+        info.value
+    )
+    assert str(info.value).endswith("check the unit id (SDongle 1, inverter access point 0)")
+
+
+async def test_a_unit_that_answered_once_keeps_the_timeout_and_retries(
+    sim: SimulatorServer, device: ModbusDevice
+) -> None:
+    await device.poll(FAST)
+    sim.faults.silence_until = float("inf")
+    with pytest.raises(DeviceTimeoutError) as info:
+        await device.poll(FAST)
+    assert not isinstance(info.value, UnitNotAnsweringError)
+    assert device.stats.timeouts == 1 + FAST_SETTINGS.retries
 
 
 async def test_a_refused_hole_in_the_inverter_block_costs_one_read_more(

@@ -1,6 +1,6 @@
 """Acquisition as the cycle sees it, against the simulator over loopback TCP: the requests a
 steady cycle costs on the wire, slow values that stay usable between slow polls, a written limit
-that reaches the guard, and a second battery unit's temperature."""
+that reaches the guard, a second battery unit's temperature, and a wrong unit id."""
 
 from __future__ import annotations
 
@@ -8,12 +8,20 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
-from bessai.config import SiteConfig
+import httpx
+from structlog.testing import capture_logs
+
+from bessai.api.app import create_app
+from bessai.config import Config, SiteConfig
+from bessai.control.gateway import Gateway
 from bessai.control.safety import Outcome
 from bessai.control.site import SiteRunner
 from bessai.modbus.profile import PollGroup
 from bessai.simulator.server import SimulatorServer
+
+from .conftest import site_config
 
 SLOW_EVERY = SiteConfig.model_fields["slow_every"].default
 READ = 3  # function code
@@ -85,3 +93,39 @@ async def test_a_hot_second_unit_blocks_within_one_cycle(
     assert hot.decision.outcome is Outcome.BLOCKED
     assert "52.0 °C" in hot.decision.reason
     assert sim.device.get("forcible_command") == "stop"
+
+
+async def test_a_wrong_unit_id_is_named_within_one_timeout(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    site = site_config(sim.port).model_dump()
+    site["devices"][0].update(unit_id=7, timeout_s=1.0, wait_after_connect_s=0.1, retries=3)
+    config = Config.model_validate({"gateway": {"data_dir": str(tmp_path)}, "sites": [site]})
+    expected = f"no answer from unit 7 at 127.0.0.1:{sim.port}: check the unit id"
+    gateway = Gateway(config)
+    with capture_logs() as logs:
+        await gateway.start()
+        try:
+            runner = gateway.sites["t1"]
+            first_cycle = asyncio.Event()
+            runner.listeners.append(lambda _record: first_cycle.set())
+            started = time.monotonic()
+            await asyncio.wait_for(first_cycle.wait(), timeout=10.0)
+            # One timeout (1 s) after the wait, where 3 retries would take over 4 s: a unit that
+            # never answered is not retried.
+            assert time.monotonic() - started < 2.5
+            assert runner.last is not None
+            assert runner.last.errors[0].startswith(expected)
+            assert runner.last.errors[0].endswith("(SDongle 1, inverter access point 0)")
+            await asyncio.sleep(2.0)  # more cycles, and a reconnect after the back-off
+            assert runner.counters.cycles > 3
+            transport = httpx.ASGITransport(app=create_app(gateway))
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                body = (await client.get("/health")).json()
+        finally:
+            await gateway.stop()
+    assert any(reason.startswith(f"t1: {expected}") for reason in body["reasons"]), body
+    assert sim.requests_received[READ] >= 2  # it did ask again, after the back-off
+    said = [e for e in logs if str(e.get("event", "")).startswith("no answer from unit 7")]
+    assert len(said) == 1
+    assert sum(1 for e in logs if e.get("event") == "connected" and e["log_level"] == "info") == 1

@@ -6,6 +6,10 @@ after every (re)connect, keep a cooldown between requests, retry timeouts, busy 
 failure (4) with back-off, reconnect with exponential back-off up to a ceiling, and never let a
 refused address (2) fail a whole poll: split the read, learn which addresses fail, and remember
 that for the session.
+
+A wrong unit id shows up on site as silence on a live connection (or, behind a Modbus gateway, as
+exception 10/11). A unit that has never answered is therefore not retried: the first request
+fails within one timeout with a message that says to check the unit id.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from bessai.errors import (
+    MODBUS_EXCEPTION_NAMES,
     DeviceConnectionError,
     DeviceError,
     DeviceTimeoutError,
     ModbusExceptionError,
+    UnitNotAnsweringError,
     VerificationError,
     WriteRejectedError,
 )
@@ -45,6 +51,9 @@ ILLEGAL_ADDRESS = 2
 DEVICE_FAILURE = 4
 DEVICE_BUSY = 6
 RETRYABLE_EXCEPTIONS = frozenset({DEVICE_FAILURE, DEVICE_BUSY})
+#: a Modbus gateway (SDongle, proxy) answering for a unit behind it that does not answer
+GATEWAY_EXCEPTIONS = frozenset({10, 11})
+UNIT_HINT = "check the unit id (SDongle 1, inverter access point 0)"
 
 
 class _ConnectionLostError(DeviceConnectionError):
@@ -79,6 +88,10 @@ class ModbusDevice:
         self._last_request_end = 0.0
         self._next_connect_at = 0.0
         self._reconnect_delay_s = self.settings.reconnect_backoff_s
+        #: the unit has answered at least once: a timeout is then a slow device, not a wrong id
+        self._unit_answered = False
+        #: why the unit is taken to be silent (wrong unit id), until it answers
+        self._silent: str | None = None
         #: the whole static group has been read (identification, once per session)
         self._identified = False
         #: verified write read-backs not yet handed to a poll result
@@ -123,6 +136,8 @@ class ModbusDevice:
         self._drop_connection()
         wait_s = self._next_connect_at - time.monotonic()
         if wait_s > 0:
+            if self._silent is not None:
+                raise UnitNotAnsweringError(self._silent, device=self.name)
             raise DeviceConnectionError(
                 f"not connected; next reconnect attempt in {wait_s:.1f} s", device=self.name
             )
@@ -152,7 +167,8 @@ class ModbusDevice:
         await asyncio.sleep(self.settings.wait_after_connect_s)
         self._client = client
         self._last_request_end = time.monotonic()
-        log.info("connected", device=self.name)
+        # While the unit stays silent every retry connects: say "connected" once, not each time.
+        (log.debug if self._silent is not None else log.info)("connected", device=self.name)
         return client
 
     def _schedule_reconnect(self) -> None:
@@ -175,6 +191,8 @@ class ModbusDevice:
             try:
                 async with self._lock:
                     return await self._request_once(fc, address, payload)
+            except UnitNotAnsweringError:
+                raise  # retrying a wrong unit id only delays the message by minutes
             except ModbusExceptionError as exc:
                 if exc.code not in RETRYABLE_EXCEPTIONS or attempt >= self.settings.retries:
                     raise
@@ -212,6 +230,8 @@ class ModbusDevice:
             self.stats.timeouts += 1
             # A late answer would be matched to the next request; start over on a new socket.
             self._connection_lost()
+            if not self._unit_answered:
+                raise self._unit_silent() from None
             raise DeviceTimeoutError(
                 f"no answer within {self.settings.timeout_s:g} s ({exc})",
                 device=self.name,
@@ -232,7 +252,11 @@ class ModbusDevice:
             code = int(getattr(response, "exception_code", 0))
             self.stats.errors += 1
             self.stats.exceptions_by_code[code] = self.stats.exceptions_by_code.get(code, 0) + 1
+            if code in GATEWAY_EXCEPTIONS and not self._unit_answered:
+                raise self._unit_silent(code)
+            self._unit_answers()
             raise ModbusExceptionError(code, device=self.name, address=address, count=count)
+        self._unit_answers()
         if fc == 3:
             registers = list(response.registers)
             if len(registers) != count:
@@ -242,6 +266,26 @@ class ModbusDevice:
                 )
             return registers
         return []
+
+    def _unit_silent(self, gateway_code: int | None = None) -> UnitNotAnsweringError:
+        """The error for a unit that has never answered; logged once, backs off reconnects."""
+        via = ""
+        if gateway_code is not None:
+            name = MODBUS_EXCEPTION_NAMES.get(gateway_code, "gateway exception")
+            via = f" (the gateway answered exception {gateway_code}, {name})"
+        message = f"no answer from unit {self.unit_id} at {self.host}:{self.port}{via}: {UNIT_HINT}"
+        if self._silent is None:
+            log.warning(message, device=self.name)
+        self._silent = message
+        self._drop_connection()
+        self._schedule_reconnect()
+        return UnitNotAnsweringError(message, device=self.name)
+
+    def _unit_answers(self) -> None:
+        self._unit_answered = True
+        if self._silent is not None:
+            self._silent = None
+            log.info("unit answers", device=self.name)
 
     async def read_registers(self, address: int, count: int) -> list[int]:
         """Read raw holding registers (FC03)."""
