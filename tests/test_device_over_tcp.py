@@ -380,3 +380,18 @@ async def test_a_verified_write_reaches_the_next_poll(device: ModbusDevice) -> N
     assert reading.value == 2500
     assert reading.poll_group is PollGroup.SLOW
     assert "huawei_luna2000.max_charge_power_setting_w" not in (await device.poll(FAST)).readings
+
+
+async def test_a_group_read_asks_only_for_the_static_points_it_depends_on(
+    device: ModbusDevice,
+) -> None:
+    first = await device.poll(FAST, identify=False)
+    static = {key for key, r in first.readings.items() if r.point.group is PollGroup.STATIC}
+    assert static == {"huawei_sun2000.pv_string_count", "huawei_luna2000.unit2_product_model"}
+    assert first.requests == 2 + 3
+    assert "huawei_sun2000.pv3_voltage_v" not in first.readings  # two strings
+    # A poll that identifies the device still reads the whole static group once.
+    second = await device.poll(FAST)
+    assert second.value("huawei_sun2000", "model_name") == "SUN2000-10KTL-M1"
+    third = await device.poll(FAST)
+    assert all(r.point.group is not PollGroup.STATIC for r in third.readings.values())

@@ -54,6 +54,7 @@ RETRYABLE_EXCEPTIONS = frozenset({DEVICE_FAILURE, DEVICE_BUSY})
 #: a Modbus gateway (SDongle, proxy) answering for a unit behind it that does not answer
 GATEWAY_EXCEPTIONS = frozenset({10, 11})
 UNIT_HINT = "check the unit id (SDongle 1, inverter access point 0)"
+_POLL_ORDER = {PollGroup.FAST: 0, PollGroup.SLOW: 1, PollGroup.STATIC: 2}
 
 
 class _ConnectionLostError(DeviceConnectionError):
@@ -96,7 +97,7 @@ class ModbusDevice:
         self._identified = False
         #: verified write read-backs not yet handed to a poll result
         self._read_backs: dict[str, Reading] = {}
-        #: points that stand in for another when the device does not serve it (profile `fallback`)
+        #: per point, the points it stands in for where the device does not serve them
         self._fallback_of: dict[tuple[str, str], list[Point]] = {}
         for prof in profiles:
             for point in prof.points:
@@ -315,14 +316,13 @@ class ModbusDevice:
         (its `fallback`)."""
         if point.fast_if is not None and self._holds(profile, point.fast_if):
             return PollGroup.FAST
-        groups = [
-            standin.group
-            for standin in self._fallback_of.get((profile, point.name), ())
-            if self.address_map.is_unsupported(standin.address, standin.end)
+        groups = [point.group] + [
+            replaced.group
+            for replaced in self._fallback_of.get((profile, point.name), ())
+            if self.address_map.is_unsupported(replaced.address, replaced.end)
         ]
-        if PollGroup.FAST in groups:
-            return PollGroup.FAST
-        return point.group
+        # The most frequent of its own group and those of the points it replaces.
+        return min((g for g in groups if g is not None), key=_POLL_ORDER.__getitem__, default=None)
 
     def _holds(self, profile: str, cond: PresentIf) -> bool:
         ref = self.last_values.get(f"{profile}.{cond.point}")
@@ -370,20 +370,20 @@ class ModbusDevice:
         groups = set(groups) if groups is not None else set(PollGroup)
         started = time.monotonic()
         result = PollResult()
-        read_backs, self._read_backs = self._read_backs, {}
         if identify and not self._identified:
             # One pass for the static group and what does not depend on it.
             first = self.bound_points(groups | {PollGroup.STATIC}, profile)
             await self._read_points([bp for bp in first if not self._undecided(bp)], result)
+            self._identified = any(
+                r.point.group is PollGroup.STATIC and r.available and r.error is None
+                for r in result.readings.values()
+            )
         else:
             await self._read_points(self._deciders(self.bound_points(groups, profile)), result)
-        self._identified = self._identified or any(
-            r.point.group is PollGroup.STATIC and r.available and r.error is None
-            for r in result.readings.values()
-        )
         # Then what the static values have just decided (or everything, once they are known).
         rest = [bp for bp in self.bound_points(groups, profile) if bp.key not in result.readings]
         await self._read_points(rest, result)
+        read_backs, self._read_backs = self._read_backs, {}
         for key, reading in read_backs.items():
             # A verified write's read-back is a reading too: the cycle sees what it wrote.
             result.readings.setdefault(key, reading)
