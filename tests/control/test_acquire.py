@@ -122,9 +122,11 @@ async def test_a_wrong_unit_id_is_named_within_one_timeout(
             transport = httpx.ASGITransport(app=create_app(gateway))
             async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
                 body = (await client.get("/health")).json()
+            offline = [a for a in gateway.alerts.active() if a.kind == "device_offline"]
         finally:
             await gateway.stop()
     assert any(reason.startswith(f"t1: {expected}") for reason in body["reasons"]), body
+    assert [a.message.startswith(expected) for a in offline] == [True]
     assert sim.requests_received[READ] >= 2  # it did ask again, after the back-off
     said = [e for e in logs if str(e.get("event", "")).startswith("no answer from unit 7")]
     assert len(said) == 1

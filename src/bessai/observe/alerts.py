@@ -202,7 +202,8 @@ class AlertManager:
             hold("failsafe", "", Severity.WARNING if operator else Severity.CRITICAL,
                  f"SAFE, dispatch stopped: {failsafe}")  # fmt: skip
         if not record.device_connected:
-            hold("device_offline", site.device.name, Severity.CRITICAL, "device not connected")
+            reason = record.errors[0] if record.errors else "device not connected"
+            hold("device_offline", site.device.name, Severity.CRITICAL, reason)
         decision = record.decision
         if decision.outcome is Outcome.BLOCKED and record.proposal.setpoint_w != 0:
             hold("safety_block", record.proposal.controller, Severity.WARNING,
