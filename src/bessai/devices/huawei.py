@@ -65,8 +65,9 @@ def _number(image: ProcessImage, profile: str, name: str) -> float | None:
 
 def _system(image: ProcessImage, ess: str, unit1: str) -> PointValue | None:
     """A storage-system value, when good. With one battery unit its ESS register equals unit 1's,
-    and unit 1's is the one read every cycle (docs/profiles.md, "Poll groups"); the ESS register
-    stands in only where unit 1's is not served and it was read as recently."""
+    and unit 1's is the one read every cycle (docs/profiles.md, "Poll groups and requests per
+    cycle"); the ESS register stands in only where unit 1's is not served and was read as
+    recently."""
     model = image.get(f"{LUNA}.unit2_product_model")
     system = image.get(f"{LUNA}.{ess}")
     system_good = system is not None and system.quality is Quality.GOOD

@@ -1,10 +1,11 @@
 """Read planner: coalesce due points into the fewest block reads a device will answer.
 
 Huawei devices fail a whole read with exception 2 when any address in its span is not served
-(docs/profiles.md, "Requests per cycle"), so a read never crosses the edge of a served block nor
-an address span learned to be unsupported in this session. Within a block, neighbouring points
-are merged while the read stays within the block's profile's `max_read_registers` and the hole
-between them is under its `max_read_gap`: a request costs far more than a few extra registers.
+(docs/profiles.md, "Poll groups and requests per cycle"), so a read never crosses the edge of a
+served block nor an address span learned to be unsupported in this session. Within a block,
+neighbouring points are merged while the read stays within the block's profile's
+`max_read_registers` and the hole between them is under its `max_read_gap`: a request costs far
+more than a few extra registers.
 """
 
 from __future__ import annotations

@@ -58,7 +58,8 @@ TYPE_WIDTH: dict[PointType, int] = {
     PointType.I64: 4,
 }
 
-#: Huawei's "no value" raw sentinels per type (reference §1); bitfields and enums are unsigned.
+#: Huawei's "no value" raw sentinels per type (docs/profiles.md, "Codec"); bitfields and enums
+#: are unsigned.
 DEFAULT_INVALID: dict[PointType, int] = {
     PointType.U16: 0xFFFF,
     PointType.I16: 0x7FFF,
@@ -136,7 +137,7 @@ class Point(_Strict):
             return frozenset(self.invalid)
         if self.type is PointType.STR:
             return frozenset()
-        # Enums and bitfields are unsigned registers: all ones means "no value" (reference §1).
+        # Enums and bitfields are unsigned registers: all ones means "no value" (see above).
         default = DEFAULT_INVALID.get(self.type, (1 << (16 * self.length)) - 1)
         return frozenset({default})
 

@@ -12,7 +12,8 @@ from bessai.modbus.profile import Point, PollGroup
 
 @dataclass(frozen=True, slots=True)
 class ClientSettings:
-    """Connection habits; the defaults are the values used in the field (reference §3)."""
+    """Connection habits; the defaults are the values used in the field (docs/profiles.md, "The
+    client's field habits")."""
 
     wait_after_connect_s: float = 1.0
     cooldown_s: float = 0.05
