@@ -11,9 +11,9 @@ import time
 from datetime import date
 from pathlib import Path
 
+from bessai.analysis.backtest import STRATEGIES, backtest
 from bessai.market.prices import load_prices
-from bessai.optimize import Battery
-from bessai.optimize.backtest import STRATEGIES, backtest
+from bessai.optimize import StorageSpec
 
 DATA = Path(
     os.environ.get("BESSAI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -29,7 +29,9 @@ CASES = [
 
 
 def run() -> dict[str, object]:
-    battery = Battery(power_kw=1000, capacity_kwh=4000, eta_charge=0.95, eta_discharge=0.95)
+    battery = StorageSpec(
+        max_charge_kw=1000, capacity_kwh=4000, eta_charge=0.95, eta_discharge=0.95
+    )
     rows: list[dict[str, object]] = []
     for name, first, last in CASES:
         series = load_prices(DATA / name)

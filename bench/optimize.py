@@ -10,9 +10,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from bessai.market.prices import PriceSeries, load_prices
-from bessai.optimize import Battery, optimize
-from bessai.optimize.backtest import market_days
+from bessai.market.prices import PriceSeries, load_prices, market_days
+from bessai.optimize import StorageSpec, optimize
 
 DATA = Path(
     os.environ.get("BESSAI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -27,7 +26,7 @@ def _median_ms(
         # A window around the most negative price, so the exact switch (MILP) is exercised.
         start = max(0, min(int(series.values.argmin()) - steps // 2, len(series) - steps))
         prices = series.values[start : start + steps]
-    battery = Battery()
+    battery = StorageSpec()
     times = []
     solver = ""
     for _ in range(repeats):
@@ -45,7 +44,7 @@ def _median_ms(
 
 
 def _rolling_year(series: PriceSeries) -> dict[str, object]:
-    battery = Battery()
+    battery = StorageSpec()
     days = market_days(series)[-365:]
     prices = series.values
     soc = 50.0

@@ -25,7 +25,7 @@ from bessai.api.app import create_app
 from bessai.api.keys import KeyStore, Role
 from bessai.config import Config
 from bessai.control.gateway import Gateway
-from bessai.optimize.model import Schedule
+from bessai.optimize import Schedule
 from bessai.simulator.server import SimulatorServer
 from tests.control.conftest import site_config
 

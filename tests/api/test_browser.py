@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bessai.optimize.model import Bands
+from bessai.optimize import Bands
 from bessai.simulator.server import SimulatorServer
 
 from .conftest import RunningGateway, make_plan

@@ -20,7 +20,7 @@ from bessai.control.controllers import (
 )
 from bessai.control.safety import Outcome, SafetyGuard
 from bessai.devices.huawei import Measurements
-from bessai.optimize.model import Schedule
+from bessai.optimize import Schedule
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SAFETY = SafetyConfig(

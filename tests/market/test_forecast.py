@@ -14,17 +14,17 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from bessai.analysis.evaluate import evaluate, onnx_forecaster, refit_forecaster
 from bessai.cli import app
 from bessai.errors import DataError
 from bessai.market.bands import BandCalibration, apply_calibration, fit_calibration
-from bessai.market.evaluate import evaluate, onnx_forecaster, refit_forecaster
+from bessai.market.baselines import FORECASTERS
 from bessai.market.export import ONNX_TOLERANCE, write_model_dir
 from bessai.market.features import BASE_FEATURES, build_features
 from bessai.market.predictor import OnnxModel, Predictor
 from bessai.market.prices import PriceSeries, load_prices
 from bessai.market.training import TrainSpec, fit_model, training_set
-from bessai.optimize.backtest import FORECASTERS
-from bessai.optimize.model import Battery, Risk
+from bessai.optimize import Risk, StorageSpec
 
 TZ = "America/Santiago"
 SMALL = {"n_estimators": 40, "issue_every_h": 12, "folds": 2}
@@ -256,7 +256,7 @@ def test_eval_runs_the_model_and_baselines_through_the_backtest(
         window,
         "lgbm",
         onnx_forecaster(OnnxModel(model_dirs["lgbm"])),
-        Battery(),
+        StorageSpec(),
         first_day=date(2023, 6, 1),
         last_day=date(2023, 6, 10),
     )
@@ -283,14 +283,14 @@ def test_risk_mode_plans_on_the_models_own_bands(valdivia: PriceSeries) -> None:
     window = valdivia.between(None, datetime(2023, 6, 15, 4, tzinfo=UTC))
     days = {"first_day": date(2023, 6, 1), "last_day": date(2023, 6, 10)}
     risk = Risk(min_confidence=0.5)
-    model, _, baseline = evaluate(window, "unsure", unsure, Battery(), risk=risk, **days)
+    model, _, baseline = evaluate(window, "unsure", unsure, StorageSpec(), risk=risk, **days)
     assert model.name == "unsure"
     assert baseline.name == "week-mean"
     assert model.backtest.equivalent_full_cycles < 0.05
     assert baseline.backtest.equivalent_full_cycles > 1
     assert baseline.backtest.net_revenue > 100
     # Without the risk mode the same forecasts trade exactly like the week-mean.
-    model, _, baseline = evaluate(window, "unsure", unsure, Battery(), **days)
+    model, _, baseline = evaluate(window, "unsure", unsure, StorageSpec(), **days)
     assert model.backtest.net_revenue == pytest.approx(baseline.backtest.net_revenue)
 
 

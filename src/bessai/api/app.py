@@ -42,8 +42,8 @@ from bessai.control.site import SiteMode, SiteRunner
 from bessai.errors import ConfigError
 from bessai.observe.alerts import Alert
 from bessai.observe.health import health
+from bessai.optimize import Bands
 from bessai.optimize.follow import current_slot
-from bessai.optimize.model import Bands
 
 log = structlog.get_logger("bessai.api")
 

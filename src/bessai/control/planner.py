@@ -20,10 +20,10 @@ import structlog
 from bessai.config import OptimizerConfig
 from bessai.control.site import SiteRunner
 from bessai.errors import ConfigError
+from bessai.market.baselines import FORECASTERS
 from bessai.market.predictor import Predictor
 from bessai.market.prices import PriceSeries, load_prices
-from bessai.optimize.backtest import FORECASTERS
-from bessai.optimize.model import Bands, Battery, Schedule, optimize
+from bessai.optimize import Bands, Schedule, StorageSpec, optimize
 
 log = structlog.get_logger("bessai.planner")
 
@@ -82,11 +82,11 @@ class SchedulePlanner:
         target = now.replace(year=year, day=min(now.day, 28) if now.month == 2 else now.day)
         return target - now
 
-    def battery(self) -> Battery:
+    def battery(self) -> StorageSpec:
         cfg = self.site.config
-        return Battery(
-            power_kw=cfg.battery.max_charge_w / 1000.0,
-            discharge_power_kw=cfg.battery.max_discharge_w / 1000.0,
+        return StorageSpec(
+            max_charge_kw=cfg.battery.max_charge_w / 1000.0,
+            max_discharge_kw=cfg.battery.max_discharge_w / 1000.0,
             capacity_kwh=cfg.battery.capacity_kwh,
             eta_charge=self.config.eta_charge,
             eta_discharge=self.config.eta_discharge,

@@ -31,6 +31,7 @@ from bessai.market.features import (
     with_base,
 )
 from bessai.market.point import PlanPoint
+from bessai.market.prices import PriceSeries
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -195,6 +196,20 @@ def live_features(
     ex = None if exog is None else exog.reindex(index)
     x, _ = build_features(values, index, np.array([grid_len]), horizon, tz, exog=ex)
     return target, x, float(values[grid_len - 1])
+
+
+def check_prices(card: dict[str, Any], series: PriceSeries, model_dir: Path) -> None:
+    """Refuse prices in another unit or step than the model in ``model_dir`` was trained on."""
+    if card.get("unit") != series.unit:
+        raise DataError(
+            f"{model_dir}: the model was trained on {card.get('unit')}, the prices are in "
+            f"{series.unit}; convert them first"
+        )
+    if float(str(card.get("step_s"))) != series.step.total_seconds():
+        raise DataError(
+            f"{model_dir}: the model has a step of {card.get('step_s')} s, the prices "
+            f"{series.step.total_seconds():g} s (use --step-min)"
+        )
 
 
 class Predictor:

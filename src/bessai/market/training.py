@@ -11,6 +11,7 @@ calibration (:mod:`.bands`); the final model is then fitted on every row.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,6 +44,31 @@ from bessai.market.point import PlanPoint
 FloatArray = npt.NDArray[np.float64]
 
 MODELS: tuple[str, ...] = ("naive", "week-mean", "ridge", "lgbm")
+
+#: The `[train]` extra: what training, export and evaluation import (the gateway needs none).
+TRAINING_STACK: tuple[str, ...] = (
+    "sklearn",
+    "lightgbm",
+    "onnx",
+    "onnxmltools",
+    "skl2onnx",
+    "scipy",
+)
+
+
+def need_training_stack(command: str) -> None:
+    """Stop ``bessai <command>`` with what to install when the `[train]` extra is missing."""
+    missing = []
+    for name in TRAINING_STACK:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ConfigError(
+            f"bessai {command} needs the training libraries, missing: {', '.join(missing)}; "
+            "install them with: pip install 'bessai[train]'"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,21 +17,17 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from bessai.analysis.backtest import backtest
+from bessai.analysis.result import BacktestResult
 from bessai.errors import DataError
+from bessai.market.bands import Bands
+from bessai.market.baselines import FORECASTERS, BandForecaster, Forecaster, empirical_bands
 from bessai.market.features import HISTORY_H, steps_per_hour
 from bessai.market.metrics import forecast_metrics, within_day_tau
 from bessai.market.predictor import OnnxModel, live_features
 from bessai.market.prices import PriceSeries
 from bessai.market.training import FittedModel, TrainSpec, fit_model
-from bessai.optimize.backtest import (
-    FORECASTERS,
-    BacktestResult,
-    BandForecaster,
-    Forecaster,
-    backtest,
-    empirical_bands,
-)
-from bessai.optimize.model import Bands, Battery, Risk
+from bessai.optimize import Risk, StorageSpec
 
 FloatArray = npt.NDArray[np.float64]
 #: Quantile forecaster: (history, target steps, tz) -> (n, 4) p10/p50/p90 and the price the
@@ -108,7 +104,7 @@ def run_strategy(
     series: PriceSeries,
     name: str,
     quantiles: QuantileForecaster,
-    battery: Battery,
+    storage: StorageSpec,
     *,
     first_day: date | None,
     last_day: date | None,
@@ -134,7 +130,7 @@ def run_strategy(
     bt = backtest(
         series,
         name,
-        battery,
+        storage,
         first_day=first_day,
         last_day=last_day,
         forecasters=forecasters,
@@ -160,7 +156,7 @@ def evaluate(
     series: PriceSeries,
     model_name: str,
     model: QuantileForecaster,
-    battery: Battery,
+    storage: StorageSpec,
     *,
     first_day: date | None,
     last_day: date | None,
@@ -184,7 +180,7 @@ def evaluate(
                 series,
                 name,
                 fc,
-                battery,
+                storage,
                 first_day=first_day,
                 last_day=last_day,
                 on_day=progress,

@@ -1,14 +1,16 @@
 """Command-line pieces shared by every command that reads a price file.
 
-`bessai optimize`, `bessai backtest` and `bessai forecast ...` take the same price options and
-load, report and cut the file the same way; they live here so neither command module reaches
-into the other's internals.
+`bessai optimize`, `bessai backtest`, `bessai forecast ...` and `bessai market fetch` take the
+same price options and load, report and cut the file the same way. They live in the lowest
+package that needs them (market), so the optimizer's and the analysis commands can use them
+without the packages importing each other.
 """
 
 from __future__ import annotations
 
 import sys
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -18,9 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bessai.errors import ConfigError, DataError
-from bessai.market.prices import PriceSeries, load_prices
-from bessai.optimize.backtest import market_days
-from bessai.optimize.model import Risk
+from bessai.market.prices import PriceSeries, load_prices, market_days
 
 PricesOpt = Annotated[
     Path, typer.Option("--prices", help="Price file (CEN TSV/CSV, SMARD, or timestamp,price).")
@@ -38,36 +38,62 @@ FromOpt = Annotated[
 ]
 ToOpt = Annotated[str | None, typer.Option("--to", help="Last market day, inclusive (YYYY-MM-DD).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-MinSpreadOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--min-spread",
-        help="Risk mode: a trade must earn this per MWh beyond losses and wear.",
-    ),
-]
-MinConfidenceOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--min-confidence", help="Risk mode: hold steps whose band confidence is lower (0..1)."
-    ),
-]
-ConservativeOpt = Annotated[
-    bool,
-    typer.Option("--conservative", help="Risk mode: plan to buy at p90 and sell at p10."),
-]
+StepMinOpt = Annotated[int | None, typer.Option("--step-min", help="Resample first.")]
 
 
-def risk_from_options(
-    min_spread: float | None, min_confidence: float | None, conservative: bool
-) -> Risk | None:
-    """The risk-aware mode the options ask for, or None when none is given."""
-    if min_spread is None and min_confidence is None and not conservative:
+def parse_day(text: str | None, option: str) -> date | None:
+    """``text`` as a date, or an error naming ``option``."""
+    if text is None:
         return None
-    return Risk(
-        min_spread=min_spread or 0.0,
-        min_confidence=min_confidence or 0.0,
-        conservative=conservative,
-    )
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{option}: {text!r} is not a date YYYY-MM-DD") from None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSource:
+    """Where the prices come from and which market days a command works on."""
+
+    path: Path
+    column: str | None = None
+    node: str | None = None
+    first: date | None = None
+    last: date | None = None
+    step_min: int | None = None  # upsample to this step (minutes) after loading
+
+    @classmethod
+    def from_options(
+        cls,
+        path: Path,
+        column: str | None,
+        node: str | None,
+        first: str | None = None,
+        last: str | None = None,
+        step_min: int | None = None,
+    ) -> PriceSource:
+        """The source the command-line options describe (dates checked here)."""
+        first_day, last_day = parse_day(first, "--from"), parse_day(last, "--to")
+        return cls(path, column, node, first_day, last_day, step_min)
+
+    def load(self, err: Console) -> PriceSeries:
+        """The whole file at the wanted step, with what was read and repaired said on
+        ``err``."""
+        return self._with_step(load_price_file(self.path, self.column, self.node, err))
+
+    def load_window(self, err: Console) -> PriceSeries:
+        """The complete market days in ``[first, last]`` (the whole file without them), at the
+        wanted step."""
+        series = load_price_file(self.path, self.column, self.node, err)
+        return self._with_step(market_day_window(series, self.first, self.last))
+
+    def _with_step(self, series: PriceSeries) -> PriceSeries:
+        if self.step_min is None or timedelta(minutes=self.step_min) == series.step:
+            return series
+        try:
+            return series.resample(timedelta(minutes=self.step_min))
+        except ValueError as exc:
+            raise ConfigError(f"--step-min {self.step_min}: {exc}") from None
 
 
 def stdout_console() -> Console:
@@ -86,16 +112,6 @@ def day_progress(err: Console, label: str) -> Progress:
         console=err,
         transient=True,
     )
-
-
-def parse_day(text: str | None, option: str) -> date | None:
-    """``text`` as a date, or an error naming ``option``."""
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{option}: {text!r} is not a date YYYY-MM-DD") from None
 
 
 def load_price_file(path: Path, column: str | None, node: str | None, err: Console) -> PriceSeries:
