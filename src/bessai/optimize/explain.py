@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,12 +20,13 @@ IntArray = npt.NDArray[np.int64]
 class Duals:
     """What the row duals say: the value of stored energy per step (per MWh), the steps whose
     day's cycle cap binds, whether the terminal target binds, and the steps whose grid limit
-    binds."""
+    binds; with the tie-break cost per MWh each step's trades pay in the objective."""
 
     value_per_mwh: FloatArray
     capped: set[int]
     terminal: bool
     grid: set[int]
+    tie_per_mwh: FloatArray
 
 
 def _ranks(p: FloatArray) -> tuple[IntArray, IntArray]:
@@ -37,30 +39,104 @@ def _ranks(p: FloatArray) -> tuple[IntArray, IntArray]:
     return cheap, dear
 
 
+#: How far (per MWh) a price may sit outside the no-trade band and still count as on its edge:
+#: the solver's dual feasibility tolerance (1e-7 per kW and step) is below 1e-3 per MWh for
+#: steps of 6 minutes and more.
+_EDGE_TOL = 1e-3
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """Below ``buy_below`` charging pays, above ``sell_above`` discharging pays, at the value
+    of stored energy, after losses, wear, the tie-break cost and (``hurdle``) half the risk
+    mode's minimum spread."""
+
+    buy_below: float
+    sell_above: float
+
+    @classmethod
+    def at(cls, pb: Problem, value_per_mwh: float, tie: float, hurdle: float) -> Band:
+        s = pb.storage
+        wear_c = s.degradation_per_mwh * s.eta_charge
+        wear_d = s.degradation_per_mwh / s.eta_discharge
+        return cls(
+            value_per_mwh * s.eta_charge - wear_c - tie - hurdle,
+            value_per_mwh / s.eta_discharge + wear_d + tie + hurdle,
+        )
+
+
+def _trades(band: Band, buy: float, sell: float) -> bool:
+    """Whether buying at ``buy`` or selling at ``sell`` would pay, beyond the edge tolerance."""
+    return buy < band.buy_below - _EDGE_TOL or sell > band.sell_above + _EDGE_TOL
+
+
+def _other_limit(pb: Problem, t: int, duals: Duals) -> str:
+    if t in duals.grid:
+        return "the grid limit binds"
+    return "another constraint binds"
+
+
+def _band_reason(pb: Problem, t: int, band: Band, duals: Duals) -> str:
+    """Why an idle step does not trade, by the no-trade band. The edges are printed rounded
+    outwards and include a price on them, so the printed numbers agree with the words."""
+    lo, hi = band.buy_below, band.sell_above
+    buy, sell = float(pb.price_charge[t]), float(pb.price_discharge[t])
+    why = "(losses and wear not covered)"
+    if buy != sell:
+        # Conservative mode: the step buys at its p90 and sells at its p10.
+        if _trades(band, buy, sell):
+            limit = _other_limit(pb, t, duals)
+            return f"idle: p90 {buy:.2f} or p10 {sell:.2f} would trade, but {limit}"
+        lo, hi = min(lo, buy), max(hi, sell)
+        return (
+            f"idle: p90 {buy:.2f} not below {_floor2(lo):.2f} and p10 {sell:.2f} not above "
+            f"{_ceil2(hi):.2f} {why}"
+        )
+    if _trades(band, buy, sell):
+        side = "below" if buy < lo else "above"
+        return (
+            f"idle: price {buy:.2f} {side} the no-trade band [{_floor2(lo):.2f}, "
+            f"{_ceil2(hi):.2f}], but {_other_limit(pb, t, duals)}"
+        )
+    lo, hi = min(lo, buy), max(hi, buy)
+    return (
+        f"idle: price {buy:.2f} inside the no-trade band [{_floor2(lo):.2f}, {_ceil2(hi):.2f}] "
+        f"{why}"
+    )
+
+
+def _floor2(x: float) -> float:
+    return math.floor(round(x * 100.0, 6)) / 100.0
+
+
+def _ceil2(x: float) -> float:
+    return math.ceil(round(x * 100.0, 6)) / 100.0
+
+
 def _idle_head(pb: Problem, t: int, before_kwh: float, duals: Duals) -> str:
     """Why a step does not trade."""
     s, risk = pb.storage, pb.risk
     tol_e = 1e-6 * s.capacity_kwh + 1e-9
-    price = f"{pb.prices[t]:.2f}"
-    lam = duals.value_per_mwh[t]
-    buy_below = lam * s.eta_charge - s.degradation_per_mwh * s.eta_charge
-    sell_above = lam / s.eta_discharge + s.degradation_per_mwh / s.eta_discharge
+    lam, tie = duals.value_per_mwh[t], duals.tie_per_mwh[t]
+    band = Band.at(pb, lam, tie, 0.0)
     price_c, price_d = pb.price_charge[t], pb.price_discharge[t]
     if pb.held[t]:
         return f"hold: confidence {pb.confidence[t]:.2f} < min_confidence {risk.min_confidence:g}"
-    if price_c < buy_below - 1e-9 and before_kwh >= s.e_max_kwh - tol_e:
-        return f"idle: cheap ({price}) but SOC full"
-    if price_d > sell_above + 1e-9 and before_kwh <= s.e_min_kwh + tol_e:
-        return f"idle: dear ({price}) but SOC empty"
+    if price_c < band.buy_below - _EDGE_TOL and before_kwh >= s.e_max_kwh - tol_e:
+        return f"idle: cheap ({price_c:.2f}) but SOC full"
+    if price_d > band.sell_above + _EDGE_TOL and before_kwh <= s.e_min_kwh + tol_e:
+        return f"idle: dear ({price_d:.2f}) but SOC empty"
     if t in duals.capped:
         return "idle: cycle cap reached"
-    if risk.min_spread > 0 and (price_c < buy_below or price_d > sell_above):
+    hurdle = Band.at(pb, lam, tie, risk.min_spread / 2.0)
+    if (
+        risk.min_spread > 0
+        and _trades(band, price_c, price_d)
+        and not _trades(hurdle, price_c, price_d)
+    ):
         # At this stored-energy value the step would trade; only the hurdle stops it.
         return f"hold: spread below min_spread {risk.min_spread:g}"
-    return (
-        f"idle: price {price} inside the no-trade band "
-        f"[{buy_below:.2f}, {sell_above:.2f}] (losses and wear not covered)"
-    )
+    return _band_reason(pb, t, band, duals)
 
 
 def explain(

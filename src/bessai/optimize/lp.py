@@ -79,6 +79,18 @@ class Layout:
     grid_rows: int | None
 
 
+def price_scale(pb: Problem) -> float:
+    """The largest decision price in magnitude (at least 1): the unit of the tie-break cost and
+    of the slack penalty."""
+    return float(max(np.max(np.abs(pb.price_charge)), np.max(np.abs(pb.price_discharge)), 1))
+
+
+def tie_cost_per_mwh(pb: Problem) -> FloatArray:
+    """The tie-breaking cost per MWh traded at each step: rising slowly with time, so equal
+    prices favour earlier steps. A trade must earn it too, so it widens the no-trade band."""
+    return TIE_BREAK * price_scale(pb) * (1.0 + np.arange(pb.n) / pb.n)
+
+
 @dataclass(frozen=True, slots=True)
 class _Costs:
     """Objective coefficients per step and the power limits left to each step."""
@@ -91,8 +103,8 @@ class _Costs:
 
     @classmethod
     def of(cls, pb: Problem) -> _Costs:
-        s, dt, n = pb.storage, pb.step_h, pb.n
-        scale = float(max(np.max(np.abs(pb.price_charge)), np.max(np.abs(pb.price_discharge)), 1))
+        s, dt = pb.storage, pb.step_h
+        scale = price_scale(pb)
         # Penalty per kWh of slack: far above the most any kWh can earn in one step (buy at the
         # lowest, sell at the highest price through both losses, plus wear and hurdle).
         big = 100.0 * (2 * scale + s.degradation_per_mwh + pb.risk.min_spread + 1.0) / 1000.0
@@ -100,8 +112,9 @@ class _Costs:
         wear_c = s.degradation_per_mwh / 1000.0 * s.eta_charge * dt
         wear_d = s.degradation_per_mwh / 1000.0 * dt / s.eta_discharge
         hurdle = pb.risk.min_spread / 2.0 / 1000.0 * dt
-        # Throughput cost for ties, rising slowly with time so equal prices favour earlier steps.
-        tie = TIE_BREAK * scale / 1000.0 * dt * (1.0 + np.arange(n) / n)
+        # The tie-break cost per step (tie_cost_per_mwh in the objective's units, kept in this
+        # order of operations so plans stay bit-identical).
+        tie = TIE_BREAK * scale / 1000.0 * dt * (1.0 + np.arange(pb.n) / pb.n)
         return cls(
             big=big,
             charge=pb.price_charge / 1000.0 * dt + wear_c + hurdle + tie,

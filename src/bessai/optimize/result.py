@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from bessai.optimize.explain import Duals, explain
-from bessai.optimize.lp import Layout
+from bessai.optimize.lp import Layout, tie_cost_per_mwh
 from bessai.optimize.problem import Problem
 from bessai.optimize.schedule import Schedule, Status, Violation
 from bessai.optimize.storage import FloatArray, StorageSpec, cell_throughput_kwh
@@ -114,7 +114,7 @@ def _binding(pb: Problem, x: FloatArray, duals: FloatArray, lay: Layout) -> Dual
         grid = {t for t in range(pb.n) if abs(duals[lay.grid_rows + t]) > _DUAL_TOL}
     # HiGHS reports d(objective)/d(rhs); one more kWh arriving in storage lowers the cost.
     value = -duals[lay.balance_rows : lay.balance_rows + pb.n] * 1000.0
-    return Duals(value, capped, terminal, grid)
+    return Duals(value, capped, terminal, grid, tie_cost_per_mwh(pb))
 
 
 def schedule_of(
