@@ -20,13 +20,15 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
+import pandas as pd
 
 from bessai.analysis.result import BacktestResult, DayResult
 from bessai.analysis.settle import SETTLEMENTS, Settle, Settlement, settle_plant
 from bessai.errors import ConfigError
 from bessai.market.bands import Bands
 from bessai.market.baselines import FORECASTERS, BandForecaster, Forecaster, empirical_bands
-from bessai.market.prices import PriceSeries, market_days
+from bessai.market.days import Day, Excluded, describe, market_days, scorable_days
+from bessai.market.prices import PriceSeries
 from bessai.optimize import Risk, Schedule, StorageSpec, optimize
 from bessai.optimize.rules import rule_schedule
 from bessai.optimize.storage import FloatArray
@@ -35,8 +37,6 @@ from bessai.optimize.storage import FloatArray
 # rule runs the rule engine on the week-mean forecast. The market forecasters come from
 # `bessai.market.baselines.FORECASTERS` or through `forecasters=`.
 STRATEGIES: tuple[str, ...] = ("perfect", "persistence", "week-mean", "rule")
-
-Day = tuple[date, int, int]  # local date, first step, end step
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,20 +103,66 @@ def strategy_of(
     return Strategy(name, point, bands, risk, rule=name == "rule")
 
 
-def backtest_days(series: PriceSeries, first_day: date | None, last_day: date | None) -> list[Day]:
-    """The complete market days in ``[first_day, last_day]`` (default: from the second day of
-    the series, so every forecaster has history, to the last)."""
+def _first_with_history(series: PriceSeries, days: list[Day], history_h: float) -> date:
+    """The first day with ``history_h`` hours of prices before it."""
+    need = pd.Timedelta(hours=history_h)
+    for d, s, _ in days:
+        if series.index[s] - series.index[0] >= need:
+            return d
+    raise ConfigError(
+        f"back-test: the forecasts read the {history_h:g} h before each day, and no complete "
+        f"day of the prices has that much before it"
+    )
+
+
+def backtest_days(
+    series: PriceSeries,
+    first_day: date | None,
+    last_day: date | None,
+    min_history_h: float | None = None,
+) -> tuple[list[Day], list[Excluded]]:
+    """The market days in ``[first_day, last_day]`` that can be scored (default: from the second
+    day of the series, so every forecaster has history, to the last), and the days in that
+    period left out because of a gap in the prices (:func:`bessai.market.days.scorable_days`).
+    With ``min_history_h`` the period starts no earlier than the first day with that many hours
+    of prices before it; a ``first_day`` before it is an error naming the day that works."""
     all_days = market_days(series)
     if len(all_days) < 2:
         raise ConfigError("back-test: the price series has fewer than two complete days")
-    lo = first_day or all_days[1][0]
+    kept, excluded = scorable_days(series)
+    earliest = all_days[1][0]  # the first day has no history to forecast from
+    if min_history_h is not None:
+        earliest = max(earliest, _first_with_history(series, all_days, min_history_h))
+        if first_day is not None and first_day < earliest:
+            start = series.index[0].tz_convert(series.timezone)
+            raise ConfigError(
+                f"--from {first_day}: the forecasts read the {min_history_h:g} h before each "
+                f"day and the prices start {start:%Y-%m-%d %H:%M} ({series.timezone}); the "
+                f"first day with that much history is {earliest}: use --from {earliest} or later"
+            )
+    lo = max(first_day or earliest, earliest)
     hi = last_day or all_days[-1][0]
-    if lo <= all_days[0][0]:
-        lo = all_days[1][0]  # the first day has no history to forecast from
-    days = [d for d in all_days if lo <= d[0] <= hi]
+    days = [d for d in kept if lo <= d[0] <= hi]
+    inside = [
+        Excluded(max(x.first, lo), min(x.last, hi), x.reason)
+        for x in excluded
+        if x.last >= lo and x.first <= hi
+    ]
     if not days:
-        raise ConfigError(f"back-test: no complete market day between {lo} and {hi}")
-    return days
+        left_out = f"; left out: {describe(inside)}" if inside else ""
+        raise ConfigError(f"back-test: no complete market day between {lo} and {hi}{left_out}")
+    return days, inside
+
+
+def _segments(days: list[Day]) -> list[tuple[int, int]]:
+    """(first step, end step) of each run of consecutive scored days."""
+    out: list[tuple[int, int]] = []
+    for _, s, e in days:
+        if out and out[-1][1] == s:
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
 
 
 @dataclass(slots=True)
@@ -127,10 +173,12 @@ class _Run:
     storage: StorageSpec
     settle: Settle
     days: list[Day]
+    excluded: list[Excluded]
     soc_initial_pct: float
     soc_final_pct: float
     soc_now: float = 0.0
     soc_perfect: float = 0.0
+    booked_end: int = 0  # end of the last booked day, in steps from the first day
     totals: dict[str, float] = field(default_factory=dict)
     results: list[DayResult] = field(default_factory=list)
     arrays: dict[str, FloatArray] = field(default_factory=dict)
@@ -140,7 +188,9 @@ class _Run:
         self.values = self.series.values
         self.soc_now = self.soc_perfect = self.soc_initial_pct
         n = self.days[-1][2] - self.days[0][1]
-        self.arrays = {k: np.zeros(n) for k in ("forecast", "charge", "discharge", "soc")}
+        self.arrays = {k: np.zeros(n) for k in ("charge", "discharge", "soc")}
+        # Days left out have no forecast; the battery idles through them at its carried SOC.
+        self.arrays["forecast"] = np.full(n, np.nan)
         self.totals = dict.fromkeys(("revenue", "wear", "cells", "perfect_net"), 0.0)
 
     def target(self, soc_now: float) -> SocTarget:
@@ -173,11 +223,14 @@ class _Run:
             bands = None if strategy.risk is None else strategy.bands(history, steps, tz, forecast)
             plan = strategy.plan(forecast, bands, self.storage, self.target(self.soc_now))
             done = self._execute(plan, actual, self.soc_now)
-        self.soc_now = done.soc_end_pct
         self._book(day, forecast, done, perfect)
 
     def _book(self, day: Day, forecast: FloatArray, done: Settlement, perfect: Settlement) -> None:
         i, j = day[1] - self.days[0][1], day[2] - self.days[0][1]
+        # Through days left out since the last booked day the battery idled at its SOC.
+        self.arrays["soc"][self.booked_end : i] = self.soc_now
+        self.booked_end = j
+        self.soc_now = done.soc_end_pct
         self.arrays["forecast"][i:j] = forecast
         self.arrays["charge"][i:j] = done.charge_kw
         self.arrays["discharge"][i:j] = done.discharge_kw
@@ -191,18 +244,21 @@ class _Run:
         )
 
     def whole_period_net(self) -> float:
-        """Net revenue of one optimum over the whole period, executed the same way."""
-        first, end = self.days[0][1], self.days[-1][2]
-        prices = self.values[first:end]
-        plan = optimize(
-            prices,
-            self.series.step_h,
-            self.storage,
-            soc_initial_pct=self.soc_initial_pct,
-            soc_final_pct=self.soc_final_pct,
-        )
-        whole = self._execute(plan, prices, self.soc_initial_pct)
-        return whole.revenue - whole.degradation_cost
+        """Net revenue of one optimum over the whole period (over each run of consecutive
+        scored days when days are left out), executed the same way."""
+        net = 0.0
+        for first, end in _segments(self.days):
+            prices = self.values[first:end]
+            plan = optimize(
+                prices,
+                self.series.step_h,
+                self.storage,
+                soc_initial_pct=self.soc_initial_pct,
+                soc_final_pct=self.soc_final_pct,
+            )
+            whole = self._execute(plan, prices, self.soc_initial_pct)
+            net += whole.revenue - whole.degradation_cost
+        return net
 
     def result(self, name: str) -> BacktestResult:
         first, end = self.days[0][1], self.days[-1][2]
@@ -229,6 +285,7 @@ class _Run:
             days=tuple(self.results),
             soc_initial_pct=self.soc_initial_pct,
             settlement=next((k for k, v in SETTLEMENTS.items() if v is self.settle), "custom"),
+            excluded=tuple(self.excluded),
         )
 
 
@@ -246,6 +303,7 @@ def backtest(
     forecasters: dict[str, Forecaster] | None = None,
     risk: Risk | None = None,
     band_forecasters: dict[str, BandForecaster] | None = None,
+    min_history_h: float | None = None,
 ) -> BacktestResult:
     """Run the day-ahead rolling back-test of one forecaster over ``[first_day, last_day]``
     (local dates, inclusive; default: from the second complete day, so every forecaster has
@@ -254,11 +312,13 @@ def backtest(
     get p10/p90 bands and plan in the risk-aware mode (the rule engine applies
     ``min_confidence`` and ``min_spread`` as its own filters): the forecaster's own bands from
     ``band_forecasters`` (a trained model's calibrated ones), else the empirical ones
-    (:func:`bessai.market.baselines.empirical_bands`)."""
+    (:func:`bessai.market.baselines.empirical_bands`). ``min_history_h``: see
+    :func:`backtest_days`. Days touched by a gap in the prices are left out and listed in the
+    result's ``excluded``."""
     strategy = strategy_of(forecaster, forecasters, band_forecasters, risk)
-    days = backtest_days(series, first_day, last_day)
+    days, excluded = backtest_days(series, first_day, last_day, min_history_h)
     target = soc_initial_pct if soc_final_pct is None else soc_final_pct
-    run = _Run(series, storage, settle, days, soc_initial_pct, target)
+    run = _Run(series, storage, settle, days, excluded, soc_initial_pct, target)
     for k, day in enumerate(days):
         run.day(day, strategy)
         if on_day is not None:

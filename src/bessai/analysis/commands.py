@@ -10,24 +10,30 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bessai.analysis.backtest import STRATEGIES, backtest
 from bessai.analysis.forecast_eval import eval_command
 from bessai.analysis.result import BacktestResult
 from bessai.analysis.settle import SETTLEMENTS, Settle
+from bessai.errors import ConfigError
 from bessai.market.commands import forecast_app
+from bessai.market.days import describe
 from bessai.market.options import (
     ColumnOpt,
     FromOpt,
     JsonOpt,
+    MaxGapOpt,
     NodeOpt,
     PricesOpt,
     PriceSource,
     ToOpt,
+    TzOpt,
     day_progress,
     stdout_console,
 )
+from bessai.market.prices import DEFAULT_MAX_GAP_H
 from bessai.optimize.options import (
     CapacityOpt,
     ConservativeOpt,
@@ -110,6 +116,8 @@ def backtest_command(
             "or 'ideal' (the optimizer's own model).",
         ),
     ] = "plant",
+    tz: TzOpt = None,
+    max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
 ) -> None:
     """Day-ahead rolling back-test on real prices, against perfect foresight.
 
@@ -125,9 +133,7 @@ def backtest_command(
         cycles_per_day=cycles_per_day,
     )
     if settlement not in SETTLEMENTS:
-        raise typer.BadParameter(
-            f"{settlement!r}; choose one of {', '.join(SETTLEMENTS)}", param_hint="--settle"
-        )
+        raise ConfigError(f"--settle: {settlement!r}; choose one of {', '.join(SETTLEMENTS)}")
     run = BacktestRun(
         forecaster,
         storage,
@@ -135,7 +141,7 @@ def backtest_command(
         risk_from_options(min_spread, min_confidence, conservative),
         SETTLEMENTS[settlement],
     )
-    source = PriceSource.from_options(prices, column, node, first, last)
+    source = PriceSource.from_options(prices, column, node, first, last, tz=tz, max_gap_h=max_gap_h)
     run_backtest(source, run, BacktestOutput(as_json, plot, plot_days))
 
 
@@ -160,6 +166,13 @@ def run_backtest(source: PriceSource, run: BacktestRun, output: BacktestOutput) 
             on_day=on_day,
             risk=run.risk,
             settle=run.settle,
+        )
+    if result.excluded:
+        err.print(
+            f"[yellow]left out {sum(x.days for x in result.excluded)} days: "
+            f"{escape(describe(list(result.excluded)))}[/]",
+            highlight=False,
+            soft_wrap=True,
         )
     if output.plot is not None:
         from bessai.analysis.plot import figure_backtest

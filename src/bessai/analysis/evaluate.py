@@ -22,6 +22,7 @@ from bessai.analysis.result import BacktestResult
 from bessai.errors import DataError
 from bessai.market.bands import Bands
 from bessai.market.baselines import FORECASTERS, BandForecaster, Forecaster, empirical_bands
+from bessai.market.days import FORECAST_HISTORY_H
 from bessai.market.features import HISTORY_H, steps_per_hour
 from bessai.market.metrics import forecast_metrics, within_day_tau
 from bessai.market.predictor import OnnxModel, live_features
@@ -110,6 +111,7 @@ def run_strategy(
     last_day: date | None,
     on_day: Callable[[int, int], None] | None = None,
     risk: Risk | None = None,
+    min_history_h: float | None = FORECAST_HISTORY_H,
 ) -> StrategyResult:
     recorded: list[tuple[pd.DatetimeIndex, FloatArray]] = []
 
@@ -137,6 +139,7 @@ def run_strategy(
         on_day=on_day,
         risk=risk,
         band_forecasters=band_forecasters,
+        min_history_h=min_history_h,
     )
     actual = series.prices
     ys: list[FloatArray] = []
@@ -165,7 +168,9 @@ def evaluate(
 ) -> list[StrategyResult]:
     """The model and the persistence and week-mean baselines over the same days; with
     ``risk`` every strategy plans in the risk-aware mode on its own bands (the model's
-    calibrated ones, the baselines' empirical ones)."""
+    calibrated ones, the baselines' empirical ones). Every strategy starts on the first day
+    with the model's full history before it (:data:`FORECAST_HISTORY_H`), and skips the days
+    a gap in the prices touches."""
     out = []
     strategies: list[tuple[str, QuantileForecaster]] = [(model_name, model)]
     strategies += [(b, baseline_forecaster(b)) for b in BASELINES]

@@ -13,22 +13,26 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bessai.errors import ConfigError
+from bessai.market.days import describe
 from bessai.market.options import (
     ColumnOpt,
     FromOpt,
     JsonOpt,
+    MaxGapOpt,
     NodeOpt,
     PricesOpt,
     PriceSource,
     StepMinOpt,
     ToOpt,
+    TzOpt,
     day_progress,
     stdout_console,
 )
-from bessai.market.prices import PriceSeries
+from bessai.market.prices import DEFAULT_MAX_GAP_H, PriceSeries
 from bessai.market.training import need_training_stack
 from bessai.optimize.options import (
     ConservativeOpt,
@@ -92,10 +96,14 @@ def eval_command(
     min_confidence: MinConfidenceOpt = None,
     conservative: ConservativeOpt = False,
     as_json: JsonOpt = False,
+    tz: TzOpt = None,
+    max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
 ) -> None:
     """Forecast metrics and back-test capture ratio of a model against the baselines."""
     need_training_stack("forecast eval")
-    source = PriceSource.from_options(prices, column, node, first, last, step_min)
+    source = PriceSource.from_options(
+        prices, column, node, first, last, step_min=step_min, tz=tz, max_gap_h=max_gap_h
+    )
     model = ModelChoice(model_dir, refit, plan_on, baseline_share)
     storage = StorageSpec(
         max_charge_kw=power_kw, capacity_kwh=capacity_kwh, eta_charge=eta, eta_discharge=eta
@@ -123,10 +131,11 @@ def _forecaster(
 ) -> tuple[QuantileForecaster, str]:
     """The forecaster that runs the model on ``series``, and its name in the table."""
     from bessai.analysis.evaluate import onnx_forecaster, refit_forecaster
-    from bessai.market.predictor import check_prices
+    from bessai.market.predictor import check_prices, check_zone
     from bessai.market.training import TrainSpec
 
     check_prices(onnx.card, series, choice.model_dir)
+    check_zone(onnx.card, series, choice.model_dir)
     if choice.refit == "none":
         return onnx_forecaster(onnx), onnx.kind
     if choice.refit != "monthly":
@@ -182,8 +191,17 @@ def run_eval(
         "refit": choice.refit,
         "point": onnx.point.to_json(),
         "risk": None if risk is None else dataclasses.asdict(risk),
+        "excluded_days": [x.to_json() for x in bt.excluded],
         "evaluated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    if bt.excluded:
+        left_out = sum(x.days for x in bt.excluded)
+        err.print(
+            f"[yellow]left out {left_out} days, for every strategy: "
+            f"{escape(describe(list(bt.excluded)))}[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
     print_eval(header, results, as_json=as_json)
 
 

@@ -9,6 +9,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from bessai.market.days import Excluded
 from bessai.optimize.storage import FloatArray, StorageSpec
 from bessai.plant.degradation import count_cycles
 
@@ -51,6 +52,7 @@ class BacktestResult:
     days: tuple[DayResult, ...]
     soc_initial_pct: float
     settlement: str
+    excluded: tuple[Excluded, ...] = ()  # days of the period left out (gaps in the prices)
 
     @property
     def net_revenue(self) -> float:
@@ -90,6 +92,7 @@ class BacktestResult:
             "capture_vs_whole_period": round(self.capture_period, 4),
             "equivalent_full_cycles": round(self.equivalent_full_cycles, 2),
             "settlement": self.settlement,
+            "excluded_days": [x.to_json() for x in self.excluded],
         }
 
 

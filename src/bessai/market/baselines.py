@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from bessai.errors import ConfigError
+from bessai.errors import ConfigError, DataError
 from bessai.market.bands import Bands
 
 FloatArray = npt.NDArray[np.float64]
@@ -48,6 +48,12 @@ def _profile(
     local_dates = tail_index.tz_convert(tz).date
     last_days = sorted(set(local_dates))[-days:]
     recent = tail[np.isin(local_dates, last_days)]
+    if recent.isna().any():
+        # A gap the loader left out: averaging around it would forecast from made-up days.
+        raise DataError(
+            f"forecast: the last {days} day(s) of history have no price for "
+            f"{int(recent.isna().sum())} steps (a gap longer than the loader fills)"
+        )
     recent_index = recent.index
     assert isinstance(recent_index, pd.DatetimeIndex)
     groups = recent.groupby(_slot_keys(recent_index, tz))

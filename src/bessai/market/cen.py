@@ -9,7 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bessai.errors import DataError
-from bessai.market.regular import RawPrices, regularise
+from bessai.market.regular import DEFAULT_MAX_GAP_H, RawPrices, regularise
 from bessai.market.series import LoadIssue, PriceSeries
 from bessai.market.table import Table
 
@@ -91,7 +91,13 @@ class _NodeFilter:
 
 
 def load_cen(
-    path: Path, kind: str, *, delimiter: str, column: str | None, node: str | None
+    path: Path,
+    kind: str,
+    *,
+    delimiter: str,
+    column: str | None,
+    node: str | None,
+    max_gap_h: float = DEFAULT_MAX_GAP_H,
 ) -> PriceSeries:
     """Read a CEN TSV (``kind`` ``cen-tsv``, decimal comma) or CSV (``cen-csv``)."""
     table = Table(path, delimiter)
@@ -113,7 +119,7 @@ def load_cen(
         _read_row(table, cols, line, row, raw, decimal_comma=kind == "cen-tsv")
     nodes.check_found(path)
     raw.node = nodes.name or node or path.stem
-    return regularise(raw)
+    return regularise(raw, max_gap_h)
 
 
 def _read_row(

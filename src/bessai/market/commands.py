@@ -21,14 +21,17 @@ from bessai.market.options import (
     ColumnOpt,
     FromOpt,
     JsonOpt,
+    MaxGapOpt,
     NodeOpt,
     PricesOpt,
     PriceSource,
     StepMinOpt,
     ToOpt,
+    TzOpt,
+    stage_progress,
     stdout_console,
 )
-from bessai.market.prices import PriceSeries
+from bessai.market.prices import DEFAULT_MAX_GAP_H, PriceSeries
 from bessai.market.training import TrainSpec, need_training_stack
 
 forecast_app = typer.Typer(
@@ -51,8 +54,8 @@ def register(app: typer.Typer) -> None:
 def train_command(
     prices: PricesOpt,
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
-    model: Annotated[
-        str, typer.Option("--model", help="naive, week-mean, ridge or lgbm.")
+    kind: Annotated[
+        str, typer.Option("--kind", help="Model kind: naive, week-mean, ridge or lgbm.")
     ] = "lgbm",
     node: NodeOpt = None,
     column: ColumnOpt = None,
@@ -89,11 +92,19 @@ def train_command(
             help="Band edges in units of the last week's spread (std_168h) or of price (none).",
         ),
     ] = "std_168h",
+    tz: TzOpt = None,
+    max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
+    removed_model: Annotated[str | None, typer.Option("--model", hidden=True)] = None,
 ) -> None:
     """Fit a model with walk-forward validation and write ONNX models and a model card."""
+    if removed_model is not None:
+        raise ConfigError(
+            f"forecast train: --model is now the model directory of predict and eval; give "
+            f"the model kind as --kind {removed_model} (and the directory to write as --out)"
+        )
     need_training_stack("forecast train")
     spec = TrainSpec(
-        model=model,
+        model=kind,
         issue_every_h=issue_every_h,
         n_estimators=n_estimators,
         folds=folds,
@@ -101,37 +112,57 @@ def train_command(
         baseline_share=baseline_share,
         band_scale=band_scale,
     )
-    source = PriceSource.from_options(prices, column, node, first, last, step_min)
+    source = PriceSource.from_options(
+        prices, column, node, first, last, step_min=step_min, tz=tz, max_gap_h=max_gap_h
+    )
     run_train(source, spec, out)
 
 
 def run_train(source: PriceSource, spec: TrainSpec, out: Path) -> None:
-    """Train ``spec`` on the prices of ``source`` and write the model directory ``out``."""
+    """Train ``spec`` on the prices of ``source`` and write the model directory ``out``, with a
+    progress bar over the stages: features, every estimator of every fold, export."""
     from bessai.market.export import write_model_dir
-    from bessai.market.training import fit_model, training_set
+    from bessai.market.training import fit_model, fit_steps, training_set
 
     err = Console(stderr=True)
     series = source.load_window(err)
-    label = f"training {spec.model} on {len(series)} steps (walk-forward, {spec.folds} folds)"
-    with err.status(label):
-        fitted = fit_model(series.values, series.index, series.timezone, spec)
-        check = training_set(series.values, series.index, series.timezone, spec)
+    total = fit_steps(spec) + 2  # features, the estimators, export
+    with stage_progress(err, f"training {spec.model}") as progress:
+        task = progress.add_task("features", total=total)
+        data = training_set(series.values, series.index, series.timezone, spec)
+        progress.update(task, completed=1, description="walk-forward validation")
+
+        def on_fit(stage: str, done: int, _total: int) -> None:
+            progress.update(task, completed=1 + done, description=stage)
+
+        fitted = fit_model(
+            series.values, series.index, series.timezone, spec, data=data, on_progress=on_fit
+        )
+        progress.update(task, description="ONNX export and checks")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # converters' deprecation chatter
             card = write_model_dir(
                 fitted,
                 spec,
                 out,
-                x_check=check.x[-5000:],
-                y_check=check.y[-5000:],
-                meta=_meta(series, source.path),
+                x_check=data.x[-5000:],
+                y_check=data.y[-5000:],
+                meta=_meta(series, source.path, data.left_out),
             )
+        progress.update(task, completed=total)
+    if data.left_out:
+        err.print(
+            f"[yellow]{data.left_out} issue times left out: their history or target window "
+            "touches a gap in the prices (listed above)[/]"
+        )
     err.print(f"[dim]model written to {out}[/]")
     typer.echo(json.dumps({k: card[k] for k in ("model", "validation", "onnx", "int8")}))
 
 
-def _meta(series: PriceSeries, source: Path) -> dict[str, object]:
+def _meta(series: PriceSeries, source: Path, left_out: int) -> dict[str, object]:
+    """What the card says about the data: counted over the training window, not the file."""
     local = series.index.tz_convert(series.timezone)
+    start, end = series.start, series.end
     return {
         "node": series.node,
         "unit": series.unit,
@@ -144,7 +175,9 @@ def _meta(series: PriceSeries, source: Path) -> dict[str, object]:
             "first_day": str(local[0].date()),
             "last_day": str(local[-1].date()),
             "steps": len(series),
-            "repaired_steps": len(series.report.issues),
+            "repaired_steps": sum(1 for t in series.report.filled if start <= t < end),
+            "steps_without_price": int(series.prices.isna().sum()),
+            "issue_times_left_out": left_out,
         },
     }
 
@@ -173,13 +206,18 @@ def predict_command(
     ] = None,
     step_min: StepMinOpt = None,
     as_json: JsonOpt = False,
+    tz: TzOpt = None,
+    max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
 ) -> None:
     """Print the next horizon with p10/p50/p90 bands."""
     from bessai.market.predictor import Predictor, check_prices
 
     err = Console(stderr=True)
     predictor = Predictor(model_dir)
-    series = PriceSource.from_options(prices, column, node, step_min=step_min).load(err)
+    source = PriceSource.from_options(
+        prices, column, node, step_min=step_min, tz=tz, max_gap_h=max_gap_h
+    )
+    series = source.load(err)
     check_prices(predictor.card, series, model_dir)
     fc = predictor.predict(series.prices, _issue_time(now, series))
     rows = list(zip(fc.timestamps, fc.p10, fc.p50, fc.p90, fc.point, strict=True))

@@ -273,6 +273,9 @@ def _redact(url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class FetchPlan:
+    """What `bessai market fetch` will do: the days wanted, those already in the cache, and
+    where the cache and the output file are."""
+
     node: str
     days: list[date]
     cached: list[date]
@@ -351,7 +354,7 @@ def fetch_command(
         float | None, typer.Option("--min-interval-s", help="Seconds between requests [1].")
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan; download nothing.")
+        bool, typer.Option("--dry-run", help="Print the plan; download nothing.", metavar="")
     ] = False,
 ) -> None:
     """Download the CEN real marginal cost of one bus into a TSV (resumable)."""

@@ -15,28 +15,28 @@ Formats (auto-detected from the header):
 
 The result is a regular, UTC-indexed :class:`PriceSeries` whose index labels the *start* of each
 step. Everything the loader had to repair (a gap filled, a repeated or non-existent DST hour, a
-zone change) is listed in :attr:`PriceSeries.report`, never silently done.
+zone change) is listed in :attr:`PriceSeries.report`, never silently done. A gap longer than
+``max_gap_h`` (default 3 h) is not filled: its steps have no price and the days it touches are
+left out of back-tests, evaluations and training (:mod:`bessai.market.regular`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bessai.errors import DataError
+from bessai.errors import ConfigError, DataError
 from bessai.market.cen import SANTIAGO, load_cen
+from bessai.market.days import market_days
 from bessai.market.generic import load_generic
-from bessai.market.series import (
-    LoadIssue,
-    LoadReport,
-    PriceSeries,
-    conversion_factor,
-    market_days,
-)
+from bessai.market.regular import DEFAULT_MAX_GAP_H
+from bessai.market.series import LoadIssue, LoadReport, PriceSeries, conversion_factor
 from bessai.market.smard import BERLIN, SMARD_GERMANY, load_smard
 
 __all__ = [
     "BERLIN",
+    "DEFAULT_MAX_GAP_H",
     "FORMATS",
     "SANTIAGO",
     "SMARD_GERMANY",
@@ -44,6 +44,7 @@ __all__ = [
     "LoadIssue",
     "LoadReport",
     "PriceSeries",
+    "check_timezone",
     "conversion_factor",
     "detect_format",
     "load_prices",
@@ -79,6 +80,17 @@ def detect_format(path: str | Path) -> str:
     )
 
 
+def check_timezone(tz: str) -> str:
+    """``tz`` if it is a time zone this machine knows, else a one-line error."""
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"time zone {tz!r} is unknown; give an IANA name such as America/Santiago or UTC"
+        ) from None
+    return tz
+
+
 def load_prices(
     path: str | Path,
     *,
@@ -86,6 +98,8 @@ def load_prices(
     column: str | None = None,
     unit: str | None = None,
     node: str | None = None,
+    tz: str | None = None,
+    max_gap_h: float = DEFAULT_MAX_GAP_H,
 ) -> PriceSeries:
     """Load a price file into a regular UTC :class:`PriceSeries`.
 
@@ -94,17 +108,43 @@ def load_prices(
     zone change). ``unit`` states the unit of a generic file (default from its header,
     ``price_usd_mwh`` style, else USD/MWh). ``node`` selects the bus of a CEN file holding
     several (by ``nombre``/``barra`` or ``barra_mnemotecnico``); elsewhere it names the
-    series. Malformed content raises :class:`DataError` naming
-    file, line and column.
+    series. ``tz`` is the market's time zone, where market days start: a generic file's (default
+    UTC); CEN (America/Santiago) and SMARD (Europe/Berlin) files fix their own, and another
+    ``tz`` is an error. Gaps up to ``max_gap_h`` hours are interpolated, longer ones left
+    without a price (:mod:`bessai.market.regular`). Malformed content raises
+    :class:`DataError` naming file, line and column.
     """
     p = Path(path)
     kind = detect_format(p) if fmt == "auto" else fmt
-    if kind == "cen-tsv":
-        return load_cen(p, kind, delimiter="\t", column=column, node=node)
-    if kind == "cen-csv":
-        return load_cen(p, kind, delimiter=",", column=column, node=node)
+    if kind not in FORMATS[1:]:
+        raise DataError(f"{p}: unknown price format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    zone = _zone_of(p, kind, tz)
+    if kind in ("cen-tsv", "cen-csv"):
+        delimiter = "\t" if kind == "cen-tsv" else ","
+        return load_cen(p, kind, delimiter=delimiter, column=column, node=node, max_gap_h=max_gap_h)
     if kind == "smard":
-        return load_smard(p, column=column, node=node)
-    if kind == "generic":
-        return load_generic(p, unit=unit, node=node)
-    raise DataError(f"{p}: unknown price format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        return load_smard(p, column=column, node=node, max_gap_h=max_gap_h)
+    return load_generic(p, unit=unit, node=node, timezone=zone, max_gap_h=max_gap_h)
+
+
+#: The market time zone each format fixes (None: the file does not say).
+_FORMAT_ZONES: dict[str, str | None] = {
+    "cen-tsv": SANTIAGO,
+    "cen-csv": SANTIAGO,
+    "smard": BERLIN,
+    "generic": None,
+}
+
+
+def _zone_of(path: Path, kind: str, tz: str | None) -> str:
+    fixed = _FORMAT_ZONES[kind]
+    if tz is not None:
+        check_timezone(tz)
+    if fixed is None:
+        return tz or "UTC"
+    if tz is not None and tz != fixed:
+        raise ConfigError(
+            f"{path}: a {kind} file's market days are in {fixed}; a time zone ({tz}) applies "
+            "to generic timestamp,price files only"
+        )
+    return fixed

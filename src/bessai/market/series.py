@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -19,11 +18,17 @@ class LoadIssue:
     """One thing the loader repaired or noticed; ``line`` is 1-based in the file (header = 1)."""
 
     kind: Literal[
-        "gap-filled", "dst-repeated-hour", "dst-missing-hour", "zone-change", "missing-value"
+        "gap-filled",
+        "gap-left-out",
+        "dst-repeated-hour",
+        "dst-missing-hour",
+        "zone-change",
+        "missing-value",
     ]
     message: str
     line: int | None = None
     timestamp: datetime | None = None
+    until: datetime | None = None  # gap-left-out: the UTC end of the gap (exclusive)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +48,24 @@ class LoadReport:
         """UTC start of every step whose price was interpolated, not read."""
         return tuple(i.timestamp for i in self.of_kind("gap-filled") if i.timestamp is not None)
 
+    @property
+    def left_out(self) -> tuple[tuple[datetime, datetime], ...]:
+        """UTC start and end of every gap too long to fill: its steps have no price (NaN)."""
+        return tuple(
+            (i.timestamp, i.until)
+            for i in self.of_kind("gap-left-out")
+            if i.timestamp is not None and i.until is not None
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PriceSeries:
     """A regular price series: ``prices`` indexed by the UTC start of each step.
 
     ``unit`` is ``"<currency>/<MWh|kWh>"`` (``"USD/MWh"``, ``"CLP/kWh"``, ``"EUR/MWh"``);
-    ``timezone`` is the market's local zone, used to cut the series into market days.
+    ``timezone`` is the market's local zone, used to cut the series into market days. A step
+    inside a gap longer than the loader fills has no price (NaN; ``report.left_out``): the
+    days it touches are not market days (:func:`market_days`) and nothing is scored on them.
     """
 
     prices: pd.Series
@@ -75,6 +91,11 @@ class PriceSeries:
         index = self.prices.index
         assert isinstance(index, pd.DatetimeIndex)
         return index
+
+    @property
+    def has_gaps(self) -> bool:
+        """Whether some step has no price (a gap too long to fill)."""
+        return bool(self.prices.isna().any())
 
     @property
     def values(self) -> npt.NDArray[np.float64]:
@@ -156,23 +177,3 @@ def conversion_factor(src: str, dst: str, *, clp_per_usd: float | None = None) -
     if clp_per_usd is None or not clp_per_usd > 0:
         raise ValueError(f"converting {src} to {dst} needs a positive clp_per_usd rate")
     return factor / clp_per_usd if src_cur == "CLP" else factor * clp_per_usd
-
-
-def market_days(series: PriceSeries) -> list[tuple[date, int, int]]:
-    """(local date, first step, end step) of every complete local day in the series."""
-    tz = ZoneInfo(series.timezone)
-    local_dates = series.index.tz_convert(series.timezone).date
-    codes, uniques = pd.factorize(local_dates)
-    out: list[tuple[date, int, int]] = []
-    bounds = np.flatnonzero(np.diff(codes)) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(codes)]])
-    for s, e in zip(starts, ends, strict=True):
-        day: date = uniques[codes[s]]
-        day_start = datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
-        nxt = pd.Timestamp(day) + pd.Timedelta(days=1)
-        day_end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).timestamp()
-        expected = round((day_end - day_start) / series.step.total_seconds())
-        if e - s == expected:
-            out.append((day, int(s), int(e)))
-    return out

@@ -7,7 +7,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bessai.errors import DataError
-from bessai.market.regular import RawPrices, regularise
+from bessai.market.regular import DEFAULT_MAX_GAP_H, RawPrices, regularise
 from bessai.market.series import LoadIssue, PriceSeries
 from bessai.market.table import Table
 
@@ -38,7 +38,9 @@ def _zone_columns(table: Table, wanted: str) -> tuple[int, int, bool]:
     return names[key], names[key], False
 
 
-def load_smard(path: Path, *, column: str | None, node: str | None) -> PriceSeries:
+def load_smard(
+    path: Path, *, column: str | None, node: str | None, max_gap_h: float = DEFAULT_MAX_GAP_H
+) -> PriceSeries:
     """Read a SMARD export: ``column`` names a zone (default Germany, stitched across 2018)."""
     table = Table(path, ";")
     wanted = column or SMARD_GERMANY
@@ -91,4 +93,4 @@ def load_smard(path: Path, *, column: str | None, node: str | None) -> PriceSeri
                 timestamp=datetime(2018, 9, 30, 22, tzinfo=UTC),
             )
         )
-    return regularise(raw)
+    return regularise(raw, max_gap_h)

@@ -9,17 +9,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bessai.errors import ConfigError
+from bessai.market.days import describe, scorable_days
 from bessai.market.options import (
     ColumnOpt,
     FromOpt,
     JsonOpt,
+    MaxGapOpt,
     NodeOpt,
     PricesOpt,
     PriceSource,
     ToOpt,
+    TzOpt,
     stdout_console,
 )
-from bessai.market.prices import PriceSeries
+from bessai.market.prices import DEFAULT_MAX_GAP_H, PriceSeries
 from bessai.optimize.options import (
     CapacityOpt,
     CyclesOpt,
@@ -59,6 +63,8 @@ def optimize_command(
     degradation: WearOpt = 0.0,
     cycles_per_day: CyclesOpt = None,
     as_json: JsonOpt = False,
+    tz: TzOpt = None,
+    max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
 ) -> None:
     """Optimise the battery over the prices in FILE and print the schedule and revenue."""
     storage = StorageSpec(
@@ -71,13 +77,20 @@ def optimize_command(
         degradation_per_mwh=degradation,
         cycles_per_day=cycles_per_day,
     )
-    source = PriceSource.from_options(prices, column, node, first, last)
+    source = PriceSource.from_options(prices, column, node, first, last, tz=tz, max_gap_h=max_gap_h)
     run_optimize(source, storage, SocPlan(soc_initial, soc_final), as_json=as_json)
 
 
 def run_optimize(source: PriceSource, storage: StorageSpec, soc: SocPlan, *, as_json: bool) -> None:
     """Plan ``storage`` over the prices of ``source`` and print the plan (a table or JSON)."""
     series = source.load_window(Console(stderr=True))
+    if series.has_gaps:
+        # A plan across steps without prices would need invented ones.
+        _, excluded = scorable_days(series, history_h=0)
+        raise ConfigError(
+            f"{source.path}: the period has no prices on {describe(excluded)}; choose "
+            "--from/--to around them (or raise --max-gap-h to interpolate)"
+        )
     schedule = optimize(
         series.values,
         series.step_h,

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from bessai.errors import ConfigError
 from bessai.optimize.problem import Risk
 
 PowerOpt = Annotated[float, typer.Option("--power-kw", help="Charge/discharge power limit.")]
@@ -47,16 +48,25 @@ MinConfidenceOpt = Annotated[
 ]
 ConservativeOpt = Annotated[
     bool,
-    typer.Option("--conservative", help="Risk mode: plan to buy at p90 and sell at p10."),
+    typer.Option(
+        "--conservative", help="Risk mode: plan to buy at p90 and sell at p10.", metavar=""
+    ),
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class SocPlan:
-    """Where each plan starts and the minimum it must end at (None: where it started)."""
+    """Where each plan starts and the minimum it must end at (None: where it started), as
+    given on the command line: a SOC outside 0-100 % is an input error there (a SOC measured
+    outside the limits is the optimizer's reported violation, not this)."""
 
     initial_pct: float = 50.0
     final_pct: float | None = None
+
+    def __post_init__(self) -> None:
+        for option, value in (("--soc-initial", self.initial_pct), ("--soc-final", self.final_pct)):
+            if value is not None and not 0.0 <= value <= 100.0:
+                raise ConfigError(f"{option}: {value:g} % is not a state of charge (0..100 %)")
 
 
 def risk_from_options(

@@ -43,7 +43,7 @@ def _prices_panel(ax: Axes, v: ScheduleView) -> None:
         ax.step(
             x, v.forecast, where="post", color="tab:blue", lw=1, ls="--", label=v.forecast_label
         )
-    lo, hi = float(np.min(v.prices)), float(np.max(v.prices))
+    lo, hi = float(np.nanmin(v.prices)), float(np.nanmax(v.prices))
     pad = 0.05 * (hi - lo or 1.0)
     for mask, color, label in (
         (v.charge_kw > 0, "tab:green", "charging"),

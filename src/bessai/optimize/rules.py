@@ -21,9 +21,22 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from bessai.optimize.schedule import Schedule
 from bessai.optimize.storage import FloatArray, StorageSpec, cell_throughput_kwh
+
+
+def _trade_sets(
+    p: FloatArray, eligible_mask: npt.NDArray[np.bool_], n_charge: int, n_discharge: int
+) -> tuple[set[int], set[int]]:
+    """The ``n_charge`` cheapest eligible steps, and the ``n_discharge`` dearest eligible steps
+    not among them (ties to the earlier step)."""
+    eligible = np.flatnonzero(eligible_mask)
+    cheap_first = eligible[np.lexsort((eligible, p[eligible]))]
+    charge_set = set(cheap_first[:n_charge].tolist())
+    dear_first = [t for t in eligible[np.lexsort((eligible, -p[eligible]))] if t not in charge_set]
+    return charge_set, set(dear_first[:n_discharge])
 
 
 def rule_schedule(
@@ -45,11 +58,7 @@ def rule_schedule(
     n_charge = math.ceil(usable / (b.charge_limit_kw * b.eta_charge * step_h) - 1e-9)
     n_discharge = math.ceil(usable * b.eta_discharge / (b.discharge_limit_kw * step_h) - 1e-9)
     conf = np.ones(n) if confidence is None else np.asarray(confidence, dtype=np.float64)
-    eligible = np.flatnonzero(conf >= min_confidence)
-    cheap_first = eligible[np.lexsort((eligible, p[eligible]))]
-    charge_set = set(cheap_first[:n_charge].tolist())
-    dear_first = [t for t in eligible[np.lexsort((eligible, -p[eligible]))] if t not in charge_set]
-    discharge_set = set(dear_first[:n_discharge])
+    charge_set, discharge_set = _trade_sets(p, conf >= min_confidence, n_charge, n_discharge)
     margin = -math.inf
     if charge_set and discharge_set:
         mean_c = float(np.mean(p[list(charge_set)]))
