@@ -117,9 +117,10 @@ def _idle_head(pb: Problem, t: int, before_kwh: float, duals: Duals) -> str:
     """Why a step does not trade."""
     s, risk = pb.storage, pb.risk
     tol_e = 1e-6 * s.capacity_kwh + 1e-9
-    lam, tie = duals.value_per_mwh[t], duals.tie_per_mwh[t]
+    # Plain floats: numpy scalars make every comparison and rounding below several times slower.
+    lam, tie = float(duals.value_per_mwh[t]), float(duals.tie_per_mwh[t])
     band = Band.at(pb, lam, tie, 0.0)
-    price_c, price_d = pb.price_charge[t], pb.price_discharge[t]
+    price_c, price_d = float(pb.price_charge[t]), float(pb.price_discharge[t])
     if pb.held[t]:
         return f"hold: confidence {pb.confidence[t]:.2f} < min_confidence {risk.min_confidence:g}"
     if price_c < band.buy_below - _EDGE_TOL and before_kwh >= s.e_max_kwh - tol_e:
@@ -128,14 +129,11 @@ def _idle_head(pb: Problem, t: int, before_kwh: float, duals: Duals) -> str:
         return f"idle: dear ({price_d:.2f}) but SOC empty"
     if t in duals.capped:
         return "idle: cycle cap reached"
-    hurdle = Band.at(pb, lam, tie, risk.min_spread / 2.0)
-    if (
-        risk.min_spread > 0
-        and _trades(band, price_c, price_d)
-        and not _trades(hurdle, price_c, price_d)
-    ):
-        # At this stored-energy value the step would trade; only the hurdle stops it.
-        return f"hold: spread below min_spread {risk.min_spread:g}"
+    if risk.min_spread > 0 and _trades(band, price_c, price_d):
+        hurdle = Band.at(pb, lam, tie, risk.min_spread / 2.0)
+        if not _trades(hurdle, price_c, price_d):
+            # At this stored-energy value the step would trade; only the hurdle stops it.
+            return f"hold: spread below min_spread {risk.min_spread:g}"
     return _band_reason(pb, t, band, duals)
 
 
@@ -150,6 +148,8 @@ def explain(
     """Action (charge, discharge or idle) and a one-line reason per step."""
     n, s = pb.n, pb.storage
     tol_e = 1e-6 * s.capacity_kwh + 1e-9
+    e_min, e_max = s.e_min_kwh, s.e_max_kwh
+    charge_limit, discharge_limit = s.charge_limit_kw, s.discharge_limit_kw
     cheap_rank, dear_rank = _ranks(pb.prices)
     by_step: dict[int, list[str]] = {}
     for v in violations:
@@ -163,16 +163,16 @@ def explain(
         binding: list[str] = []
         if c[t] > 0:
             action = "charge"
-            if c[t] >= s.charge_limit_kw - 1e-6:
+            if c[t] >= charge_limit - 1e-6:
                 binding.append("power limit")
-            if e[t] >= s.e_max_kwh - tol_e:
+            if e[t] >= e_max - tol_e:
                 binding.append("SOC full")
             head = f"charge: cheapest {cheap_rank[t]} of {n} ({price})"
         elif d[t] > 0:
             action = "discharge"
-            if d[t] >= s.discharge_limit_kw - 1e-6:
+            if d[t] >= discharge_limit - 1e-6:
                 binding.append("power limit")
-            if e[t] <= s.e_min_kwh + tol_e:
+            if e[t] <= e_min + tol_e:
                 binding.append("SOC empty")
             head = f"discharge: dearest {dear_rank[t]} of {n} ({price})"
         else:
