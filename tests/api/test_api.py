@@ -13,7 +13,7 @@ from bessai.api.app import check_bind
 from bessai.config import Config
 from bessai.errors import ConfigError
 from bessai.logging import configure_logging
-from bessai.optimize.model import Bands
+from bessai.optimize import Bands
 from bessai.simulator.server import SimulatorServer
 
 from .conftest import ApiHarness, make_plan, wait_for
