@@ -54,35 +54,40 @@ class Plan:
     bands: Bands | None = None
 
 
+def planner_inputs(site_id: str, config: OptimizerConfig) -> tuple[PriceSeries, Predictor | None]:
+    """The price series and the trained forecaster a site's planner would use, checked as
+    `bessai forecast predict` checks them: `bessai config check` and the gateway's start call
+    this, so a missing, corrupt or mismatched model stops the start with one line."""
+    model_dir: Path | None = None
+    if config.forecaster.startswith("model:"):
+        # A trained forecaster (`bessai forecast train`): ONNX models, p10/p50/p90.
+        model_dir = Path(config.forecaster.removeprefix("model:"))
+    elif config.forecaster not in FORECASTERS:
+        raise ConfigError(
+            f"site {site_id}: optimizer.forecaster {config.forecaster!r} is not one of "
+            f"{', '.join(sorted(FORECASTERS))} or model:DIR"
+        )
+    prices = load_prices(
+        price_path(config.prices),
+        column=config.column,
+        node=config.node,
+        max_gap_h=config.max_gap_h,
+    )
+    if model_dir is None:
+        return prices, None
+    # A model that cannot run, or one trained on another unit or step than these prices.
+    try:
+        check_model_dir(model_dir, prices.unit, prices.step.total_seconds())
+    except ConfigError as exc:
+        raise ConfigError(f"site {site_id}: optimizer.forecaster: {exc}") from None
+    return prices, Predictor(model_dir)
+
+
 class SchedulePlanner:
     def __init__(self, site: SiteRunner, config: OptimizerConfig) -> None:
         self.site = site
         self.config = config
-        self.predictor: Predictor | None = None
-        model_dir: Path | None = None
-        if config.forecaster.startswith("model:"):
-            # A trained forecaster (`bessai forecast train`): ONNX models, p10/p50/p90.
-            model_dir = Path(config.forecaster.removeprefix("model:"))
-        elif config.forecaster not in FORECASTERS:
-            raise ConfigError(
-                f"site {site.id}: optimizer.forecaster {config.forecaster!r} is not one of "
-                f"{', '.join(sorted(FORECASTERS))} or model:DIR"
-            )
-        self.prices: PriceSeries = load_prices(
-            price_path(config.prices),
-            column=config.column,
-            node=config.node,
-            max_gap_h=config.max_gap_h,
-        )
-        if model_dir is not None:
-            # The check `bessai forecast predict` makes: a model that cannot run, or one
-            # trained on another unit or step than these prices, stops the start here.
-            step_s = self.prices.step.total_seconds()
-            try:
-                check_model_dir(model_dir, self.prices.unit, step_s)
-            except ConfigError as exc:
-                raise ConfigError(f"site {site.id}: optimizer.forecaster: {exc}") from None
-            self.predictor = Predictor(model_dir)
+        self.prices, self.predictor = planner_inputs(site.id, config)
         self.last_plan: Plan | None = None
         self.plans = 0
         self.failures = 0
