@@ -22,6 +22,7 @@ from bessai.market.export import write_model_dir
 from bessai.market.predictor import check_model_dir
 from bessai.market.prices import load_prices
 from bessai.market.training import TrainSpec, fit_model, training_set
+from tests.devices.fake import FakeDevice
 
 VALDIVIA = "cen_cmg_valdivia220_2023.tsv"
 
@@ -41,7 +42,7 @@ def ridge_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _planner(tmp_path: Path, prices: Path, forecaster: str) -> SchedulePlanner:
     audit = AuditLog(tmp_path / "audit.sqlite")
-    site = SiteRunner(SiteConfig(id="m1"), audit)
+    site = SiteRunner(SiteConfig(id="m1"), FakeDevice(), audit)
     try:
         return SchedulePlanner(site, OptimizerConfig(prices=str(prices), forecaster=forecaster))
     finally:
