@@ -322,3 +322,68 @@ async def test_drain_flushes_a_batching_sink_at_once(tmp_path: Path) -> None:
     assert await pipeline.drain(2.0)  # a graceful stop writes the file now, not in 30 s
     await pipeline.stop()
     assert lake_like.got == [("a", 0), ("a", 1), ("a", 2)]
+
+
+class PipelinedSink(MemorySink):
+    """Keeps up to `depth` batches open and acknowledges them after `delay_s`, in reverse
+    order when asked (an earlier batch may complete after a later one); fails the batches
+    whose number is in `fail`."""
+
+    def __init__(self, *, depth: int, fail: set[int], reverse: bool = False) -> None:
+        super().__init__("piped", batch=5)
+        self.pipeline_depth = depth
+        self.fail = fail
+        self.reverse = reverse
+        self.wire: list[list[int]] = []  # seqs of each batch handed over, in order
+        self.open: list[asyncio.Future[None]] = []
+        self.max_open = 0
+
+    async def send(
+        self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]
+    ) -> asyncio.Future[None]:
+        number = len(self.wire)
+        self.wire.append([r.seq for r in rows])
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.open = [f for f in self.open if not f.done()] + [fut]
+        self.max_open = max(self.max_open, len(self.open))
+        delay_s = 0.05 * (self.pipeline_depth - len(self.open) + 1) if self.reverse else 0.01
+
+        def settle() -> None:
+            if fut.done():
+                return
+            if number in self.fail:
+                fut.set_exception(SinkError(f"batch {number} refused", sink=self.name))
+            else:
+                self.got.extend(("a", r.seq) for r in rows)
+                fut.set_result(None)
+
+        asyncio.get_running_loop().call_later(delay_s, settle)
+        return fut
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+async def test_pipelined_sink_keeps_order_and_the_cursor_behind_the_first_failure(
+    tmp_path: Path, reverse: bool
+) -> None:
+    sink = PipelinedSink(depth=3, fail={2, 7}, reverse=reverse)
+    pipeline = TelemetryPipeline(_config(tmp_path), sinks=[sink])
+    for i in range(60):
+        pipeline.emit([Record("a", {"cycle": i})])
+    await pipeline.start()
+    assert await pipeline.drain(10.0)
+    await pipeline.stop()
+    assert sink.max_open == 3, "batches must overlap up to the sink's depth"
+    # Every seq acknowledged, the outbox empty (drain), and rows handed over for the first
+    # time strictly in outbox order.
+    assert {s for _, s in sink.got} == set(range(60))
+    first_seen: list[int] = []
+    for batch in sink.wire:
+        first_seen.extend(s for s in batch if s not in first_seen)
+    assert first_seen == list(range(60))
+    # After the failed batch 2 (seqs 10-14), sending starts over at its first row: the
+    # cursor never moved past it, whatever completed after it.
+    assert sink.wire[2] == [10, 11, 12, 13, 14]
+    restarts = [b[0] for prev, b in zip(sink.wire, sink.wire[1:], strict=False) if b[0] <= prev[0]]
+    assert restarts[0] == 10, sink.wire[:8]
+    assert len(restarts) == 2
+    assert sink.status.errors_total == 2

@@ -56,7 +56,7 @@ class MqttSinkConfig(_Strict):
     topic_prefix: str = Field(default="bessai/v1", pattern=r"^[^+#]+[^/+#]$")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     connect_timeout_s: float = Field(default=10.0, gt=0)
-    # Ack-stall watchdog: a batch not fully acknowledged within this time forces a reconnect.
+    # Ack-stall watchdog: messages waiting and no PUBACK for this long forces a reconnect.
     ack_timeout_s: float = Field(default=15.0, gt=0)
     inflight_max: int = Field(default=100, ge=1, le=65535)
     backoff_initial_s: float = Field(default=0.5, gt=0)
