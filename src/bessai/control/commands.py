@@ -73,6 +73,7 @@ async def _serve_http(gateway: Gateway, host: str, port: int) -> tuple[uvicorn.S
 
 
 async def run_gateway(config: Config, duration_s: float | None, live: bool) -> None:
+    data_dir_created = not config.gateway.data_dir.exists()
     gateway = Gateway(config)
     await gateway.start()
     http, port = await _serve_http(gateway, config.gateway.http_host, config.gateway.http_port)
@@ -87,6 +88,10 @@ async def run_gateway(config: Config, duration_s: float | None, live: bool) -> N
     console.print(
         f"open-bess-edge gateway: {len(gateway.sites)} site(s); {'; '.join(urls)}; "
         "Ctrl-C stops dispatch and exits."
+    )
+    console.print(
+        f"{'created data directory' if data_dir_created else 'data directory'} "
+        f"{config.gateway.data_dir}"
     )
     log.info("gateway running", sites=list(gateway.sites), health=f"{base}/health")
     from bessai.api.keys import KeyStore

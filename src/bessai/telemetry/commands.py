@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bessai.errors import TelemetryError
-from bessai.telemetry.lake import query_lake
+from bessai.telemetry.lake import configured_lake, query_lake
 from bessai.telemetry.tail import TailTarget, report_json, run_tail
 
 
@@ -50,13 +50,25 @@ def register(app: typer.Typer) -> None:
                 "and `telemetry_raw` (every stored row)."
             ),
         ],
-        lake: Annotated[Path, typer.Option("--lake", help="Lake directory.")] = Path("var/lake"),
+        lake: Annotated[
+            Path | None,
+            typer.Option(
+                "--lake",
+                help="Lake directory. Default: the lake sink's path of the configuration.",
+            ),
+        ] = None,
+        config: Annotated[
+            Path | None,
+            typer.Option(
+                "--config", "-c", help="Gateway configuration. Default: the embedded default."
+            ),
+        ] = None,
         output: Annotated[
             OutputFormat, typer.Option("--format", help="Output format.")
         ] = OutputFormat.table,
     ) -> None:
         """Run DuckDB SQL over the Parquet lake."""
-        result = query_lake(lake, sql)
+        result = query_lake(lake if lake is not None else configured_lake(config), sql)
         if output is OutputFormat.csv:
             writer = csv.writer(sys.stdout)
             writer.writerow(result.columns)

@@ -1,7 +1,7 @@
 """Telemetry configuration: the `[telemetry]` table of the site TOML and its `[[telemetry.sinks]]`.
 
 [telemetry]
-outbox_path = "var/outbox.sqlite"
+outbox_path = "outbox.sqlite"        # relative paths: relative to gateway.data_dir
 max_rows = 1_000_000
 max_bytes = 536_870_912
 
@@ -19,7 +19,7 @@ servers = ["nats://127.0.0.1:4222"]
 
 [[telemetry.sinks]]
 type = "lake"
-path = "var/lake"
+path = "lake"
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ SinkConfig = Annotated[
 class TelemetryConfig(_Strict):
     """The `[telemetry]` table."""
 
-    outbox_path: Path = Path("var/outbox.sqlite")
+    # Relative to gateway.data_dir when loaded from a configuration file (bessai.config).
+    outbox_path: Path = Path("outbox.sqlite")
     # Size cap; reaching it drops the oldest *telemetry* rows, never alarms or commands.
     max_rows: int | None = Field(default=1_000_000, ge=1)
     max_bytes: int | None = Field(default=512 * 1024 * 1024, ge=4096)
