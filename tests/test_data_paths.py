@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tomllib
@@ -224,3 +225,42 @@ def test_run_without_config_says_where_it_keeps_data_and_writes_nothing_here(
     )
     assert lake.returncode == 0, lake.stderr
     assert json.loads(lake.stdout)[0]["n"] > 0
+
+
+README_SITE = """
+[gateway]
+http_port = 0
+status_display = false
+[[sites]]
+id = "home"
+cycle_s = 0.5
+[sites.simulator]
+enabled = true
+[[sites.devices]]
+port = 0
+"""
+
+
+def test_config_check_warns_when_telemetry_is_kept_nowhere(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.toml"
+    bare.write_text(README_SITE)
+    out = _bessai("config", "check", str(bare), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "warning: no [[telemetry.sinks]] configured: telemetry is kept nowhere" in out.stderr
+    with_lake = tmp_path / "lake.toml"
+    with_lake.write_text(README_SITE + '[[telemetry.sinks]]\ntype = "lake"\npath = "lake"\n')
+    out = _bessai("config", "check", str(with_lake), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "kept nowhere" not in out.stderr
+
+
+@pytest.mark.slow
+def test_run_without_sinks_says_so_and_stores_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "site.toml"
+    config.write_text(README_SITE)
+    out = _bessai("run", "--config", str(config), "--duration-s", "3", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "warning: no [[telemetry.sinks]] configured: telemetry is kept nowhere" in out.stdout
+    with sqlite3.connect(tmp_path / "var" / "outbox.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM outbox").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM site_seq").fetchone() == (0,)

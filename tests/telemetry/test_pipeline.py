@@ -13,6 +13,7 @@ from brokers import wait_until
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from bessai.errors import ConfigError, SinkError
 from bessai.observe.metrics import GatewayMetrics
@@ -387,3 +388,53 @@ async def test_pipelined_sink_keeps_order_and_the_cursor_behind_the_first_failur
     assert restarts[0] == 10, sink.wire[:8]
     assert len(restarts) == 2
     assert sink.status.errors_total == 2
+
+
+async def test_without_sinks_nothing_is_stored_and_it_is_said(tmp_path: Path) -> None:
+    gm = GatewayMetrics()
+
+    # An earlier run with a sink that never got its rows out left 3 in the outbox.
+    class Dead(MemorySink):
+        async def publish(self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]) -> None:
+            raise SinkError("down", sink=self.name)
+
+    earlier = TelemetryPipeline(_config(tmp_path), sinks=[Dead("dead")])
+    earlier.emit([Record("a", {"cycle": i}) for i in range(3)])
+    await earlier.stop()
+
+    cfg = _config(tmp_path, max_rows=10)
+    with capture_logs() as logs:
+        pipeline = TelemetryPipeline(cfg, registry=gm.registry)
+        await pipeline.start()
+    assert not pipeline.keeps_telemetry
+    warnings = [e for e in logs if e["event"] == "telemetry is kept nowhere"]
+    assert warnings, logs
+    assert "no [[telemetry.sinks]] configured" in warnings[0]["reason"]
+    assert "3 envelopes stored by an earlier run" in warnings[0]["reason"]
+    for i in range(50):  # far past the cap of 10: with nowhere to go, nothing fills up
+        result = await pipeline.emit_async(
+            [Record("a", {"cycle": i}), Record("a", {"code": i}, kind="alarm")]
+        )
+        assert result.envelopes == ()
+        assert result.dropped == 0
+    assert pipeline.outbox.stats.rows == 3  # the earlier rows wait for a sink, untouched
+    assert pipeline.outbox.stats.dropped_total == 0
+    health = pipeline.health()
+    assert health.status == "ok", health.reasons  # a choice, not a fault: never a 503
+    assert "telemetry is kept nowhere" in health.to_dict()["notes"][0]
+    s = _samples(gm.registry)
+    assert s[("bessai_telemetry_sinks", ())] == 0
+    assert s[("bessai_telemetry_not_kept_total", (("kind", "telemetry"), ("site", "a")))] == 50
+    assert s[("bessai_telemetry_not_kept_total", (("kind", "alarm"), ("site", "a")))] == 50
+    await pipeline.stop()
+
+    # A sink configured later gets what the earlier run stored.
+    late = MemorySink("late")
+    pipeline = TelemetryPipeline(
+        _config(tmp_path), sinks=[late], registry=GatewayMetrics().registry
+    )
+    await pipeline.start()
+    assert await pipeline.drain(5.0)
+    assert pipeline.health().notes == ()
+    await pipeline.stop()
+    assert late.got == [("a", 0), ("a", 1), ("a", 2)]

@@ -25,6 +25,7 @@ from bessai.control.audit import open_readonly
 from bessai.control.gateway import Gateway
 from bessai.errors import BessaiError
 from bessai.logging import configure_logging
+from bessai.telemetry.config import no_sinks_note
 
 log = structlog.get_logger("bessai.gateway")
 
@@ -93,6 +94,8 @@ async def run_gateway(config: Config, duration_s: float | None, live: bool) -> N
         f"{'created data directory' if data_dir_created else 'data directory'} "
         f"{config.gateway.data_dir}"
     )
+    if (note := no_sinks_note(config.telemetry)) is not None:
+        console.print(f"warning: {note}", markup=False, highlight=False)
     log.info("gateway running", sites=list(gateway.sites), health=f"{base}/health")
     from bessai.api.keys import KeyStore
 
@@ -213,6 +216,8 @@ def config_check(
     source = str(path) if path else "embedded default"
     extra = f"; environment overrides: {', '.join(overridden)}" if overridden else ""
     typer.echo(f"# {source}: ok, {len(cfg.sites)} site(s){extra}", err=True)
+    if (note := no_sinks_note(cfg.telemetry)) is not None:
+        typer.echo(f"# warning: {note}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -156,6 +156,18 @@ class TelemetryConfig(_Strict):
         return self
 
 
+def no_sinks_note(config: TelemetryConfig) -> str | None:
+    """The warning for a configuration without sinks (None when it has one): with nothing to
+    send to, the gateway stores no telemetry at all rather than fill the outbox to its cap."""
+    if config.sinks:
+        return None
+    return (
+        "no [[telemetry.sinks]] configured: telemetry is kept nowhere (neither stored nor "
+        'sent); add one, e.g. a local Parquet lake: [[telemetry.sinks]] type = "lake", '
+        'path = "lake"'
+    )
+
+
 def load_telemetry_config(data: object, *, source: str = "config") -> TelemetryConfig:
     """Validate the `[telemetry]` table; errors name the file and the key."""
     try:

@@ -36,6 +36,8 @@ class TelemetryHealth:
     reasons: tuple[str, ...]
     outbox: dict[str, Any] = field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Facts worth an operator's eye that are not faults (no sink configured).
+    notes: tuple[str, ...] = ()
 
     @property
     def http_status(self) -> int:
@@ -47,6 +49,7 @@ class TelemetryHealth:
             "reasons": list(self.reasons),
             "outbox": self.outbox,
             "sinks": self.sinks,
+            "notes": list(self.notes),
         }
 
 
@@ -59,6 +62,7 @@ def telemetry_health(
     drop_hold_s: float = 300.0,
     outbox_path: str = "",
     now_us: int | None = None,
+    notes: Sequence[str] = (),
 ) -> TelemetryHealth:
     now = now_us if now_us is not None else time.time_ns() // 1000
     reasons: list[str] = []
@@ -134,4 +138,5 @@ def telemetry_health(
         reasons=tuple(reasons),
         outbox=outbox_doc,
         sinks=sink_docs,
+        notes=tuple(notes),
     )
