@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bessai.config import default_data_dir, load_config
+from bessai.config import Config, default_data_dir, load_config
 from bessai.control.audit import AuditLog, AuditRecord
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,3 +264,15 @@ def test_run_without_sinks_says_so_and_stores_nothing(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "var" / "outbox.sqlite") as db:
         assert db.execute("SELECT count(*) FROM outbox").fetchone() == (0,)
         assert db.execute("SELECT count(*) FROM site_seq").fetchone() == (0,)
+
+
+def test_a_config_built_in_code_holds_absolute_paths_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = Config.model_validate({"sites": [{"id": "a"}], "api": {"keys_file": "k.json"}})
+    assert cfg.gateway.data_dir == tmp_path / "var"
+    assert cfg.telemetry.outbox_path == tmp_path / "var" / "outbox.sqlite"
+    assert cfg.keys_file == tmp_path / "var" / "k.json"
+    # Validating a dump again changes nothing (the paths are absolute by then).
+    assert Config.model_validate(cfg.model_dump()) == cfg

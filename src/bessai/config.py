@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from bessai.errors import ConfigError
 from bessai.modbus.profile import BUILTIN_PROFILES
@@ -308,6 +315,14 @@ class Config(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _absolute_paths(self, info: ValidationInfo) -> Self:
+        # One rule for paths (module docstring): a validated Config holds absolute paths only.
+        # load_config gives the configuration file's folder; otherwise it is the current one.
+        base = (info.context or {}).get("base")
+        resolve_paths(self, Path(base) if base is not None else Path.cwd())
+        return self
+
     @property
     def keys_file(self) -> Path:
         return self.api.keys_file or self.gateway.data_dir / "api_keys.json"
@@ -428,11 +443,11 @@ def load_config(
             raise ConfigError(f"configuration {path} is not valid TOML: {exc}") from None
         source = str(path)
     overridden = apply_env_overrides(data, environ)
+    base = path.parent if path is not None else Path.cwd()
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(data, context={"base": base})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, overridden)) from None
-    resolve_paths(config, path.parent if path is not None else Path.cwd())
     return config, sorted(overridden)
 
 
