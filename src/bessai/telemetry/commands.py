@@ -18,7 +18,7 @@ from rich.table import Table
 
 from bessai.errors import TelemetryError
 from bessai.telemetry.lake import configured_lake, query_lake
-from bessai.telemetry.tail import TailTarget, report_json, run_tail
+from bessai.telemetry.tail import CONNECT_ATTEMPTS, TailTarget, report_json, run_tail
 
 
 class OutputFormat(StrEnum):
@@ -114,6 +114,14 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print raw JSON.")] = False,
+        retry: Annotated[
+            bool,
+            typer.Option(
+                "--retry",
+                help="Keep trying to reach the broker (and to reconnect) instead of giving up "
+                f"after {CONNECT_ATTEMPTS} attempts.",
+            ),
+        ] = False,
         topic_prefix: Annotated[str, typer.Option(help="MQTT topic prefix.")] = "bessai/v1",
         subject_prefix: Annotated[str, typer.Option(help="NATS subject prefix.")] = "bessai.v1",
     ) -> None:
@@ -136,6 +144,7 @@ def register(app: typer.Typer) -> None:
             subject_prefix=subject_prefix,
             stream=stream,
             on_ready=lambda msg: typer.echo(f"# {msg}", err=True),
+            retry=retry,
         )
         try:
             checker = asyncio.run(coro)

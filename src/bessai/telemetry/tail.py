@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 import nats
 import nats.errors
+from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 
 from bessai.errors import TelemetryError
@@ -122,6 +123,61 @@ class TailTarget:
     url: str
 
 
+#: Connection attempts before a tail gives up (1 s apart), unless told to keep retrying.
+CONNECT_ATTEMPTS = 3
+
+
+def _where(url: str) -> str:
+    """The URL without credentials, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+async def _mqtt_client(url: str, *, retry: bool) -> tuple[aiomqtt.Client, str]:
+    """A connected aiomqtt client (entered), after up to CONNECT_ATTEMPTS tries or forever."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise TelemetryError(f"--mqtt {url!r}: expected mqtt://[user:pass@]host[:port]")
+    tls = ssl.create_default_context() if parts.scheme == "mqtts" else None
+    port = parts.port or (8883 if tls else 1883)
+    where = f"{parts.scheme}://{parts.hostname}:{port}"
+    attempt = 0
+    while True:
+        attempt += 1
+        client = aiomqtt.Client(
+            hostname=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls_context=tls,
+            timeout=5,
+        )
+        try:
+            await client.__aenter__()
+            return client, where
+        except aiomqtt.MqttCodeError as exc:
+            # The broker answered with a refusal (credentials): retrying will not help.
+            raise TelemetryError(f"MQTT broker at {where} refused the connection: {exc}") from None
+        except aiomqtt.MqttError as exc:
+            # aiomqtt keeps the OSError only as the context of its own error.
+            cause = exc.__context__
+            reason = _reason(cause) if isinstance(cause, OSError) else str(exc)
+            if not retry and attempt >= CONNECT_ATTEMPTS:
+                raise TelemetryError(f"cannot reach MQTT broker at {where}: {reason}") from None
+        await asyncio.sleep(1.0)
+
+
 async def tail_mqtt(
     url: str,
     handler: Handler,
@@ -129,38 +185,60 @@ async def tail_mqtt(
     topic_prefix: str,
     stop: asyncio.Event,
     on_ready: Callable[[str], None],
+    retry: bool = False,
 ) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise TelemetryError(f"--mqtt {url!r}: expected mqtt://[user:pass@]host[:port]")
-    tls = ssl.create_default_context() if parts.scheme == "mqtts" else None
-    port = parts.port or (8883 if tls else 1883)
+    client, where = await _mqtt_client(url, retry=retry)
     try:
-        async with aiomqtt.Client(
-            hostname=parts.hostname,
-            port=port,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            tls_context=tls,
-            timeout=10,
-        ) as client:
-            await client.subscribe(f"{topic_prefix}/+/+/+", qos=1)
-            on_ready(f"subscribed to {topic_prefix}/+/+/+ on {parts.hostname}:{port}")
+        await client.subscribe(f"{topic_prefix}/+/+/+", qos=1)
+        on_ready(f"subscribed to {topic_prefix}/+/+/+ on {where}")
 
-            async def consume() -> None:
-                async for msg in client.messages:
-                    payload = msg.payload if isinstance(msg.payload, bytes) else b""
-                    handler(str(msg.topic), payload)
+        async def consume() -> None:
+            async for msg in client.messages:
+                payload = msg.payload if isinstance(msg.payload, bytes) else b""
+                handler(str(msg.topic), payload)
 
-            consumer = asyncio.create_task(consume())
-            stopper = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            consumer.cancel()
-            stopper.cancel()
-            if consumer in done:
-                consumer.result()  # the connection broke: surface why
+        consumer = asyncio.create_task(consume())
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        consumer.cancel()
+        stopper.cancel()
+        if consumer in done:
+            consumer.result()  # the connection broke: surface why
     except aiomqtt.MqttError as exc:
-        raise TelemetryError(f"MQTT {parts.hostname}:{port}: {exc}") from exc
+        raise TelemetryError(f"lost the MQTT broker at {where}: {exc}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await client.__aexit__(None, None, None)
+
+
+async def _nats_client(
+    url: str, *, retry: bool, lost: asyncio.Event
+) -> tuple[NatsClient, list[BaseException]]:
+    """A connected nats-py client: up to CONNECT_ATTEMPTS tries (1 s apart) or, with `retry`,
+    until the server answers. nats-py logs a traceback for every failed attempt by default;
+    the errors are kept for one line instead."""
+    errors: list[BaseException] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    async def on_closed() -> None:
+        lost.set()
+
+    try:
+        nc = await nats.connect(
+            url,
+            connect_timeout=5,
+            reconnect_time_wait=1,
+            # nats-py counts attempts after the first, and treats 0 as "forever".
+            max_reconnect_attempts=-1 if retry else max(1, CONNECT_ATTEMPTS - 1),
+            error_cb=on_error,
+            closed_cb=on_closed,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        reason = _reason(errors[-1] if errors else exc)
+        raise TelemetryError(f"cannot reach NATS at {_where(url)}: {reason}") from None
+    return nc, errors
 
 
 async def tail_nats(
@@ -171,13 +249,12 @@ async def tail_nats(
     stream: str | None,
     stop: asyncio.Event,
     on_ready: Callable[[str], None],
+    retry: bool = False,
 ) -> None:
     if not url.startswith(("nats://", "tls://")):
         raise TelemetryError(f"--nats {url!r}: expected nats://[user:pass@]host[:port]")
-    try:
-        nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=-1)
-    except (OSError, TimeoutError, nats.errors.Error) as exc:
-        raise TelemetryError(f"cannot connect to NATS {url}: {exc}") from exc
+    lost = asyncio.Event()
+    nc, errors = await _nats_client(url, retry=retry, lost=lost)
 
     async def on_msg(msg: Any) -> None:
         handler(str(msg.subject), bytes(msg.data))
@@ -196,9 +273,19 @@ async def tail_nats(
         else:
             await nc.subscribe(f"{subject_prefix}.>", cb=on_msg)
         on_ready(
-            f"subscribed to {subject_prefix}.> on {url}" + (f" (stream {stream})" if stream else "")
+            f"subscribed to {subject_prefix}.> on {_where(url)}"
+            + (f" (stream {stream})" if stream else "")
         )
-        await stop.wait()
+        stopping = asyncio.create_task(stop.wait())
+        closing = asyncio.create_task(lost.wait())
+        await asyncio.wait({stopping, closing}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        closing.cancel()
+        if lost.is_set() and not stop.is_set():
+            reason = _reason(errors[-1]) if errors else "closed"
+            raise TelemetryError(f"lost NATS at {_where(url)}: {reason}")
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise TelemetryError(f"NATS at {_where(url)}: {_reason(exc)}") from None
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
@@ -216,6 +303,7 @@ async def run_tail(
     subject_prefix: str = "bessai.v1",
     stream: str | None = None,
     on_ready: Callable[[str], None] = lambda _msg: None,
+    retry: bool = False,
 ) -> SeqChecker:
     """Print envelopes until `count` messages or `duration_s` seconds; returns the checker."""
     checker = SeqChecker()
@@ -248,7 +336,12 @@ async def run_tail(
     try:
         if target.kind == "mqtt":
             await tail_mqtt(
-                target.url, handle, topic_prefix=topic_prefix, stop=stop, on_ready=on_ready
+                target.url,
+                handle,
+                topic_prefix=topic_prefix,
+                stop=stop,
+                on_ready=on_ready,
+                retry=retry,
             )
         else:
             await tail_nats(
@@ -258,6 +351,7 @@ async def run_tail(
                 stream=stream,
                 stop=stop,
                 on_ready=on_ready,
+                retry=retry,
             )
     finally:
         timer_task.cancel()
