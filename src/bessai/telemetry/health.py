@@ -7,7 +7,8 @@ Degraded (HTTP 503 in the gateway) when:
 - the oldest envelope a sink has not acknowledged is older than `max_oldest_age_s` (plus the
   sink's own batching delay: the lake's flush interval);
 - a sink refused our credentials (at once: retrying alone will not fix it);
-- a sink has been failing for longer than `sink_stale_after_s`.
+- a sink has been failing for longer than `sink_stale_after_s`;
+- the outbox file was damaged and replaced at start, within the last `drop_hold_s`.
 Each reason is a sentence an operator can act on.
 """
 
@@ -87,6 +88,13 @@ def telemetry_health(
             f"outbox dropped telemetry {(now - stats.last_drop_us) / 1e6:.0f} s ago "
             f"({stats.dropped_total} dropped so far; storage full or cap reached)"
         )
+    notes = list(notes)
+    if stats.repaired is not None and stats.repaired_us is not None:
+        # Loud for drop_hold_s (an alert fires), then a standing note until the restart.
+        if (now - stats.repaired_us) / 1e6 <= drop_hold_s:
+            reasons.append(stats.repaired)
+        else:
+            notes.append(stats.repaired)
     oldest_age = stats.oldest_age_s(now)
     sink_docs: dict[str, dict[str, Any]] = {}
     for s in sinks:

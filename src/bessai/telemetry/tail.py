@@ -9,6 +9,7 @@ harmless; a gap that is never filled is a lost message (or a counted cap drop).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import ssl
@@ -28,6 +29,48 @@ from bessai.errors import TelemetryError
 from bessai.telemetry.envelope import Envelope
 
 
+class Gaps:
+    """Missing seq numbers as sorted, disjoint [first, last] ranges: a jump of a billion
+    (a replaced outbox continuing from a time floor) costs one range, not a billion ints."""
+
+    __slots__ = ("_firsts", "_lasts")
+
+    def __init__(self) -> None:
+        self._firsts: list[int] = []
+        self._lasts: list[int] = []
+
+    def add(self, first: int, last: int) -> None:
+        """Record first..last (inclusive) as missing; callers add ranges above all others."""
+        self._firsts.append(first)
+        self._lasts.append(last)
+
+    def fill(self, seq: int) -> bool:
+        """Remove `seq`; False when it was not missing."""
+        i = bisect.bisect_right(self._firsts, seq) - 1
+        if i < 0 or seq > self._lasts[i]:
+            return False
+        first, last = self._firsts[i], self._lasts[i]
+        del self._firsts[i], self._lasts[i]
+        if seq + 1 <= last:
+            self._firsts.insert(i, seq + 1)
+            self._lasts.insert(i, last)
+        if first <= seq - 1:
+            self._firsts.insert(i, first)
+            self._lasts.insert(i, seq - 1)
+        return True
+
+    def __len__(self) -> int:
+        return sum(b - a + 1 for a, b in zip(self._firsts, self._lasts, strict=True))
+
+    def __bool__(self) -> bool:
+        return bool(self._firsts)
+
+    def ranges(self) -> list[str]:
+        return [
+            f"{a}" if a == b else f"{a}-{b}" for a, b in zip(self._firsts, self._lasts, strict=True)
+        ]
+
+
 @dataclass(slots=True)
 class SiteSeq:
     first: int
@@ -35,7 +78,7 @@ class SiteSeq:
     received: int = 1
     duplicates: int = 0
     late: int = 0
-    missing: set[int] = field(default_factory=set)
+    missing: Gaps = field(default_factory=Gaps)
 
 
 class SeqChecker:
@@ -55,12 +98,11 @@ class SeqChecker:
             st.next += 1
             return None
         if seq > st.next:
-            st.missing.update(range(st.next, seq))
+            st.missing.add(st.next, seq - 1)
             note = f"gap: {site_id} seq {st.next}..{seq - 1} missing"
             st.next = seq + 1
             return note
-        if seq in st.missing:
-            st.missing.discard(seq)
+        if st.missing.fill(seq):
             st.late += 1
             return None
         if seq < st.first:
@@ -83,26 +125,10 @@ class SeqChecker:
                 "duplicates": st.duplicates,
                 "late": st.late,
                 "missing": len(st.missing),
-                "missing_ranges": _ranges(sorted(st.missing))[:50],
+                "missing_ranges": st.missing.ranges()[:50],
             }
             for site, st in sorted(self.sites.items())
         }
-
-
-def _ranges(values: list[int]) -> list[str]:
-    out: list[str] = []
-    start = prev = None
-    for v in values:
-        if start is None:
-            start = prev = v
-        elif prev is not None and v == prev + 1:
-            prev = v
-        else:
-            out.append(f"{start}" if start == prev else f"{start}-{prev}")
-            start = prev = v
-    if start is not None:
-        out.append(f"{start}" if start == prev else f"{start}-{prev}")
-    return out
 
 
 def format_envelope(env: Envelope) -> str:
