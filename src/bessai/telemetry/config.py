@@ -59,6 +59,10 @@ class MqttSinkConfig(_Strict):
     # Ack-stall watchdog: messages waiting and no PUBACK for this long forces a reconnect.
     ack_timeout_s: float = Field(default=15.0, gt=0)
     inflight_max: int = Field(default=100, ge=1, le=65535)
+    # After the connection broke, send again what the broker acknowledged in this many seconds
+    # before: a broker killed before its next persistence snapshot forgot them (Mosquitto
+    # acknowledges from memory). Keep it above the broker's autosave_interval; 0 turns it off.
+    resend_window_s: float = Field(default=120.0, ge=0, le=86400)
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
 

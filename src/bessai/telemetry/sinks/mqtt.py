@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
+from collections import deque
 from collections.abc import Sequence
 
 import structlog
@@ -49,6 +51,47 @@ def _tls_context(cfg: MqttSinkConfig) -> ssl.SSLContext | None:
     return context
 
 
+#: Messages kept per site for a re-send (about 11 MB of 540-byte envelopes): the window covers
+#: live operation many times over; only a large backlog drain can outgrow it.
+RESEND_MAX_MESSAGES = 20_000
+
+
+class _RecentlyAcked:
+    """What the broker acknowledged in the last `window_s`, to send again after a break.
+
+    A broker acknowledges QoS 1 from memory and writes its state to disk later (Mosquitto:
+    every `autosave_interval`); killed in between, it forgets what it acknowledged, and the
+    outbox has already let those rows go. Sending them again on the next connection closes
+    the gap at the price of duplicates, which consumers remove by (site_id, seq)."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._items: deque[tuple[float, str, bytes]] = deque()
+        self._broke_at: float | None = None
+
+    def acked(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        if self.window_s <= 0:
+            return
+        now = time.monotonic()
+        self._items.extend((now, topic, payload) for topic, payload in messages)
+        items = self._items
+        while items and (now - items[0][0] > self.window_s or len(items) > RESEND_MAX_MESSAGES):
+            items.popleft()
+
+    def broke(self, at: float | None) -> None:
+        """The connection failed at `at`: the next one re-sends what came before it."""
+        if self._broke_at is None:
+            self._broke_at = at if at is not None else time.monotonic()
+
+    def to_resend(self) -> list[tuple[str, bytes]]:
+        """Messages to send again on a new connection (each break is handled once)."""
+        broke_at, self._broke_at = self._broke_at, None
+        if broke_at is None:
+            return []
+        since = broke_at - self.window_s
+        return [(topic, payload) for at, topic, payload in self._items if at >= since]
+
+
 class _SiteConnection:
     """One MQTT session for one site, rebuilt from scratch after any failure."""
 
@@ -57,6 +100,7 @@ class _SiteConnection:
         self.site_id = site_id
         self.link: MqttLink | None = None
         self.status_topic = status_topic(sink.config.topic_prefix, site_id)
+        self.recent = _RecentlyAcked(sink.config.resend_window_s)
 
     def _settings(self) -> LinkSettings:
         cfg = self.sink.config
@@ -115,12 +159,24 @@ class _SiteConnection:
         self.link = link
         self.sink.status.state = "connected"
         log.info("mqtt connected", sink=self.sink.name, broker=self.sink.target, site=self.site_id)
+        again = self.recent.to_resend()
+        if again:
+            # Ahead of anything new, on the same ordered connection; a failure fails the
+            # batch behind it too, and the next connection sends them again.
+            link.send(again)
+            log.info(
+                "mqtt re-sending what the broker acknowledged just before the break",
+                sink=self.sink.name,
+                site=self.site_id,
+                messages=len(again),
+            )
         return link
 
     def drop(self, link: MqttLink) -> None:
         """Close a failed link (no goodbye: the broker publishes the will); the next send
         opens a new one."""
         link.abort()
+        self.recent.broke(link.failed_at)
         if self.link is link:
             self.link = None
             self.sink.status.state = "disconnected"
@@ -131,32 +187,37 @@ class _SiteConnection:
         """Queue the rows on this site's connection; the task completes with their PUBACKs."""
         link = await self.ensure()
         prefix = self.sink.config.topic_prefix
+        messages = [
+            (topic_for(prefix, r.site_id, r.device_id, r.kind), p)
+            for r, p in zip(rows, payloads, strict=True)
+        ]
         try:
             # paho keeps at most inflight_max messages unacknowledged on the wire and queues
             # the rest in order.
-            acked = link.send(
-                (topic_for(prefix, r.site_id, r.device_id, r.kind), p)
-                for r, p in zip(rows, payloads, strict=True)
-            )
+            acked = link.send(messages)
         except LinkError as exc:
             self.drop(link)
             raise SinkError(
                 f"publish to {self.sink.target} failed: {exc}", sink=self.sink.name
             ) from exc
-        return asyncio.create_task(self._confirm(link, acked, len(rows)))
+        return asyncio.create_task(self._confirm(link, acked, messages))
 
-    async def _confirm(self, link: MqttLink, acked: asyncio.Future[None], n_rows: int) -> None:
+    async def _confirm(
+        self, link: MqttLink, acked: asyncio.Future[None], messages: list[tuple[str, bytes]]
+    ) -> None:
         try:
             await acked
         except LinkError as exc:
             self.drop(link)
             raise SinkError(
-                f"{n_rows} messages to {self.sink.target} not acknowledged: {exc}; reconnecting",
+                f"{len(messages)} messages to {self.sink.target} not acknowledged: {exc}; "
+                "reconnecting",
                 sink=self.sink.name,
             ) from exc
         except asyncio.CancelledError:
             acked.cancel()
             raise
+        self.recent.acked(messages)
 
     async def close(self) -> None:
         link, self.link = self.link, None

@@ -113,6 +113,8 @@ class MqttLink:
         self._batches: set[_Batch] = set()
         self._last_progress = time.monotonic()
         self._error: LinkError | None = None
+        #: time.monotonic() of the first failure (None while the link works).
+        self.failed_at: float | None = None
         self._closed = asyncio.Event()
         self._connack: asyncio.Future[ReasonCode] = self._loop.create_future()
         self._tick: asyncio.Task[None] | None = None
@@ -243,6 +245,7 @@ class MqttLink:
     def _fail(self, error: LinkError) -> None:
         if self._error is None:
             self._error = error
+            self.failed_at = time.monotonic()
         if not self._connack.done():
             self._connack.set_exception(error)
             self._connack.exception()  # retrieved: nobody may be awaiting it any more
