@@ -26,6 +26,11 @@ async def run(args: argparse.Namespace) -> None:
         sinks.append(
             {"type": "mqtt", "port": args.mqtt_port, "ack_timeout_s": 2, "backoff_max_s": 1}
         )
+    else:
+        # Without a sink nothing would be stored at all: a lake that flushes hourly keeps
+        # every row in the outbox for the length of a test.
+        lake = args.outbox.with_name(args.outbox.name + ".lake")
+        sinks.append({"type": "lake", "path": str(lake), "flush_interval_s": 3600})
     config = TelemetryConfig.model_validate({"outbox_path": args.outbox, "sinks": sinks})
     pipeline = TelemetryPipeline(config)
     await pipeline.start()

@@ -2,9 +2,11 @@
 
 Per sink: read the rows after its cursor, publish them, and only when the sink acknowledged
 all of them move the cursor (persistently) and let the outbox delete what every sink has.
-A failure leaves the cursor where it was, so the same rows are re-sent after a back-off
-(exponential with jitter): at-least-once, in order, nothing skipped. SQLite calls run in a
-worker thread so a slow disk never stalls the event loop that also runs the control cycle.
+A sink with `pipeline_depth` > 1 (MQTT) gets the next batch while the previous one waits for
+its acknowledgement; the cursor still moves batch by batch, in order. A failure leaves the
+cursor where it was and drops whatever is on its way, so the same rows are re-sent after a
+back-off (exponential with jitter): at-least-once, in order, nothing skipped. SQLite calls run
+in a worker thread so a slow disk never stalls the event loop that also runs the control cycle.
 """
 
 from __future__ import annotations

@@ -298,6 +298,9 @@ async def tail_nats(
             )
         else:
             await nc.subscribe(f"{subject_prefix}.>", cb=on_msg)
+        # A round trip: the server has the subscription before we say so (core NATS keeps
+        # nothing for a subscription it has not seen yet).
+        await nc.flush(timeout=5)
         on_ready(
             f"subscribed to {subject_prefix}.> on {_where(url)}"
             + (f" (stream {stream})" if stream else "")
