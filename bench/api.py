@@ -104,7 +104,12 @@ async def _measure() -> dict[str, Any]:
         config = Config.model_validate(
             {
                 "gateway": {"data_dir": tmp, "http_port": 0},
-                "telemetry": {"outbox_path": f"{tmp}/outbox.sqlite"},
+                # Like the embedded default: every cycle commits to the outbox for a lake
+                # (without a sink the gateway would store no telemetry at all).
+                "telemetry": {
+                    "outbox_path": f"{tmp}/outbox.sqlite",
+                    "sinks": [{"type": "lake", "path": f"{tmp}/lake", "flush_interval_s": 60}],
+                },
                 "sites": [
                     {
                         "id": "bench",

@@ -39,6 +39,17 @@ DATA = Path(os.environ.get("BESSAI_REPO_DATA", Path(__file__).resolve().parents[
 NOON_UTC = datetime(2026, 1, 15, 16, 0, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def data_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The embedded default configuration keeps its data in the per-user data directory
+    ($XDG_DATA_HOME/bessai): every test, and every `bessai` it starts, gets a private one
+    instead of the real home's."""
+    home = tmp_path_factory.mktemp("xdg-data-home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home))
+    monkeypatch.delenv("BESSAI_GATEWAY__DATA_DIR", raising=False)
+    return home
+
+
 @pytest.fixture
 async def sim() -> AsyncIterator[SimulatorServer]:
     plant = PhysicsPlant(PlantConfig(initial_soc_pct=50.0), now=NOON_UTC)

@@ -5,6 +5,10 @@ key and why.
 Environment overrides address keys with double underscores and list indices, e.g.
 ``BESSAI_GATEWAY__HTTP_PORT=8001`` or ``BESSAI_SITES__0__SAFETY__TEMP_MAX_C=40``; values are
 parsed as TOML literals (numbers, booleans, quoted strings, arrays) and fall back to plain text.
+
+Paths follow one rule (docs/configuration.md, "Paths"): `gateway.data_dir` is relative to the
+configuration file's folder (without a file it is the per-user data directory, see
+`default_data_dir`); every other relative path is relative to `gateway.data_dir`.
 """
 
 from __future__ import annotations
@@ -12,13 +16,20 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from bessai.errors import ConfigError
 from bessai.modbus.profile import BUILTIN_PROFILES
@@ -35,7 +46,10 @@ class _Section(BaseModel):
 
 
 class GatewayConfig(_Section):
-    data_dir: Path = Field(default=Path("var"), description="audit log, outbox and lake live here")
+    data_dir: Path = Field(
+        default=Path("var"),
+        description="audit log, outbox, lake and API keys live here; relative to the config file",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -350,6 +364,14 @@ class Config(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _absolute_paths(self, info: ValidationInfo) -> Self:
+        # One rule for paths (module docstring): a validated Config holds absolute paths only.
+        # load_config gives the configuration file's folder; otherwise it is the current one.
+        base = (info.context or {}).get("base")
+        resolve_paths(self, Path(base) if base is not None else Path.cwd())
+        return self
+
     @property
     def keys_file(self) -> Path:
         return self.api.keys_file or self.gateway.data_dir / "api_keys.json"
@@ -364,9 +386,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def embedded_default() -> dict[str, Any]:
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The data directory of the embedded default configuration (no `--config`): per user and
+    independent of the current directory, so `bessai keys add` and `bessai run` started from
+    anywhere share one key file. `$XDG_DATA_HOME/bessai`, else `~/.local/share/bessai`;
+    `BESSAI_GATEWAY__DATA_DIR` overrides it."""
+    environ = os.environ if environ is None else environ
+    xdg = environ.get("XDG_DATA_HOME", "")
+    if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore a relative value
+        return Path(xdg) / "bessai"
+    home = environ.get("HOME")
+    return (Path(home) if home else Path.home()) / ".local" / "share" / "bessai"
+
+
+def embedded_default(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The configuration `bessai run` uses without a file: one site on a built-in simulator."""
     return {
+        "gateway": {"data_dir": str(default_data_dir(environ))},
         "sites": [
             {
                 "id": "demo",
@@ -460,7 +496,7 @@ def load_config(
     """Load and validate; returns the config and the keys set from the environment."""
     environ = os.environ if environ is None else environ
     if path is None:
-        data: dict[str, Any] = embedded_default()
+        data: dict[str, Any] = embedded_default(environ)
         source = "the embedded default configuration"
     else:
         try:
@@ -471,30 +507,63 @@ def load_config(
             raise ConfigError(f"configuration {path} is not valid TOML: {exc}") from None
         source = str(path)
     overridden = apply_env_overrides(data, environ)
+    base = path.parent if path is not None else Path.cwd()
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(data, context={"base": base})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, overridden)) from None
-    base = path.parent if path is not None else Path.cwd()
-    gateway = config.gateway
-    if not gateway.data_dir.is_absolute():
-        gateway.data_dir = (base / gateway.data_dir).resolve()
-    telemetry_raw = data.get("telemetry", {}) if isinstance(data.get("telemetry"), dict) else {}
-    # The outbox lives in the data directory unless placed elsewhere on purpose; other relative
-    # paths (the lake) are relative to the data directory too.
-    outbox = config.telemetry.outbox_path
-    if "outbox_path" not in telemetry_raw:
-        outbox = gateway.data_dir / "outbox.sqlite"
-    elif not outbox.is_absolute():
-        outbox = (base / outbox).resolve()
-    sinks = [
-        sink.model_copy(update={"path": gateway.data_dir / sink.path})
-        if sink.type == "lake" and not sink.path.is_absolute()
-        else sink
-        for sink in config.telemetry.sinks
-    ]
-    config.telemetry = config.telemetry.model_copy(update={"outbox_path": outbox, "sinks": sinks})
-    keys_file = config.api.keys_file
-    if keys_file is not None and not keys_file.is_absolute():
-        config.api.keys_file = (base / keys_file).resolve()
     return config, sorted(overridden)
+
+
+def resolve_paths(config: Config, base: Path) -> None:
+    """Apply the one path rule in place: `gateway.data_dir` relative to `base` (the config
+    file's folder), every other relative path relative to `gateway.data_dir`; `~` expands."""
+    gateway = config.gateway
+    data_dir = gateway.data_dir.expanduser()
+    gateway.data_dir = data_dir if data_dir.is_absolute() else (base / data_dir).resolve()
+
+    def under(path: Path) -> Path:
+        path = path.expanduser()
+        return path if path.is_absolute() else gateway.data_dir / path
+
+    def under_opt(path: Path | None) -> Path | None:
+        return None if path is None else under(path)
+
+    if config.api.keys_file is not None:
+        config.api.keys_file = under(config.api.keys_file)
+    sinks: list[Any] = []
+    for sink in config.telemetry.sinks:
+        if sink.type == "lake":
+            sink = sink.model_copy(update={"path": under(sink.path)})
+        elif sink.type == "mqtt":
+            sink = sink.model_copy(
+                update={
+                    "ca_file": under_opt(sink.ca_file),
+                    "cert_file": under_opt(sink.cert_file),
+                    "key_file": under_opt(sink.key_file),
+                }
+            )
+        else:
+            sink = sink.model_copy(update={"tls_ca_file": under_opt(sink.tls_ca_file)})
+        sinks.append(sink)
+    config.telemetry = config.telemetry.model_copy(
+        update={"outbox_path": under(config.telemetry.outbox_path), "sinks": sinks}
+    )
+    for site in config.sites:
+        _resolve_site_paths(site, under)
+
+
+def _resolve_site_paths(site: SiteConfig, under: Callable[[Path], Path]) -> None:
+    """Files named by sites: a price file (not `builtin:`), a trained forecaster (`model:`),
+    a scenario file (not a built-in scenario name)."""
+    from bessai.simulator.scenario import BUILTIN_SCENARIOS
+
+    optimizer = site.optimizer
+    if not optimizer.prices.startswith("builtin:"):
+        optimizer.prices = str(under(Path(optimizer.prices)))
+    if optimizer.forecaster.startswith("model:"):
+        model = optimizer.forecaster.removeprefix("model:")
+        optimizer.forecaster = f"model:{under(Path(model))}"
+    scenario = site.simulator.scenario
+    if scenario is not None and scenario not in BUILTIN_SCENARIOS:
+        site.simulator.scenario = str(under(Path(scenario)))

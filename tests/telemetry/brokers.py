@@ -95,8 +95,16 @@ class BrokerProcess:
         self.start()
 
 
+#: Save after every change (and each second): subscriptions survive a SIGKILL.
+SAVE_ON_EVERY_CHANGE = ("autosave_interval 1", "autosave_on_changes true")
+
+
 def _mosquitto(
-    tmp_path: Path, *, password_file: Path | None = None, extra: Sequence[str] = ()
+    tmp_path: Path,
+    *,
+    password_file: Path | None = None,
+    extra: Sequence[str] = (),
+    autosave: Sequence[str] = SAVE_ON_EVERY_CHANGE,
 ) -> BrokerProcess:
     port = free_port()
     data = tmp_path / f"mosquitto-{port}"
@@ -109,9 +117,7 @@ def _mosquitto(
         f"user {getpass.getuser()}",
         "persistence true",
         f"persistence_location {data}/",
-        # Save after every change (and each second): subscriptions survive a SIGKILL.
-        "autosave_interval 1",
-        "autosave_on_changes true",
+        *autosave,
         "max_queued_messages 0",
         "max_inflight_messages 100",
         "log_dest stderr",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,13 @@ async def run(args: argparse.Namespace) -> None:
         sinks.append(
             {"type": "mqtt", "port": args.mqtt_port, "ack_timeout_s": 2, "backoff_max_s": 1}
         )
+    else:
+        # Without a sink nothing would be stored at all; a broker that is down (a closed
+        # loopback port) keeps every row in the outbox, as an outage does.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            closed_port = s.getsockname()[1]
+        sinks.append({"type": "mqtt", "port": closed_port, "backoff_initial_s": 5})
     config = TelemetryConfig.model_validate({"outbox_path": args.outbox, "sinks": sinks})
     pipeline = TelemetryPipeline(config)
     await pipeline.start()

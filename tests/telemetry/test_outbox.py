@@ -112,10 +112,15 @@ def test_not_an_outbox_is_a_clear_error(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE foo(x)")
     with pytest.raises(OutboxError, match=r"not a bessai outbox \(tables: foo\)"):
         Outbox(path)
+    # A damaged file is no longer an error that stops the gateway (issue 13, finding G): it
+    # is kept aside and a new outbox started (tests/telemetry/test_outbox_repair.py).
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"not a database at all" * 100)
-    with pytest.raises(OutboxError, match="cannot open outbox"):
-        Outbox(garbage)
+    ob = Outbox(garbage)
+    assert ob.repair is not None
+    assert ob.repair.reason == "file is not a database"
+    assert ob.repair.moved_to.read_bytes() == b"not a database at all" * 100
+    ob.close()
 
 
 def test_full_disk_drops_counted_keeps_alarms_and_recovers(tmp_path: Path) -> None:

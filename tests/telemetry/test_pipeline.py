@@ -13,6 +13,7 @@ from brokers import wait_until
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from bessai.errors import ConfigError, SinkError
 from bessai.observe.metrics import GatewayMetrics
@@ -322,3 +323,118 @@ async def test_drain_flushes_a_batching_sink_at_once(tmp_path: Path) -> None:
     assert await pipeline.drain(2.0)  # a graceful stop writes the file now, not in 30 s
     await pipeline.stop()
     assert lake_like.got == [("a", 0), ("a", 1), ("a", 2)]
+
+
+class PipelinedSink(MemorySink):
+    """Keeps up to `depth` batches open and acknowledges them after `delay_s`, in reverse
+    order when asked (an earlier batch may complete after a later one); fails the batches
+    whose number is in `fail`."""
+
+    def __init__(self, *, depth: int, fail: set[int], reverse: bool = False) -> None:
+        super().__init__("piped", batch=5)
+        self.pipeline_depth = depth
+        self.fail = fail
+        self.reverse = reverse
+        self.wire: list[list[int]] = []  # seqs of each batch handed over, in order
+        self.open: list[asyncio.Future[None]] = []
+        self.max_open = 0
+
+    async def send(
+        self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]
+    ) -> asyncio.Future[None]:
+        number = len(self.wire)
+        self.wire.append([r.seq for r in rows])
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.open = [f for f in self.open if not f.done()] + [fut]
+        self.max_open = max(self.max_open, len(self.open))
+        delay_s = 0.05 * (self.pipeline_depth - len(self.open) + 1) if self.reverse else 0.01
+
+        def settle() -> None:
+            if fut.done():
+                return
+            if number in self.fail:
+                fut.set_exception(SinkError(f"batch {number} refused", sink=self.name))
+            else:
+                self.got.extend(("a", r.seq) for r in rows)
+                fut.set_result(None)
+
+        asyncio.get_running_loop().call_later(delay_s, settle)
+        return fut
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+async def test_pipelined_sink_keeps_order_and_the_cursor_behind_the_first_failure(
+    tmp_path: Path, reverse: bool
+) -> None:
+    sink = PipelinedSink(depth=3, fail={2, 7}, reverse=reverse)
+    pipeline = TelemetryPipeline(_config(tmp_path), sinks=[sink])
+    for i in range(60):
+        pipeline.emit([Record("a", {"cycle": i})])
+    await pipeline.start()
+    assert await pipeline.drain(10.0)
+    await pipeline.stop()
+    assert sink.max_open == 3, "batches must overlap up to the sink's depth"
+    # Every seq acknowledged, the outbox empty (drain), and rows handed over for the first
+    # time strictly in outbox order.
+    assert {s for _, s in sink.got} == set(range(60))
+    first_seen: list[int] = []
+    for batch in sink.wire:
+        first_seen.extend(s for s in batch if s not in first_seen)
+    assert first_seen == list(range(60))
+    # After the failed batch 2 (seqs 10-14), sending starts over at its first row: the
+    # cursor never moved past it, whatever completed after it.
+    assert sink.wire[2] == [10, 11, 12, 13, 14]
+    restarts = [b[0] for prev, b in zip(sink.wire, sink.wire[1:], strict=False) if b[0] <= prev[0]]
+    assert restarts[0] == 10, sink.wire[:8]
+    assert len(restarts) == 2
+    assert sink.status.errors_total == 2
+
+
+async def test_without_sinks_nothing_is_stored_and_it_is_said(tmp_path: Path) -> None:
+    gm = GatewayMetrics()
+
+    # An earlier run with a sink that never got its rows out left 3 in the outbox.
+    class Dead(MemorySink):
+        async def publish(self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]) -> None:
+            raise SinkError("down", sink=self.name)
+
+    earlier = TelemetryPipeline(_config(tmp_path), sinks=[Dead("dead")])
+    earlier.emit([Record("a", {"cycle": i}) for i in range(3)])
+    await earlier.stop()
+
+    cfg = _config(tmp_path, max_rows=10)
+    with capture_logs() as logs:
+        pipeline = TelemetryPipeline(cfg, registry=gm.registry)
+        await pipeline.start()
+    assert not pipeline.keeps_telemetry
+    warnings = [e for e in logs if e["event"] == "telemetry is kept nowhere"]
+    assert warnings, logs
+    assert "no [[telemetry.sinks]] configured" in warnings[0]["reason"]
+    assert "3 envelopes stored by an earlier run" in warnings[0]["reason"]
+    for i in range(50):  # far past the cap of 10: with nowhere to go, nothing fills up
+        result = await pipeline.emit_async(
+            [Record("a", {"cycle": i}), Record("a", {"code": i}, kind="alarm")]
+        )
+        assert result.envelopes == ()
+        assert result.dropped == 0
+    assert pipeline.outbox.stats.rows == 3  # the earlier rows wait for a sink, untouched
+    assert pipeline.outbox.stats.dropped_total == 0
+    health = pipeline.health()
+    assert health.status == "ok", health.reasons  # a choice, not a fault: never a 503
+    assert "telemetry is kept nowhere" in health.to_dict()["notes"][0]
+    s = _samples(gm.registry)
+    assert s[("bessai_telemetry_sinks", ())] == 0
+    assert s[("bessai_telemetry_not_kept_total", (("kind", "telemetry"), ("site", "a")))] == 50
+    assert s[("bessai_telemetry_not_kept_total", (("kind", "alarm"), ("site", "a")))] == 50
+    await pipeline.stop()
+
+    # A sink configured later gets what the earlier run stored.
+    late = MemorySink("late")
+    pipeline = TelemetryPipeline(
+        _config(tmp_path), sinks=[late], registry=GatewayMetrics().registry
+    )
+    await pipeline.start()
+    assert await pipeline.drain(5.0)
+    assert pipeline.health().notes == ()
+    await pipeline.stop()
+    assert late.got == [("a", 0), ("a", 1), ("a", 2)]

@@ -6,13 +6,15 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import nats
 import paho.mqtt.publish as publish
 import pyarrow.parquet as pq
 import pytest
-from brokers import BrokerProcess
+from brokers import BrokerProcess, free_port, nats_process
 from typer.testing import CliRunner
 
 from bessai.cli import app
@@ -243,3 +245,68 @@ async def test_tail_check_replays_a_jetstream_stream(
     assert report["ok"] is True
     assert report["sites"]["alpha"]["last_seq"] == 24
     assert report["sites"]["beta"]["received"] == 25
+
+
+@pytest.mark.parametrize("scheme", ["nats", "mqtt"])
+def test_tail_to_a_closed_port_fails_with_one_line(scheme: str) -> None:
+    port = free_port()
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "bessai.cli", "tail", f"--{scheme}", f"{scheme}://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    took = time.monotonic() - started
+    assert out.returncode == 2, out.stderr
+    broker = "NATS" if scheme == "nats" else "MQTT broker"
+    assert out.stderr.strip() == (
+        f"error: cannot reach {broker} at {scheme}://127.0.0.1:{port}: connection refused"
+    )
+    assert out.stdout == ""
+    # Three attempts, one second apart (and the interpreter's start-up).
+    assert took < 20, took
+
+
+def test_tail_retry_waits_for_a_nats_server_that_comes_up_late(tmp_path: Path) -> None:
+    server = nats_process(tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bessai.cli",
+            "tail",
+            "--nats",
+            f"nats://127.0.0.1:{server.port}",
+            "--retry",
+            "--count",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(5.0)  # longer than the three attempts it makes without --retry
+        assert proc.poll() is None, proc.communicate()
+        server.start()
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert line.startswith("# subscribed to bessai.v1.> on nats://127.0.0.1"), line
+
+        async def publish_one() -> None:
+            nc = await nats.connect(f"nats://127.0.0.1:{server.port}")
+            await nc.publish("bessai.v1.alpha._.telemetry", _envelope("alpha", 7))
+            await nc.flush()
+            await nc.close()
+
+        asyncio.run(publish_one())
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        assert "alpha/_ telemetry seq=7" in out
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.kill()

@@ -45,8 +45,11 @@ def add(
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
     store = _store(config, keys_file)
+    existed = store.path.exists()
     token = store.add(name, role)
     typer.echo(token)
+    if not existed:
+        typer.echo(f"# created key file {store.path}", err=True)
     typer.echo(
         f"# key '{name}' ({role.value}) added to {store.path}; it is shown only now. "
         "Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",

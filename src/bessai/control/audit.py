@@ -11,7 +11,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
+
+from bessai import sqlitefile
 from bessai.errors import BessaiError
+from bessai.sqlitefile import DamagedFileError
+
+log = structlog.get_logger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS commands (
@@ -50,19 +56,51 @@ class AuditRecord:
 
 
 class AuditLog:
-    """Append-only; safe to call from the event loop's worker threads."""
+    """Append-only; safe to call from the event loop's worker threads.
 
-    def __init__(self, path: Path) -> None:
+    A damaged file (bessai.sqlitefile) is kept as `audit.sqlite.corrupt-<time>` and a new log
+    is started, with a critical log line: the gateway must keep recording commands. With
+    `repair=False` (read-only inspection) the damage is an error naming the file instead."""
+
+    def __init__(self, path: Path, *, repair: bool = True) -> None:
         self.path = path
+        self.kept_damaged: Path | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
+            try:
+                self._db = self._open()
+            except DamagedFileError as damage:
+                if not repair:
+                    raise BessaiError(
+                        f"the audit log {path} is damaged ({damage.reason}); the gateway keeps "
+                        "it aside and starts a new one at its next start"
+                    ) from None
+                self.kept_damaged = sqlitefile.replace_damaged(path, lambda tmp: tmp.touch())
+                log.critical(
+                    "audit log damaged: kept aside, new audit log started",
+                    damaged=str(path),
+                    kept_as=str(self.kept_damaged),
+                    reason=damage.reason,
+                )
+                self._db = self._open()
         except (OSError, sqlite3.Error) as exc:
             raise BessaiError(f"cannot open the audit log {path}: {exc}") from None
         self._lock = threading.Lock()
+
+    def _open(self) -> sqlite3.Connection:
+        if self.path.exists() and self.path.stat().st_size > 0:
+            sqlitefile.probe(self.path)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA)
+        except BaseException as exc:
+            db.close()
+            if isinstance(exc, sqlite3.DatabaseError) and sqlitefile.is_damage(exc):
+                raise DamagedFileError(self.path, str(exc)) from exc
+            raise
+        return db
 
     def append(self, record: AuditRecord) -> None:
         row = asdict(record)
@@ -117,4 +155,4 @@ class AuditLog:
 def open_readonly(path: Path) -> AuditLog:
     if not path.exists():
         raise BessaiError(f"no audit log at {path} (has the gateway run with this data_dir?)")
-    return AuditLog(path)
+    return AuditLog(path, repair=False)

@@ -16,6 +16,7 @@ from rich.table import Table
 from bessai.config import load_config
 from bessai.control.audit import open_readonly
 from bessai.control.planner import planner_inputs
+from bessai.telemetry.config import no_sinks_note
 
 log = structlog.get_logger("bessai.gateway")
 
@@ -103,6 +104,8 @@ def config_check(
     source = str(path) if path else "embedded default"
     extra = f"; environment overrides: {', '.join(overridden)}" if overridden else ""
     typer.echo(f"# {source}: ok, {len(cfg.sites)} site(s){extra}", err=True)
+    if (note := no_sinks_note(cfg.telemetry)) is not None:
+        typer.echo(f"# warning: {note}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -50,6 +50,7 @@ def status_table(monitor: Monitor, urls: list[str]) -> Group:
         f"{fleet.sites_safe} in SAFE   |   outbox {outbox.rows} rows"
         + (f", oldest {oldest:.0f} s" if oldest is not None else "")
         + (f", {outbox.dropped_total} dropped" if outbox.dropped_total else "")
+        + ("" if monitor.telemetry.keeps_telemetry else ", telemetry kept nowhere (no sinks)")
         + "   |   "
         + "   ".join(urls),
         style="dim",

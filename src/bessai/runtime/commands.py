@@ -21,6 +21,7 @@ from bessai.logging import configure_logging
 from bessai.observe.status import status_table
 from bessai.runtime.http import port_free, serve_http
 from bessai.runtime.service import Runtime
+from bessai.telemetry.config import no_sinks_note
 
 log = structlog.get_logger("bessai.gateway")
 
@@ -68,6 +69,7 @@ async def run_gateway(config: Config, duration_s: float | None, live: bool) -> N
     """Run until a signal or `duration_s`; stop dispatch on the way out."""
     host, port = config.gateway.http_host, config.gateway.http_port
     port_free(host, port)  # before anything starts: a busy port is a one-line error
+    data_dir_created = not config.gateway.data_dir.exists()
     console = Console()
     runtime = Runtime(config)
     http = None
@@ -87,6 +89,14 @@ async def run_gateway(config: Config, duration_s: float | None, live: bool) -> N
             "Ctrl-C stops dispatch and exits.",
             markup=False,
         )
+        console.print(
+            f"{'created data directory' if data_dir_created else 'data directory'} "
+            f"{config.gateway.data_dir}",
+            markup=False,
+            highlight=False,
+        )
+        if (note := no_sinks_note(config.telemetry)) is not None:
+            console.print(f"warning: {note}", markup=False, highlight=False)
         log.info("gateway running", sites=list(runtime.gateway.sites), health=f"{base}/health")
         if not config.api.dev_mode and not KeyStore(config.keys_file).list():
             console.print(

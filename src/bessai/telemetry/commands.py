@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bessai.errors import TelemetryError
-from bessai.telemetry.lake import query_lake
-from bessai.telemetry.tail import TailTarget, report_json, run_tail
+from bessai.telemetry.lake import configured_lake, query_lake
+from bessai.telemetry.tail import CONNECT_ATTEMPTS, TailTarget, report_json, run_tail
 
 
 class OutputFormat(StrEnum):
@@ -50,13 +50,25 @@ def register(app: typer.Typer) -> None:
                 "and `telemetry_raw` (every stored row)."
             ),
         ],
-        lake: Annotated[Path, typer.Option("--lake", help="Lake directory.")] = Path("var/lake"),
+        lake: Annotated[
+            Path | None,
+            typer.Option(
+                "--lake",
+                help="Lake directory. Default: the lake sink's path of the configuration.",
+            ),
+        ] = None,
+        config: Annotated[
+            Path | None,
+            typer.Option(
+                "--config", "-c", help="Gateway configuration. Default: the embedded default."
+            ),
+        ] = None,
         output: Annotated[
             OutputFormat, typer.Option("--format", help="Output format.")
         ] = OutputFormat.table,
     ) -> None:
         """Run DuckDB SQL over the Parquet lake."""
-        result = query_lake(lake, sql)
+        result = query_lake(lake if lake is not None else configured_lake(config), sql)
         if output is OutputFormat.csv:
             writer = csv.writer(sys.stdout)
             writer.writerow(result.columns)
@@ -102,6 +114,14 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print raw JSON.")] = False,
+        retry: Annotated[
+            bool,
+            typer.Option(
+                "--retry",
+                help="Keep trying to reach the broker (and to reconnect) instead of giving up "
+                f"after {CONNECT_ATTEMPTS} attempts.",
+            ),
+        ] = False,
         topic_prefix: Annotated[str, typer.Option(help="MQTT topic prefix.")] = "bessai/v1",
         subject_prefix: Annotated[str, typer.Option(help="NATS subject prefix.")] = "bessai.v1",
     ) -> None:
@@ -124,6 +144,7 @@ def register(app: typer.Typer) -> None:
             subject_prefix=subject_prefix,
             stream=stream,
             on_ready=lambda msg: typer.echo(f"# {msg}", err=True),
+            retry=retry,
         )
         try:
             checker = asyncio.run(coro)

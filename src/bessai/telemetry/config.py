@@ -1,7 +1,7 @@
 """Telemetry configuration: the `[telemetry]` table of the site TOML and its `[[telemetry.sinks]]`.
 
 [telemetry]
-outbox_path = "var/outbox.sqlite"
+outbox_path = "outbox.sqlite"        # relative paths: relative to gateway.data_dir
 max_rows = 1_000_000
 max_bytes = 536_870_912
 
@@ -19,7 +19,7 @@ servers = ["nats://127.0.0.1:4222"]
 
 [[telemetry.sinks]]
 type = "lake"
-path = "var/lake"
+path = "lake"
 """
 
 from __future__ import annotations
@@ -56,9 +56,13 @@ class MqttSinkConfig(_Strict):
     topic_prefix: str = Field(default="bessai/v1", pattern=r"^[^+#]+[^/+#]$")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     connect_timeout_s: float = Field(default=10.0, gt=0)
-    # Ack-stall watchdog: a batch not fully acknowledged within this time forces a reconnect.
+    # Ack-stall watchdog: messages waiting and no PUBACK for this long forces a reconnect.
     ack_timeout_s: float = Field(default=15.0, gt=0)
     inflight_max: int = Field(default=100, ge=1, le=65535)
+    # After the connection broke, send again what the broker acknowledged in this many seconds
+    # before: a broker killed before its next persistence snapshot forgot them (Mosquitto
+    # acknowledges from memory). Keep it above the broker's autosave_interval; 0 turns it off.
+    resend_window_s: float = Field(default=120.0, ge=0, le=86400)
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
 
@@ -128,7 +132,8 @@ SinkConfig = Annotated[
 class TelemetryConfig(_Strict):
     """The `[telemetry]` table."""
 
-    outbox_path: Path = Path("var/outbox.sqlite")
+    # Relative to gateway.data_dir when loaded from a configuration file (bessai.config).
+    outbox_path: Path = Path("outbox.sqlite")
     # Size cap; reaching it drops the oldest *telemetry* rows, never alarms or commands.
     max_rows: int | None = Field(default=1_000_000, ge=1)
     max_bytes: int | None = Field(default=512 * 1024 * 1024, ge=4096)
@@ -153,6 +158,18 @@ class TelemetryConfig(_Strict):
         if dupes:
             raise ValueError(f"sink names must be unique, {dupes} repeat: give each sink a `name`")
         return self
+
+
+def no_sinks_note(config: TelemetryConfig) -> str | None:
+    """The warning for a configuration without sinks (None when it has one): with nothing to
+    send to, the gateway stores no telemetry at all rather than fill the outbox to its cap."""
+    if config.sinks:
+        return None
+    return (
+        "no [[telemetry.sinks]] configured: telemetry is kept nowhere (neither stored nor "
+        'sent); add one, e.g. a local Parquet lake: [[telemetry.sinks]] type = "lake", '
+        'path = "lake"'
+    )
 
 
 def load_telemetry_config(data: object, *, source: str = "config") -> TelemetryConfig:

@@ -7,7 +7,8 @@ Degraded (HTTP 503 in the gateway) when:
 - the oldest envelope a sink has not acknowledged is older than `max_oldest_age_s` (plus the
   sink's own batching delay: the lake's flush interval);
 - a sink refused our credentials (at once: retrying alone will not fix it);
-- a sink has been failing for longer than `sink_stale_after_s`.
+- a sink has been failing for longer than `sink_stale_after_s`;
+- the outbox file was damaged and replaced at start, within the last `drop_hold_s`.
 Each reason is a sentence an operator can act on.
 """
 
@@ -36,6 +37,8 @@ class TelemetryHealth:
     reasons: tuple[str, ...]
     outbox: dict[str, Any] = field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Facts worth an operator's eye that are not faults (no sink configured).
+    notes: tuple[str, ...] = ()
 
     @property
     def http_status(self) -> int:
@@ -47,6 +50,7 @@ class TelemetryHealth:
             "reasons": list(self.reasons),
             "outbox": self.outbox,
             "sinks": self.sinks,
+            "notes": list(self.notes),
         }
 
 
@@ -59,6 +63,7 @@ def telemetry_health(
     drop_hold_s: float = 300.0,
     outbox_path: str = "",
     now_us: int | None = None,
+    notes: Sequence[str] = (),
 ) -> TelemetryHealth:
     now = now_us if now_us is not None else time.time_ns() // 1000
     reasons: list[str] = []
@@ -83,6 +88,13 @@ def telemetry_health(
             f"outbox dropped telemetry {(now - stats.last_drop_us) / 1e6:.0f} s ago "
             f"({stats.dropped_total} dropped so far; storage full or cap reached)"
         )
+    notes = list(notes)
+    if stats.repaired is not None and stats.repaired_us is not None:
+        # Loud for drop_hold_s (an alert fires), then a standing note until the restart.
+        if (now - stats.repaired_us) / 1e6 <= drop_hold_s:
+            reasons.append(stats.repaired)
+        else:
+            notes.append(stats.repaired)
     oldest_age = stats.oldest_age_s(now)
     sink_docs: dict[str, dict[str, Any]] = {}
     for s in sinks:
@@ -134,4 +146,5 @@ def telemetry_health(
         reasons=tuple(reasons),
         outbox=outbox_doc,
         sinks=sink_docs,
+        notes=tuple(notes),
     )

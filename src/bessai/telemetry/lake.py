@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from bessai.errors import TelemetryError
+from bessai.telemetry.config import LakeSinkConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +25,25 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
+def configured_lake(config_path: Path | None) -> Path:
+    """The lake directory of a configuration (the embedded default without a file): its
+    first lake sink's path, else `<data_dir>/lake`."""
+    from bessai.config import load_config  # the CLI's concern; keeps this module light
+
+    config, _ = load_config(config_path)
+    for sink in config.telemetry.sinks:
+        if isinstance(sink, LakeSinkConfig):
+            return sink.path
+    return config.gateway.data_dir / "lake"
+
+
 def connect_lake(lake: Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the `telemetry` and `telemetry_raw` views."""
     if not lake.is_dir():
-        raise TelemetryError(f"lake directory {lake} does not exist (set --lake)")
+        raise TelemetryError(
+            f"lake directory {lake} does not exist: give --lake DIR or --config FILE "
+            "(the lake sink writes its first file after flush_interval_s)"
+        )
     if not any(lake.glob("site=*/date=*/*.parquet")):
         raise TelemetryError(
             f"no Parquet files under {lake} (expected site=<id>/date=<YYYY-MM-DD>/*.parquet)"

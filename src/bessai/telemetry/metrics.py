@@ -33,10 +33,12 @@ class TelemetryCollector(Collector):
         stats: Callable[[], OutboxStats],
         sinks: Callable[[], Sequence[SinkStatus]],
         emitted: Callable[[], dict[tuple[str, str], int]],
+        not_kept: Callable[[], dict[tuple[str, str], int]] = dict,
     ) -> None:
         self._stats = stats
         self._sinks = sinks
         self._emitted = emitted
+        self._not_kept = not_kept
 
     def collect(self) -> Iterable[Metric]:
         now_us = time.time_ns() // 1000
@@ -79,8 +81,21 @@ class TelemetryCollector(Collector):
         for (site, kind), n in sorted(self._emitted().items()):
             emitted.add_metric([site, kind], float(n))
         yield emitted
+        not_kept = CounterMetricFamily(
+            "bessai_telemetry_not_kept",
+            "Envelopes neither stored nor sent because no sink is configured.",
+            labels=["site", "kind"],
+        )
+        for (site, kind), n in sorted(self._not_kept().items()):
+            not_kept.add_metric([site, kind], float(n))
+        yield not_kept
 
         sinks = list(self._sinks())
+        yield GaugeMetricFamily(
+            "bessai_telemetry_sinks",
+            "Configured telemetry sinks (0: telemetry is kept nowhere).",
+            len(sinks),
+        )
         sink_state = GaugeMetricFamily(
             "bessai_sink_state", "1 for the current state of each sink.", labels=["sink", "state"]
         )

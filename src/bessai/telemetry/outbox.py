@@ -20,6 +20,7 @@ is left and the disk is still full they are held in memory and stored first on t
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -34,50 +35,25 @@ from typing import IO, Literal
 
 import structlog
 
+from bessai import sqlitefile
 from bessai.errors import OutboxError
+from bessai.sqlitefile import DamagedFileError
 from bessai.telemetry.envelope import Envelope, Record, now_utc
+from bessai.telemetry.outbox_repair import (
+    OutboxRepair,
+    build_replacement,
+    salvage_next_seq,
+    seq_floor_now,
+)
+from bessai.telemetry.outbox_schema import OUTBOX_FORMAT, OUTBOX_VERSION, SCHEMA, split_sql
 
 log = structlog.get_logger(__name__)
-
-OUTBOX_FORMAT = "bessai-outbox"
-OUTBOX_VERSION = "1"
 
 StorageState = Literal["ok", "capped", "full", "error"]
 STORAGE_STATES: tuple[StorageState, ...] = ("ok", "capped", "full", "error")
 
 # Records held in memory while the outbox cannot store them (about 14 h of one site at 5 s).
 HELD_MAX = 10_000
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS site_seq(site_id TEXT PRIMARY KEY, next_seq INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS outbox(
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    site_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    device_id TEXT,
-    kind TEXT NOT NULL,
-    ts_us INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    UNIQUE(site_id, seq)
-);
-CREATE INDEX IF NOT EXISTS outbox_kind_id ON outbox(kind, id);
-CREATE TABLE IF NOT EXISTS totals(
-    one INTEGER PRIMARY KEY CHECK (one = 1), nrows INTEGER NOT NULL, nbytes INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO totals VALUES (1, 0, 0);
-CREATE TRIGGER IF NOT EXISTS outbox_ins AFTER INSERT ON outbox BEGIN
-    UPDATE totals SET nrows = nrows + 1, nbytes = nbytes + length(NEW.payload) WHERE one = 1;
-END;
-CREATE TRIGGER IF NOT EXISTS outbox_del AFTER DELETE ON outbox BEGIN
-    UPDATE totals SET nrows = nrows - 1, nbytes = nbytes - length(OLD.payload) WHERE one = 1;
-END;
-CREATE TABLE IF NOT EXISTS drops(
-    site_id TEXT NOT NULL, kind TEXT NOT NULL, count INTEGER NOT NULL,
-    PRIMARY KEY (site_id, kind)
-);
-CREATE TABLE IF NOT EXISTS sink_cursor(sink TEXT PRIMARY KEY, acked_id INTEGER NOT NULL);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +95,9 @@ class OutboxStats:
     held_in_memory: int = 0
     last_drop_us: int | None = None
     updated_us: int = 0
+    #: Set when a damaged outbox file was replaced at open (what happened, and when).
+    repaired: str | None = None
+    repaired_us: int | None = None
 
     @property
     def dropped_total(self) -> int:
@@ -172,10 +151,12 @@ class Outbox:
         self._unpersisted_drops: dict[tuple[str, str], int] = {}
         self._sinks: tuple[str, ...] = ()
         self._lock_file = self._acquire_lock()
+        self.repair: OutboxRepair | None = None
         try:
-            self._w = self._connect()
-            self._init_schema()
-            self._r = self._connect()
+            try:
+                self._open_db()
+            except DamagedFileError as exc:
+                self._replace_damaged(exc)
         except sqlite3.DatabaseError as exc:
             self._lock_file.close()
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
@@ -215,6 +196,47 @@ class Outbox:
         fh.flush()
         return fh
 
+    def _open_db(self) -> None:
+        """Both connections, the schema, and a check that the file is sound."""
+        if self.path.exists() and self.path.stat().st_size > 0:
+            sqlitefile.probe(self.path)
+        opened: list[sqlite3.Connection] = []
+        try:
+            self._w = self._connect()
+            opened.append(self._w)
+            self._init_schema()
+            self._r = self._connect()
+            opened.append(self._r)
+            floor = self._w.execute("SELECT value FROM meta WHERE key = 'seq_floor'").fetchone()
+        except BaseException as exc:
+            for conn in opened:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            if isinstance(exc, sqlite3.DatabaseError) and sqlitefile.is_damage(exc):
+                raise DamagedFileError(self.path, str(exc)) from exc
+            raise
+        self._seq_floor = int(floor[0]) if floor else 0
+
+    def _replace_damaged(self, damage: DamagedFileError) -> None:
+        """Keep the damaged file aside, start a new outbox, carry `seq` over (outbox_repair)."""
+        next_seq = salvage_next_seq(self.path)
+        floor = seq_floor_now() if next_seq is None else None
+        moved_to = sqlitefile.replace_damaged(
+            self.path, lambda tmp: build_replacement(tmp, next_seq or {}, floor)
+        )
+        self._open_db()
+        self.repair = OutboxRepair(
+            damaged=self.path,
+            moved_to=moved_to,
+            reason=damage.reason,
+            next_seq=next_seq or {},
+            seq_floor=floor,
+            at_us=_now_us(),
+        )
+        log.critical(
+            "outbox damaged: moved aside, new outbox started", detail=self.repair.describe()
+        )
+
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=10.0
@@ -253,7 +275,7 @@ class Outbox:
                 )
         self._w.execute("BEGIN IMMEDIATE")
         try:
-            for stmt in _split_sql(_SCHEMA):
+            for stmt in split_sql(SCHEMA):
                 self._w.execute(stmt)
             self._w.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('format', ?), ('version', ?)",
@@ -388,7 +410,7 @@ class Outbox:
                     row = conn.execute(
                         "SELECT next_seq FROM site_seq WHERE site_id = ?", (rec.site_id,)
                     ).fetchone()
-                    seq = row[0] if row else 0
+                    seq = row[0] if row else self._seq_floor
                 env = Envelope(
                     site_id=rec.site_id,
                     seq=seq,
@@ -579,6 +601,8 @@ class Outbox:
             held_in_memory=len(self._held),
             last_drop_us=self._last_drop_us,
             updated_us=_now_us(),
+            repaired=self.repair.describe() if self.repair else None,
+            repaired_us=self.repair.at_us if self.repair else None,
         )
 
     def next_seq(self, site_id: str) -> int:
@@ -586,7 +610,7 @@ class Outbox:
             row = self._r.execute(
                 "SELECT next_seq FROM site_seq WHERE site_id = ?", (site_id,)
             ).fetchone()
-        return int(row[0]) if row else 0
+        return int(row[0]) if row else self._seq_floor
 
     def integrity_check(self) -> str:
         with self._rlock:
@@ -603,20 +627,3 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def _to_us(ts: datetime) -> int:
     # Integer arithmetic: a float timestamp would round microseconds.
     return (ts - _EPOCH) // timedelta(microseconds=1)
-
-
-def _split_sql(script: str) -> list[str]:
-    """Split the schema into statements; triggers contain ';' inside BEGIN ... END."""
-    out: list[str] = []
-    buf: list[str] = []
-    in_trigger = False
-    for line in script.strip().splitlines():
-        buf.append(line)
-        stripped = line.strip().upper()
-        if stripped.startswith("CREATE TRIGGER"):
-            in_trigger = True
-        if (in_trigger and stripped == "END;") or (not in_trigger and stripped.endswith(";")):
-            out.append("\n".join(buf).rstrip().rstrip(";"))
-            buf = []
-            in_trigger = False
-    return out

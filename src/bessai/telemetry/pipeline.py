@@ -12,6 +12,10 @@
 `emit_async` runs the SQLite commit (fsync included) in a worker thread, so the event loop
 keeps running other sites and the forwarder meanwhile; `emit` is the same call done inline.
 Neither ever waits on the network.
+
+Without any sink there is nothing to keep telemetry for: `emit` stores nothing (the outbox would
+only fill to its cap and then drop, degraded), counts what it did not keep, and start-up, health
+and `bessai config check` say so. Rows an earlier run stored stay for a sink configured later.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from bessai.telemetry.config import (
     MqttSinkConfig,
     NatsSinkConfig,
     TelemetryConfig,
+    no_sinks_note,
 )
 from bessai.telemetry.envelope import Record
 from bessai.telemetry.forwarder import Forwarder
@@ -82,13 +87,31 @@ class TelemetryPipeline:
             batch_max_rows=config.batch_max_rows,
         )
         self._emitted: dict[tuple[str, str], int] = {}
+        self._not_kept: dict[tuple[str, str], int] = {}
         self._started = False
         if registry is not None:
             registry.register(
                 TelemetryCollector(
-                    lambda: self.outbox.stats, self.sink_statuses, lambda: dict(self._emitted)
+                    lambda: self.outbox.stats,
+                    self.sink_statuses,
+                    lambda: dict(self._emitted),
+                    lambda: dict(self._not_kept),
                 )
             )
+
+    @property
+    def keeps_telemetry(self) -> bool:
+        """False without sinks: envelopes are then neither stored nor sent."""
+        return bool(self.sinks)
+
+    def _note(self) -> str | None:
+        if self.keeps_telemetry:
+            return None
+        note = no_sinks_note(self.config) or "no sinks: telemetry is kept nowhere"
+        rows = self.outbox.stats.rows
+        if rows:
+            note += f"; {rows} envelopes stored by an earlier run wait in the outbox for a sink"
+        return note
 
     @property
     def boot_id(self) -> str:
@@ -104,18 +127,32 @@ class TelemetryPipeline:
             sinks=[s.name for s in self.sinks],
             boot_id=self.boot_id,
         )
+        note = self._note()
+        if note is not None:
+            log.warning("telemetry is kept nowhere", reason=note)
 
     def emit(self, records: Sequence[Record]) -> AppendResult:
         """Commit one cycle's envelopes (one transaction). Call from the event-loop thread."""
+        if not self.keeps_telemetry:
+            return self._not_keeping(records)
         result = self.outbox.append(records)
         self._after_append(result)
         return result
 
     async def emit_async(self, records: Sequence[Record]) -> AppendResult:
         """Same as `emit`, with the commit in a worker thread."""
+        if not self.keeps_telemetry:
+            return self._not_keeping(records)
         result = await asyncio.to_thread(self.outbox.append, records)
         self._after_append(result)
         return result
+
+    def _not_keeping(self, records: Sequence[Record]) -> AppendResult:
+        for rec in records:
+            key = (rec.site_id, rec.kind)
+            self._not_kept[key] = self._not_kept.get(key, 0) + 1
+        stats = self.outbox.stats
+        return AppendResult((), 0, stats.held_in_memory, stats.storage_state)
 
     def _after_append(self, result: AppendResult) -> None:
         for env in result.envelopes:
@@ -136,6 +173,7 @@ class TelemetryPipeline:
             drop_hold_s=self.config.drop_hold_s,
             outbox_path=str(self.config.outbox_path),
             now_us=time.time_ns() // 1000,
+            notes=[n for n in (self._note(),) if n is not None],
         )
 
     async def drain(self, timeout_s: float) -> bool:

@@ -9,6 +9,7 @@ harmless; a gap that is never filled is a lost message (or a counted cap drop).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import ssl
@@ -21,10 +22,53 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 import nats
 import nats.errors
+from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 
 from bessai.errors import TelemetryError
 from bessai.telemetry.envelope import Envelope
+
+
+class Gaps:
+    """Missing seq numbers as sorted, disjoint [first, last] ranges: a jump of a billion
+    (a replaced outbox continuing from a time floor) costs one range, not a billion ints."""
+
+    __slots__ = ("_firsts", "_lasts")
+
+    def __init__(self) -> None:
+        self._firsts: list[int] = []
+        self._lasts: list[int] = []
+
+    def add(self, first: int, last: int) -> None:
+        """Record first..last (inclusive) as missing; callers add ranges above all others."""
+        self._firsts.append(first)
+        self._lasts.append(last)
+
+    def fill(self, seq: int) -> bool:
+        """Remove `seq`; False when it was not missing."""
+        i = bisect.bisect_right(self._firsts, seq) - 1
+        if i < 0 or seq > self._lasts[i]:
+            return False
+        first, last = self._firsts[i], self._lasts[i]
+        del self._firsts[i], self._lasts[i]
+        if seq + 1 <= last:
+            self._firsts.insert(i, seq + 1)
+            self._lasts.insert(i, last)
+        if first <= seq - 1:
+            self._firsts.insert(i, first)
+            self._lasts.insert(i, seq - 1)
+        return True
+
+    def __len__(self) -> int:
+        return sum(b - a + 1 for a, b in zip(self._firsts, self._lasts, strict=True))
+
+    def __bool__(self) -> bool:
+        return bool(self._firsts)
+
+    def ranges(self) -> list[str]:
+        return [
+            f"{a}" if a == b else f"{a}-{b}" for a, b in zip(self._firsts, self._lasts, strict=True)
+        ]
 
 
 @dataclass(slots=True)
@@ -34,7 +78,7 @@ class SiteSeq:
     received: int = 1
     duplicates: int = 0
     late: int = 0
-    missing: set[int] = field(default_factory=set)
+    missing: Gaps = field(default_factory=Gaps)
 
 
 class SeqChecker:
@@ -54,12 +98,11 @@ class SeqChecker:
             st.next += 1
             return None
         if seq > st.next:
-            st.missing.update(range(st.next, seq))
+            st.missing.add(st.next, seq - 1)
             note = f"gap: {site_id} seq {st.next}..{seq - 1} missing"
             st.next = seq + 1
             return note
-        if seq in st.missing:
-            st.missing.discard(seq)
+        if st.missing.fill(seq):
             st.late += 1
             return None
         if seq < st.first:
@@ -82,26 +125,10 @@ class SeqChecker:
                 "duplicates": st.duplicates,
                 "late": st.late,
                 "missing": len(st.missing),
-                "missing_ranges": _ranges(sorted(st.missing))[:50],
+                "missing_ranges": st.missing.ranges()[:50],
             }
             for site, st in sorted(self.sites.items())
         }
-
-
-def _ranges(values: list[int]) -> list[str]:
-    out: list[str] = []
-    start = prev = None
-    for v in values:
-        if start is None:
-            start = prev = v
-        elif prev is not None and v == prev + 1:
-            prev = v
-        else:
-            out.append(f"{start}" if start == prev else f"{start}-{prev}")
-            start = prev = v
-    if start is not None:
-        out.append(f"{start}" if start == prev else f"{start}-{prev}")
-    return out
 
 
 def format_envelope(env: Envelope) -> str:
@@ -122,6 +149,61 @@ class TailTarget:
     url: str
 
 
+#: Connection attempts before a tail gives up (1 s apart), unless told to keep retrying.
+CONNECT_ATTEMPTS = 3
+
+
+def _where(url: str) -> str:
+    """The URL without credentials, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+async def _mqtt_client(url: str, *, retry: bool) -> tuple[aiomqtt.Client, str]:
+    """A connected aiomqtt client (entered), after up to CONNECT_ATTEMPTS tries or forever."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise TelemetryError(f"--mqtt {url!r}: expected mqtt://[user:pass@]host[:port]")
+    tls = ssl.create_default_context() if parts.scheme == "mqtts" else None
+    port = parts.port or (8883 if tls else 1883)
+    where = f"{parts.scheme}://{parts.hostname}:{port}"
+    attempt = 0
+    while True:
+        attempt += 1
+        client = aiomqtt.Client(
+            hostname=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls_context=tls,
+            timeout=5,
+        )
+        try:
+            await client.__aenter__()
+            return client, where
+        except aiomqtt.MqttCodeError as exc:
+            # The broker answered with a refusal (credentials): retrying will not help.
+            raise TelemetryError(f"MQTT broker at {where} refused the connection: {exc}") from None
+        except aiomqtt.MqttError as exc:
+            # aiomqtt keeps the OSError only as the context of its own error.
+            cause = exc.__context__
+            reason = _reason(cause) if isinstance(cause, OSError) else str(exc)
+            if not retry and attempt >= CONNECT_ATTEMPTS:
+                raise TelemetryError(f"cannot reach MQTT broker at {where}: {reason}") from None
+        await asyncio.sleep(1.0)
+
+
 async def tail_mqtt(
     url: str,
     handler: Handler,
@@ -129,38 +211,60 @@ async def tail_mqtt(
     topic_prefix: str,
     stop: asyncio.Event,
     on_ready: Callable[[str], None],
+    retry: bool = False,
 ) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise TelemetryError(f"--mqtt {url!r}: expected mqtt://[user:pass@]host[:port]")
-    tls = ssl.create_default_context() if parts.scheme == "mqtts" else None
-    port = parts.port or (8883 if tls else 1883)
+    client, where = await _mqtt_client(url, retry=retry)
     try:
-        async with aiomqtt.Client(
-            hostname=parts.hostname,
-            port=port,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            tls_context=tls,
-            timeout=10,
-        ) as client:
-            await client.subscribe(f"{topic_prefix}/+/+/+", qos=1)
-            on_ready(f"subscribed to {topic_prefix}/+/+/+ on {parts.hostname}:{port}")
+        await client.subscribe(f"{topic_prefix}/+/+/+", qos=1)
+        on_ready(f"subscribed to {topic_prefix}/+/+/+ on {where}")
 
-            async def consume() -> None:
-                async for msg in client.messages:
-                    payload = msg.payload if isinstance(msg.payload, bytes) else b""
-                    handler(str(msg.topic), payload)
+        async def consume() -> None:
+            async for msg in client.messages:
+                payload = msg.payload if isinstance(msg.payload, bytes) else b""
+                handler(str(msg.topic), payload)
 
-            consumer = asyncio.create_task(consume())
-            stopper = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            consumer.cancel()
-            stopper.cancel()
-            if consumer in done:
-                consumer.result()  # the connection broke: surface why
+        consumer = asyncio.create_task(consume())
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        consumer.cancel()
+        stopper.cancel()
+        if consumer in done:
+            consumer.result()  # the connection broke: surface why
     except aiomqtt.MqttError as exc:
-        raise TelemetryError(f"MQTT {parts.hostname}:{port}: {exc}") from exc
+        raise TelemetryError(f"lost the MQTT broker at {where}: {exc}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await client.__aexit__(None, None, None)
+
+
+async def _nats_client(
+    url: str, *, retry: bool, lost: asyncio.Event
+) -> tuple[NatsClient, list[BaseException]]:
+    """A connected nats-py client: up to CONNECT_ATTEMPTS tries (1 s apart) or, with `retry`,
+    until the server answers. nats-py logs a traceback for every failed attempt by default;
+    the errors are kept for one line instead."""
+    errors: list[BaseException] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    async def on_closed() -> None:
+        lost.set()
+
+    try:
+        nc = await nats.connect(
+            url,
+            connect_timeout=5,
+            reconnect_time_wait=1,
+            # nats-py counts attempts after the first, and treats 0 as "forever".
+            max_reconnect_attempts=-1 if retry else max(1, CONNECT_ATTEMPTS - 1),
+            error_cb=on_error,
+            closed_cb=on_closed,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        reason = _reason(errors[-1] if errors else exc)
+        raise TelemetryError(f"cannot reach NATS at {_where(url)}: {reason}") from None
+    return nc, errors
 
 
 async def tail_nats(
@@ -171,13 +275,12 @@ async def tail_nats(
     stream: str | None,
     stop: asyncio.Event,
     on_ready: Callable[[str], None],
+    retry: bool = False,
 ) -> None:
     if not url.startswith(("nats://", "tls://")):
         raise TelemetryError(f"--nats {url!r}: expected nats://[user:pass@]host[:port]")
-    try:
-        nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=-1)
-    except (OSError, TimeoutError, nats.errors.Error) as exc:
-        raise TelemetryError(f"cannot connect to NATS {url}: {exc}") from exc
+    lost = asyncio.Event()
+    nc, errors = await _nats_client(url, retry=retry, lost=lost)
 
     async def on_msg(msg: Any) -> None:
         handler(str(msg.subject), bytes(msg.data))
@@ -195,10 +298,23 @@ async def tail_nats(
             )
         else:
             await nc.subscribe(f"{subject_prefix}.>", cb=on_msg)
+        # A round trip: the server has the subscription before we say so (core NATS keeps
+        # nothing for a subscription it has not seen yet).
+        await nc.flush(timeout=5)
         on_ready(
-            f"subscribed to {subject_prefix}.> on {url}" + (f" (stream {stream})" if stream else "")
+            f"subscribed to {subject_prefix}.> on {_where(url)}"
+            + (f" (stream {stream})" if stream else "")
         )
-        await stop.wait()
+        stopping = asyncio.create_task(stop.wait())
+        closing = asyncio.create_task(lost.wait())
+        await asyncio.wait({stopping, closing}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        closing.cancel()
+        if lost.is_set() and not stop.is_set():
+            reason = _reason(errors[-1]) if errors else "closed"
+            raise TelemetryError(f"lost NATS at {_where(url)}: {reason}")
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise TelemetryError(f"NATS at {_where(url)}: {_reason(exc)}") from None
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
@@ -216,6 +332,7 @@ async def run_tail(
     subject_prefix: str = "bessai.v1",
     stream: str | None = None,
     on_ready: Callable[[str], None] = lambda _msg: None,
+    retry: bool = False,
 ) -> SeqChecker:
     """Print envelopes until `count` messages or `duration_s` seconds; returns the checker."""
     checker = SeqChecker()
@@ -248,7 +365,12 @@ async def run_tail(
     try:
         if target.kind == "mqtt":
             await tail_mqtt(
-                target.url, handle, topic_prefix=topic_prefix, stop=stop, on_ready=on_ready
+                target.url,
+                handle,
+                topic_prefix=topic_prefix,
+                stop=stop,
+                on_ready=on_ready,
+                retry=retry,
             )
         else:
             await tail_nats(
@@ -258,6 +380,7 @@ async def run_tail(
                 stream=stream,
                 stop=stop,
                 on_ready=on_ready,
+                retry=retry,
             )
     finally:
         timer_task.cancel()

@@ -1,9 +1,15 @@
 """What every sink is to the forwarder: publish a batch in order, return only once all of it
-is acknowledged, raise SinkError otherwise. Retrying is the forwarder's job, not the sink's."""
+is acknowledged, raise SinkError otherwise. Retrying is the forwarder's job, not the sink's.
+
+A sink that can keep several batches on the wire (MQTT: one ordered connection per site)
+sets `pipeline_depth` > 1 and overrides `send`, which hands a batch over and returns a future
+for its acknowledgement; the forwarder then sends the next batch while it waits.
+"""
 
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -52,6 +58,8 @@ class Sink(abc.ABC):
     batch_max_delay_s: float = 0.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    #: Batches handed over and not yet acknowledged at most (1: send, wait, send the next).
+    pipeline_depth: int = 1
 
     def __init__(self, name: str, type_: str, target: str) -> None:
         self.name = name
@@ -62,6 +70,17 @@ class Sink(abc.ABC):
     async def publish(self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]) -> None:
         """Deliver `rows` (with `payloads`, already flagged historical where late) in order;
         return when every one is acknowledged; raise SinkError on any failure."""
+
+    async def send(
+        self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]
+    ) -> asyncio.Future[None]:
+        """Hand `rows` over after everything sent before; the future completes when every one
+        is acknowledged and fails with SinkError otherwise (the forwarder cancels it when an
+        earlier batch failed). The default publishes and waits right here."""
+        await self.publish(rows, payloads)
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return acked
 
     @abc.abstractmethod
     async def close(self) -> None:

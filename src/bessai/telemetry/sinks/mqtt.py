@@ -1,4 +1,4 @@
-"""MQTT sink (aiomqtt over paho-mqtt 2.x): QoS 1, persistent session, one connection per site.
+"""MQTT sink (paho-mqtt 2.x driven by asyncio): QoS 1, persistent session, a connection per site.
 
 One connection per site because MQTT allows one last will per connection, and each site has
 its own retained status topic `bessai/v1/<site>/status` that must turn `offline` when the
@@ -14,30 +14,21 @@ duplicates; consumers remove them by (site_id, seq).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import math
 import ssl
+import time
+from collections import deque
 from collections.abc import Sequence
 
-import aiomqtt
-import paho.mqtt.client as paho
 import structlog
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from bessai.errors import SinkAuthError, SinkError
 from bessai.telemetry.config import MqttSinkConfig
 from bessai.telemetry.envelope import SITE_DEVICE
 from bessai.telemetry.outbox import OutboxRow
 from bessai.telemetry.sinks.base import Sink
+from bessai.telemetry.sinks.mqtt_link import LinkError, LinkSettings, MqttLink
 
 log = structlog.get_logger(__name__)
-
-# aiomqtt warns once per queued publish beyond ten; a full in-flight window is our normal
-# operating point, so only its errors are worth a log line.
-_PAHO_LOG = logging.getLogger("bessai.telemetry.mqtt.paho")
-_PAHO_LOG.setLevel(logging.ERROR)
 
 # CONNACK codes (3.1.1: 4, 5; 5.0: 0x86, 0x87, 0x8C) that no amount of retrying will fix.
 _AUTH_CODES = {4, 5, 0x86, 0x87, 0x8C}
@@ -51,19 +42,54 @@ def status_topic(prefix: str, site_id: str) -> str:
     return f"{prefix}/{site_id}/status"
 
 
-def _abandon(client: aiomqtt.Client) -> None:
-    """Close the socket of a client whose connect failed or timed out.
+def _tls_context(cfg: MqttSinkConfig) -> ssl.SSLContext | None:
+    if not cfg.tls:
+        return None
+    context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+    if cfg.cert_file is not None and cfg.key_file is not None:
+        context.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
+    return context
 
-    aiomqtt leaves it open in that case; during a long outage every retry would leak a file
-    descriptor (and a half-open connection the broker must time out). paho's `_sock_close`
-    also unregisters the socket from the event loop before closing it."""
-    with contextlib.suppress(Exception):
-        client._client._sock_close()
+
+#: Messages kept per site for a re-send (about 11 MB of 540-byte envelopes): the window covers
+#: live operation many times over; only a large backlog drain can outgrow it.
+RESEND_MAX_MESSAGES = 20_000
 
 
-def _rc_value(rc: object) -> int | None:
-    value = getattr(rc, "value", rc)
-    return value if isinstance(value, int) else None
+class _RecentlyAcked:
+    """What the broker acknowledged in the last `window_s`, to send again after a break.
+
+    A broker acknowledges QoS 1 from memory and writes its state to disk later (Mosquitto:
+    every `autosave_interval`); killed in between, it forgets what it acknowledged, and the
+    outbox has already let those rows go. Sending them again on the next connection closes
+    the gap at the price of duplicates, which consumers remove by (site_id, seq)."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._items: deque[tuple[float, str, bytes]] = deque()
+        self._broke_at: float | None = None
+
+    def acked(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        if self.window_s <= 0:
+            return
+        now = time.monotonic()
+        self._items.extend((now, topic, payload) for topic, payload in messages)
+        items = self._items
+        while items and (now - items[0][0] > self.window_s or len(items) > RESEND_MAX_MESSAGES):
+            items.popleft()
+
+    def broke(self, at: float | None) -> None:
+        """The connection failed at `at`: the next one re-sends what came before it."""
+        if self._broke_at is None:
+            self._broke_at = at if at is not None else time.monotonic()
+
+    def to_resend(self) -> list[tuple[str, bytes]]:
+        """Messages to send again on a new connection (each break is handled once)."""
+        broke_at, self._broke_at = self._broke_at, None
+        if broke_at is None:
+            return []
+        since = broke_at - self.window_s
+        return [(topic, payload) for at, topic, payload in self._items if at >= since]
 
 
 class _SiteConnection:
@@ -72,59 +98,36 @@ class _SiteConnection:
     def __init__(self, sink: MqttSink, site_id: str) -> None:
         self.sink = sink
         self.site_id = site_id
-        self.client: aiomqtt.Client | None = None
+        self.link: MqttLink | None = None
         self.status_topic = status_topic(sink.config.topic_prefix, site_id)
+        self.recent = _RecentlyAcked(sink.config.resend_window_s)
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _settings(self) -> LinkSettings:
         cfg = self.sink.config
-        tls_context: ssl.SSLContext | None = None
-        if cfg.tls:
-            tls_context = ssl.create_default_context(
-                cafile=str(cfg.ca_file) if cfg.ca_file else None
-            )
-            if cfg.cert_file is not None and cfg.key_file is not None:
-                tls_context.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
-        v5 = cfg.protocol == "5"
-        properties: Properties | None = None
-        if v5:
-            # MQTT 5 keeps a session only for its expiry interval; an hour covers outages
-            # that matter here, and the outbox covers the rest.
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = 3600
-        return aiomqtt.Client(
-            hostname=cfg.host,
+        return LinkSettings(
+            host=cfg.host,
             port=cfg.port,
+            client_id=f"{cfg.client_id_prefix}-{self.site_id}",
+            protocol_v5=cfg.protocol == "5",
             username=cfg.username,
             password=cfg.password.get_secret_value() if cfg.password else None,
-            identifier=f"{cfg.client_id_prefix}-{self.site_id}",
-            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-            will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
-            clean_session=None if v5 else False,
-            clean_start=False if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
-            properties=properties,
-            keepalive=cfg.keepalive_s,
-            timeout=cfg.connect_timeout_s,
-            max_inflight_messages=cfg.inflight_max,
-            tls_context=tls_context,
-            logger=_PAHO_LOG,
+            tls_context=_tls_context(cfg),
+            keepalive_s=cfg.keepalive_s,
+            connect_timeout_s=cfg.connect_timeout_s,
+            inflight_max=cfg.inflight_max,
+            will_topic=self.status_topic,
+            will_payload=b"offline",
         )
 
-    async def ensure(self) -> aiomqtt.Client:
-        if self.client is not None:
-            return self.client
+    async def ensure(self) -> MqttLink:
+        if self.link is not None:
+            return self.link
         cfg = self.sink.config
         self.sink.status.state = "connecting"
-        client = self._make_client()
         try:
-            try:
-                async with asyncio.timeout(cfg.connect_timeout_s):
-                    await client.__aenter__()
-            except BaseException:
-                _abandon(client)
-                raise
-        except aiomqtt.MqttCodeError as exc:
-            code = _rc_value(exc.rc)
-            if code in _AUTH_CODES:
+            link = await MqttLink.open(self._settings())
+        except LinkError as exc:
+            if exc.code in _AUTH_CODES:
                 self.sink.status.state = "auth_failed"
                 raise SinkAuthError(
                     f"MQTT broker {self.sink.target} refused the credentials of user "
@@ -136,70 +139,98 @@ class _SiteConnection:
             raise SinkError(
                 f"MQTT broker {self.sink.target} refused the connection: {exc}", sink=self.sink.name
             ) from exc
-        except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             self.sink.status.state = "disconnected"
             raise SinkError(
                 f"cannot connect to MQTT broker {self.sink.target}: "
                 f"{str(exc) or type(exc).__name__}",
                 sink=self.sink.name,
             ) from exc
-        self.client = client
-        try:
-            await client.publish(
-                self.status_topic, b"online", qos=1, retain=True, timeout=cfg.ack_timeout_s
-            )
-        except (aiomqtt.MqttError, TimeoutError) as exc:
-            await self.teardown()
-            raise SinkError(
-                f"MQTT broker {self.sink.target} did not acknowledge the status message: {exc}",
-                sink=self.sink.name,
-            ) from exc
-        self.sink.status.state = "connected"
-        log.info("mqtt connected", sink=self.sink.name, broker=self.sink.target, site=self.site_id)
-        return client
-
-    async def teardown(self) -> None:
-        client, self.client = self.client, None
-        if client is None:
-            return
-        # A dead or stalled connection cannot say goodbye politely; do not wait on it.
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(1.0):
-                await client.__aexit__(None, None, None)
-        _abandon(client)  # when the polite exit timed out, the socket is still open
-
-    async def publish(self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]) -> None:
-        client = await self.ensure()
-        cfg = self.sink.config
         try:
             async with asyncio.timeout(cfg.ack_timeout_s):
-                # paho keeps at most inflight_max messages unacknowledged on the wire and
-                # queues the rest in order; gather waits for every PUBACK.
-                await asyncio.gather(
-                    *(
-                        client.publish(
-                            topic_for(cfg.topic_prefix, r.site_id, r.device_id, r.kind),
-                            p,
-                            qos=1,
-                            timeout=math.inf,
-                        )
-                        for r, p in zip(rows, payloads, strict=True)
-                    )
-                )
-        except TimeoutError as exc:
-            await self.teardown()
-            self.sink.status.state = "disconnected"
+                await link.send([(self.status_topic, b"online")], retain=True)
+        except (LinkError, TimeoutError) as exc:
+            link.abort()
             raise SinkError(
-                f"ack stall: {len(rows)} messages to {self.sink.target} not all acknowledged "
-                f"within {cfg.ack_timeout_s:g} s; reconnecting",
+                f"MQTT broker {self.sink.target} did not acknowledge the status message: "
+                f"{str(exc) or type(exc).__name__}",
                 sink=self.sink.name,
             ) from exc
-        except aiomqtt.MqttError as exc:
-            await self.teardown()
+        self.link = link
+        self.sink.status.state = "connected"
+        log.info("mqtt connected", sink=self.sink.name, broker=self.sink.target, site=self.site_id)
+        again = self.recent.to_resend()
+        if again:
+            # Ahead of anything new, on the same ordered connection; a failure fails the
+            # batch behind it too, and the next connection sends them again.
+            link.send(again)
+            log.info(
+                "mqtt re-sending what the broker acknowledged just before the break",
+                sink=self.sink.name,
+                site=self.site_id,
+                messages=len(again),
+            )
+        return link
+
+    def drop(self, link: MqttLink) -> None:
+        """Close a failed link (no goodbye: the broker publishes the will); the next send
+        opens a new one."""
+        link.abort()
+        self.recent.broke(link.failed_at)
+        if self.link is link:
+            self.link = None
             self.sink.status.state = "disconnected"
+
+    async def send(
+        self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]
+    ) -> asyncio.Task[None]:
+        """Queue the rows on this site's connection; the task completes with their PUBACKs."""
+        link = await self.ensure()
+        prefix = self.sink.config.topic_prefix
+        messages = [
+            (topic_for(prefix, r.site_id, r.device_id, r.kind), p)
+            for r, p in zip(rows, payloads, strict=True)
+        ]
+        try:
+            # paho keeps at most inflight_max messages unacknowledged on the wire and queues
+            # the rest in order.
+            acked = link.send(messages)
+        except LinkError as exc:
+            self.drop(link)
             raise SinkError(
                 f"publish to {self.sink.target} failed: {exc}", sink=self.sink.name
             ) from exc
+        return asyncio.create_task(self._confirm(link, acked, messages))
+
+    async def _confirm(
+        self, link: MqttLink, acked: asyncio.Future[None], messages: list[tuple[str, bytes]]
+    ) -> None:
+        try:
+            await acked
+        except LinkError as exc:
+            self.drop(link)
+            raise SinkError(
+                f"{len(messages)} messages to {self.sink.target} not acknowledged: {exc}; "
+                "reconnecting",
+                sink=self.sink.name,
+            ) from exc
+        except asyncio.CancelledError:
+            acked.cancel()
+            raise
+        self.recent.acked(messages)
+
+    async def close(self) -> None:
+        link, self.link = self.link, None
+        if link is None:
+            return
+        # A clean shutdown says offline itself; the will covers the unclean one.
+        try:
+            async with asyncio.timeout(2.0):
+                await link.send([(self.status_topic, b"offline")], retain=True)
+        except (LinkError, TimeoutError):
+            link.abort()
+            return
+        await link.close()
 
 
 class MqttSink(Sink):
@@ -209,9 +240,10 @@ class MqttSink(Sink):
         scheme = "mqtts" if config.tls else "mqtt"
         super().__init__(config.name, "mqtt", f"{scheme}://{config.host}:{config.port}")
         self.config = config
-        # Batches exceed the in-flight window so it stays full instead of emptying at each
-        # batch end (paho sends the rest as PUBACKs free slots); aiomqtt's bookkeeping grows
-        # with concurrent publishes, and 4 windows measured best (bench/telemetry.py).
+        # Two batches on the wire: the next one is queued while the last acks of the one before
+        # come in, so the in-flight window never empties between batches (an empty window
+        # waits on the broker's Nagle + our delayed ACK: ~40 ms per batch on Linux).
+        self.pipeline_depth = 2
         self.batch_max_rows = 4 * config.inflight_max
         self.backoff_initial_s = config.backoff_initial_s
         self.backoff_max_s = config.backoff_max_s
@@ -223,28 +255,41 @@ class MqttSink(Sink):
             conn = self._sites[site_id] = _SiteConnection(self, site_id)
         return conn
 
-    async def publish(self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]) -> None:
+    async def send(
+        self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]
+    ) -> asyncio.Future[None]:
+        """Queue each site's rows on its connection; the future completes when all are acked."""
         by_site: dict[str, tuple[list[OutboxRow], list[bytes]]] = {}
         for row, payload in zip(rows, payloads, strict=True):
             group = by_site.setdefault(row.site_id, ([], []))
             group[0].append(row)
             group[1].append(payload)
-        results = await asyncio.gather(
-            *(self._site(site).publish(r, p) for site, (r, p) in by_site.items()),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for site, (site_rows, site_payloads) in by_site.items():
+                tasks.append(await self._site(site).send(site_rows, site_payloads))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        return asyncio.ensure_future(_all_acked(tasks))
+
+    async def publish(self, rows: Sequence[OutboxRow], payloads: Sequence[bytes]) -> None:
+        await (await self.send(rows, payloads))
 
     async def close(self) -> None:
         for conn in self._sites.values():
-            client = conn.client
-            if client is not None:
-                # A clean shutdown says offline itself; the will covers the unclean one.
-                with contextlib.suppress(Exception):
-                    await client.publish(
-                        conn.status_topic, b"offline", qos=1, retain=True, timeout=2.0
-                    )
-            await conn.teardown()
+            await conn.close()
         self.status.state = "idle"
+
+
+async def _all_acked(tasks: Sequence[asyncio.Task[None]]) -> None:
+    try:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        raise
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
