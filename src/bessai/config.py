@@ -317,12 +317,99 @@ class AlertsConfig(_Section):
     history: int = Field(default=500, ge=10, le=100_000, description="resolved alerts kept")
 
 
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address or network (e.g. 192.168.1.20, "
+                         "192.168.1.0/24)") from None  # fmt: skip
+
+
+class ProxyWriterConfig(_Section):
+    """A Modbus client allowed to write through the proxy, and what (docs/proxy.md, "Writes")."""
+
+    client: str = Field(description="its address or network, e.g. 192.168.1.20 or 10.0.0.0/24")
+    forcible: bool = Field(
+        default=True,
+        description="the forcible charge/discharge sequence (47100, 47247/47249, 47083, 47246, "
+        "47101) becomes a manual override from 'proxy:<address>', judged by the safety verdict",
+    )
+    limits: bool = Field(
+        default=False,
+        description="the battery power limit settings 47075/47077 go to the device: lowering "
+        "always, raising only while the gateway does not hold that direction",
+    )
+    registers: list[int] = Field(
+        default_factory=list,
+        description="other writable registers passed to the device as they are (e.g. 47086)",
+    )
+
+    @model_validator(mode="after")
+    def _valid_client(self) -> Self:
+        _network(self.client)
+        return self
+
+
+class ProxyConfig(_Section):
+    """The Modbus TCP server that re-serves a site's device to other clients (docs/proxy.md)."""
+
+    enabled: bool = False
+    host: str = Field(default="127.0.0.1", description="bind address; 0.0.0.0 for the LAN")
+    port: int = Field(default=5502, ge=0, le=65535, description="502 needs root; 0: any free")
+    site: str | None = Field(default=None, description="the site served; default the only one")
+    unit_ids: list[int] = Field(
+        default_factory=lambda: [0, 1],
+        description="unit ids answered as the inverter (SDongle 1, inverter access point 0); "
+        "others get no answer, as on the device",
+    )
+    allowed_clients: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="addresses or networks that may connect",
+    )
+    max_clients: int = Field(default=32, ge=1, le=1000)
+    client_requests_per_s: float = Field(
+        default=20.0, gt=0, le=10_000, description="per client; faster requests wait their turn"
+    )
+    fast_max_age_s: float | None = Field(
+        default=None, gt=0, le=3600, description="default: the site's safety.stale_after_s"
+    )
+    slow_max_age_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="default: stale_after_s + slow_every x cycle_s (the process image's window)",
+    )
+    on_demand_max_age_s: float = Field(
+        default=30.0, gt=0, le=86_400, description="registers the gateway does not poll"
+    )
+    on_demand_interval_s: float = Field(
+        default=0.5, ge=0, le=60, description="at least this long between on-demand reads"
+    )
+    on_demand_max_wait_s: float = Field(
+        default=3.0, gt=0, le=60, description="longer in the queue: busy (exception 6)"
+    )
+    login_password: str = Field(
+        default="00000a",
+        description="what a client logging in with Huawei's FC 0x41 must give; grants nothing",
+    )
+    writers: list[ProxyWriterConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _valid(self) -> Self:
+        for client in self.allowed_clients:
+            _network(client)
+        if not self.unit_ids or any(not 0 <= u <= 255 for u in self.unit_ids):
+            raise ValueError("unit_ids: give one or more unit ids between 0 and 255")
+        return self
+
+
 class Config(_Section):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     sites: list[SiteConfig] = Field(min_length=1)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     #: read by `bessai market fetch` (API key, base URL), which validates it
     market: dict[str, Any] = Field(default_factory=dict)
 
@@ -333,6 +420,21 @@ class Config(_Section):
         if duplicates:
             raise ValueError(f"duplicate site id(s): {', '.join(duplicates)}")
         return self
+
+    @model_validator(mode="after")
+    def _proxy_site(self) -> Self:
+        proxy = self.proxy
+        ids = [s.id for s in self.sites]
+        if proxy.site is not None and proxy.site not in ids:
+            raise ValueError(f"proxy.site {proxy.site!r} is not a site ({', '.join(ids)})")
+        if proxy.enabled and proxy.site is None and len(ids) > 1:
+            raise ValueError(f"proxy.site: name the site to serve ({', '.join(ids)})")
+        return self
+
+    @property
+    def proxy_site(self) -> str:
+        """The id of the site the proxy serves."""
+        return self.proxy.site or self.sites[0].id
 
     @model_validator(mode="after")
     def _dev_mode_on_loopback(self) -> Self:
