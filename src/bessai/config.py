@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bessai.errors import ConfigError
 from bessai.modbus.profile import BUILTIN_PROFILES
@@ -317,18 +317,22 @@ class AlertsConfig(_Section):
     history: int = Field(default=500, ge=10, le=100_000, description="resolved alerts kept")
 
 
-def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def _network(text: str) -> str:
     try:
-        return ipaddress.ip_network(text, strict=False)
+        ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise ValueError(f"{text!r} is not an IP address or network (e.g. 192.168.1.20, "
                          "192.168.1.0/24)") from None  # fmt: skip
+    return text
+
+
+Network = Annotated[str, AfterValidator(_network)]
 
 
 class ProxyWriterConfig(_Section):
     """A Modbus client allowed to write through the proxy, and what (docs/proxy.md, "Writes")."""
 
-    client: str = Field(description="its address or network, e.g. 192.168.1.20 or 10.0.0.0/24")
+    client: Network = Field(description="its address or network: 192.168.1.20, 10.0.0.0/24")
     forcible: bool = Field(
         default=True,
         description="the forcible charge/discharge sequence (47100, 47247/47249, 47083, 47246, "
@@ -344,11 +348,6 @@ class ProxyWriterConfig(_Section):
         description="other writable registers passed to the device as they are (e.g. 47086)",
     )
 
-    @model_validator(mode="after")
-    def _valid_client(self) -> Self:
-        _network(self.client)
-        return self
-
 
 class ProxyConfig(_Section):
     """The Modbus TCP server that re-serves a site's device to other clients (docs/proxy.md)."""
@@ -357,12 +356,13 @@ class ProxyConfig(_Section):
     host: str = Field(default="127.0.0.1", description="bind address; 0.0.0.0 for the LAN")
     port: int = Field(default=5502, ge=0, le=65535, description="502 needs root; 0: any free")
     site: str | None = Field(default=None, description="the site served; default the only one")
-    unit_ids: list[int] = Field(
+    unit_ids: list[Annotated[int, Field(ge=0, le=255)]] = Field(
         default_factory=lambda: [0, 1],
+        min_length=1,
         description="unit ids answered as the inverter (SDongle 1, inverter access point 0); "
         "others get no answer, as on the device",
     )
-    allowed_clients: list[str] = Field(
+    allowed_clients: list[Network] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
         description="addresses or networks that may connect",
     )
@@ -393,14 +393,6 @@ class ProxyConfig(_Section):
         description="what a client logging in with Huawei's FC 0x41 must give; grants nothing",
     )
     writers: list[ProxyWriterConfig] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _valid(self) -> Self:
-        for client in self.allowed_clients:
-            _network(client)
-        if not self.unit_ids or any(not 0 <= u <= 255 for u in self.unit_ids):
-            raise ValueError("unit_ids: give one or more unit ids between 0 and 255")
-        return self
 
 
 class Config(_Section):
