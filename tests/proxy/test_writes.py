@@ -371,3 +371,18 @@ async def test_dispatch_registers_cannot_be_listed_to_pass_the_verdict(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(f"proxy.writers[0].registers: {message}")):
         await make_proxy(runner, writers=[{"client": "127.0.0.1", "registers": registers}])
+
+
+async def test_a_clients_override_is_still_its_own_after_the_proxy_restarts(
+    runner: SiteRunner, make_proxy: Callable[..., Any], connect: Callable[..., Any]
+) -> None:
+    first = await make_proxy(runner, **WRITER)
+    client = await connect(first)
+    await runner.step()
+    assert await forcible(client, command=2, power_w=1000) == [None] * 4
+    await first.stop()  # a restart: the new proxy knows nothing of the client's writes
+    second = await make_proxy(runner, **WRITER)
+    again = await connect(second)
+    assert runner.override.setpoint_w == -1000
+    assert code_of(await again.write_register(47100, 0, device_id=1)) is None
+    assert runner.override.setpoint_w is None

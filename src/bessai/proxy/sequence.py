@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 #: huawei_luna2000 points of the forcible sequence
 COMMAND = "forcible_command"
@@ -60,8 +59,6 @@ class ClientSequence:
     values: dict[str, float] = field(default_factory=dict)
     #: the client's last command was charge or discharge (not stopped since)
     armed: bool = False
-    #: expiry of the override installed for this client (None: none installed)
-    until: datetime | None = None
     #: the request behind that override (the SOC target is watched every cycle)
     request: BatteryRequest | None = None
     #: the last decision audited for this client, so a watchdog's re-writes are audited once

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
+import socket
 import time
 
 import structlog
@@ -129,14 +131,24 @@ class ProxyServer:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    @staticmethod
+    def check_port(host: str, port: int) -> None:
+        """Fail in one line, before the gateway starts, when the port cannot be had."""
+        if port == 0:
+            return
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise _listen_error(host, port, exc) from None
+
     async def start(self) -> None:
         try:
             self._server = await asyncio.start_server(self._on_connect, self.host, self.port)
         except OSError as exc:
-            raise BessaiError(
-                f"proxy: cannot listen on {self.host}:{self.port}: {exc.strerror or exc} "
-                "(set [proxy] port, or host)"
-            ) from None
+            raise _listen_error(self.host, self.port, exc) from None
         sockets = list(self._server.sockets)
         if sockets:
             self.port = int(sockets[0].getsockname()[1])
@@ -362,6 +374,11 @@ class ProxyServer:
             dev_id=request.dev_id,
             transaction_id=request.transaction_id,
         )
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> BessaiError:
+    why = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+    return BessaiError(f"proxy: cannot listen on {host}:{port}: {why} (set [proxy] port or host)")
 
 
 def _exception(request: ModbusPDU, code: int) -> ModbusPDU:

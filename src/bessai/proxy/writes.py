@@ -251,13 +251,14 @@ class ClientWrites:
         return float(reading.value) if isinstance(reading.value, int | float) else None
 
     def ours(self, sequence: ClientSequence) -> bool:
-        """True while the site's override is the one installed for this client."""
+        """True while the site's override is one installed for this client (also one restored
+        after a restart: its reason names the client)."""
         override = self.site.override
         return (
-            sequence.until is not None
-            and override.until == sequence.until
-            and override.setpoint_w is not None
-            and sequence.until > datetime.now(UTC)
+            override.setpoint_w is not None
+            and override.until is not None
+            and override.until > datetime.now(UTC)
+            and override.reason.endswith(_by(sequence.client))
         )
 
     async def _judge(self, sequence: ClientSequence, *, command_written: bool) -> Outcome | None:
@@ -298,17 +299,17 @@ class ClientWrites:
                 await self._audit(sequence.client, request.description, decision, [])
                 sequence.audited = signature
             raise RefusedError(DEVICE_FAILURE, f"blocked: {decision.reason}")
-        sequence.until = await self.site.install_override(
+        until = await self.site.install_override(
             decision.setpoint_w,
             request.duration_s,
-            f"{request.description} (by proxy:{sequence.client})",
+            f"{request.description} {_by(sequence.client)}",
         )
         sequence.request = request
         if changed:
             await self._audit(sequence.client, request.description, decision, [])
             sequence.audited = signature
         else:
-            log.debug("client request refreshed", client=sequence.client, until=sequence.until)
+            log.debug("client request refreshed", client=sequence.client, until=until)
         return decision.outcome
 
     async def _end(self, sequence: ClientSequence, why: str) -> None:
@@ -317,7 +318,6 @@ class ClientWrites:
             note = GuardDecision(0.0, 0.0, Outcome.ALLOWED, "stopping is always allowed")
             await self._audit(sequence.client, f"override ended: {why}", note, [])
         sequence.armed = False
-        sequence.until = None
         sequence.request = None
         sequence.audited = None
 
@@ -363,3 +363,8 @@ class ClientWrites:
     async def close(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _by(client: str) -> str:
+    """How an override's reason names the client it was installed for."""
+    return f"(by proxy:{client})"
