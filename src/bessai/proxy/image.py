@@ -129,18 +129,3 @@ class ServedImage:
         if first_missing >= 0:
             return Lookup(Answer.FETCH, span=(first_missing, last_missing + 1 - first_missing))
         return Lookup(Answer.WORDS, tuple(words))
-
-    def words(self, start: int, count: int) -> list[int] | None:
-        """The words held for a span whatever their age, or None where one is missing (for
-        identification strings and "is this write a no-op" checks)."""
-        result = []
-        for address in range(start, start + count):
-            entry = self._words.get(address)
-            if entry is None:
-                return None
-            result.append(entry[0])
-        return result
-
-    def age_s(self, address: int, now: float) -> float | None:
-        entry = self._words.get(address)
-        return None if entry is None else now - entry[1]

@@ -51,7 +51,7 @@ from bessai.proxy.writes import ClientWrites, RefusedError
 
 log = structlog.get_logger("bessai.proxy")
 
-ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE, DEVICE_BUSY = 1, 2, 3, 6
+ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE, DEVICE_FAILURE, DEVICE_BUSY = 1, 2, 3, 4, 6
 SUN = "huawei_sun2000"
 
 
@@ -266,7 +266,13 @@ class ProxyServer:
                 delay_s = throttle.delay_s()
                 if delay_s > 0:
                     await asyncio.sleep(delay_s)
-                answer = await self._answer(pdu, client, session)
+                try:
+                    answer = await self._answer(pdu, client, session)
+                except Exception:
+                    # A fault of ours is the device's "failure" to the client, never a dead
+                    # connection handler.
+                    log.exception("proxy could not answer a request", client=client)
+                    answer = _exception(pdu, DEVICE_FAILURE)
                 if answer is None or writer.is_closing():
                     continue
                 writer.write(framer.buildFrame(answer))
@@ -352,12 +358,11 @@ class ProxyServer:
         identity: dict[str, str] = {}
         profile = self.device.profiles.get(SUN)
         now = time.monotonic()
-        for name in IDENTITY_POINTS if profile is not None else ():
-            assert profile is not None
-            point = profile.point(name)
+        points = [profile.point(name) for name in IDENTITY_POINTS] if profile is not None else []
+        for point in points:
             served = self.image.lookup(point.address, point.length, now)
             if served.answer is Answer.WORDS:
-                identity[name] = identity_text(point, list(served.words))
+                identity[point.name] = identity_text(point, list(served.words))
         if "model_name" not in identity:
             self.metrics.answered("busy")
             return _exception(request, DEVICE_BUSY)  # not read yet: ask again
