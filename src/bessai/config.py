@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from bessai.errors import ConfigError
 from bessai.modbus.profile import BUILTIN_PROFILES
@@ -388,8 +396,8 @@ class ProxyConfig(_Section):
     on_demand_max_wait_s: float = Field(
         default=3.0, gt=0, le=60, description="longer in the queue: busy (exception 6)"
     )
-    login_password: str = Field(
-        default="00000a",
+    login_password: SecretStr = Field(
+        default=SecretStr("00000a"),
         description="what a client logging in with Huawei's FC 0x41 must give; grants nothing",
     )
     writers: list[ProxyWriterConfig] = Field(default_factory=list)

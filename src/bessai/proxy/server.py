@@ -232,7 +232,7 @@ class ProxyServer:
         decoder = DecodePDU(True)
         decoder.register(PrivateRequest)
         framer = FramerSocket(decoder)
-        session = LoginSession(self.config.login_password)
+        session = LoginSession(self.config.login_password.get_secret_value())
         throttle = _Throttle(self.config.client_requests_per_s)
         buffer = b""
         while True:
