@@ -18,6 +18,8 @@ from typing import Any
 from bessai.config import SiteConfig
 from bessai.control.audit import AuditLog
 from bessai.control.site import SiteRunner
+from bessai.devices.huawei import HuaweiHybrid
+from bessai.devices.registry import open_device
 from bessai.modbus.client import ClientSettings, ModbusDevice
 from bessai.modbus.profile import BUILTIN_PROFILES, PollGroup, load_builtin
 from bessai.simulator.server import SimulatorServer
@@ -44,7 +46,9 @@ async def _cycle() -> dict[str, Any]:
         config = SiteConfig.model_validate(
             {"id": "bench", "devices": [{"host": "127.0.0.1", "port": server.port}]}
         )
-        runner = SiteRunner(config, audit, settings=FIELD)
+        runner = SiteRunner(config, open_device(config, FIELD), audit)
+        assert isinstance(runner.device, HuaweiHybrid)
+        modbus = runner.device.modbus
         try:
             await runner.step()
             received = server.requests_received.copy()
@@ -71,8 +75,8 @@ async def _cycle() -> dict[str, Any]:
         "client_requests_per_cycle": round(
             (runner.device.stats.requests - client_requests) / CYCLES, 3
         ),
-        "reads_per_fast_cycle": len(runner.device.plan({PollGroup.FAST})),
-        "reads_per_slow_cycle": len(runner.device.plan({PollGroup.FAST, PollGroup.SLOW})),
+        "reads_per_fast_cycle": len(modbus.plan({PollGroup.FAST})),
+        "reads_per_slow_cycle": len(modbus.plan({PollGroup.FAST, PollGroup.SLOW})),
         "fast_cycle": _ms(fast_s),
         "slow_cycle": _ms(slow_s),
     }

@@ -13,6 +13,7 @@ from rich.markup import escape
 from bessai import __version__
 from bessai.analysis import commands as analysis_commands
 from bessai.api import commands as api_commands
+from bessai.config import configured_lake
 from bessai.control import commands as control_commands
 from bessai.errors import BessaiError
 from bessai.logging import configure_logging
@@ -60,7 +61,7 @@ sim_commands.register(app)
 plant_commands.register(app)
 optimize_commands.register(app)
 analysis_commands.register(app)
-telemetry_commands.register(app)
+telemetry_commands.register(app, configured_lake)
 api_commands.register(app)
 market_commands.register(app)
 

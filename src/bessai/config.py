@@ -23,9 +23,11 @@ from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     model_validator,
@@ -33,7 +35,7 @@ from pydantic import (
 
 from bessai.errors import ConfigError
 from bessai.modbus.profile import BUILTIN_PROFILES
-from bessai.telemetry.config import TelemetryConfig
+from bessai.telemetry.config import LakeSinkConfig, TelemetryConfig
 
 ENV_PREFIX = "BESSAI_"
 
@@ -338,12 +340,91 @@ class AlertsConfig(_Section):
     history: int = Field(default=500, ge=10, le=100_000, description="resolved alerts kept")
 
 
+def _network(text: str) -> str:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address or network (e.g. 192.168.1.20, "
+                         "192.168.1.0/24)") from None  # fmt: skip
+    return text
+
+
+Network = Annotated[str, AfterValidator(_network)]
+
+
+class ProxyWriterConfig(_Section):
+    """A Modbus client allowed to write through the proxy, and what (docs/proxy.md, "Writes")."""
+
+    client: Network = Field(description="its address or network: 192.168.1.20, 10.0.0.0/24")
+    forcible: bool = Field(
+        default=True,
+        description="the forcible charge/discharge sequence (47100, 47247/47249, 47083, 47246, "
+        "47101) becomes a manual override from 'proxy:<address>', judged by the safety verdict",
+    )
+    limits: bool = Field(
+        default=False,
+        description="the battery power limit settings 47075/47077 go to the device: lowering "
+        "always, raising only while the gateway does not hold that direction",
+    )
+    registers: list[int] = Field(
+        default_factory=list,
+        description="other writable registers passed to the device as they are (e.g. 47086)",
+    )
+
+
+class ProxyConfig(_Section):
+    """The Modbus TCP server that re-serves a site's device to other clients (docs/proxy.md)."""
+
+    enabled: bool = False
+    host: str = Field(default="127.0.0.1", description="bind address; 0.0.0.0 for the LAN")
+    port: int = Field(default=5502, ge=0, le=65535, description="502 needs root; 0: any free")
+    site: str | None = Field(default=None, description="the site served; default the only one")
+    unit_ids: list[Annotated[int, Field(ge=0, le=255)]] = Field(
+        default_factory=lambda: [0, 1],
+        min_length=1,
+        description="unit ids answered as the inverter (SDongle 1, inverter access point 0); "
+        "others get no answer, as on the device",
+    )
+    allowed_clients: list[Network] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="addresses or networks that may connect",
+    )
+    max_clients: int = Field(default=32, ge=1, le=1000)
+    client_requests_per_s: float = Field(
+        default=20.0, gt=0, le=10_000, description="per client; faster requests wait their turn"
+    )
+    fast_max_age_s: float | None = Field(
+        default=None, gt=0, le=3600, description="default: the site's safety.stale_after_s"
+    )
+    slow_max_age_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="default: stale_after_s + slow_every x cycle_s (the process image's window)",
+    )
+    on_demand_max_age_s: float = Field(
+        default=30.0, gt=0, le=86_400, description="registers the gateway does not poll"
+    )
+    on_demand_interval_s: float = Field(
+        default=0.5, ge=0, le=60, description="at least this long between on-demand reads"
+    )
+    on_demand_max_wait_s: float = Field(
+        default=3.0, gt=0, le=60, description="longer in the queue: busy (exception 6)"
+    )
+    login_password: SecretStr = Field(
+        default=SecretStr("00000a"),
+        description="what a client logging in with Huawei's FC 0x41 must give; grants nothing",
+    )
+    writers: list[ProxyWriterConfig] = Field(default_factory=list)
+
+
 class Config(_Section):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     sites: list[SiteConfig] = Field(min_length=1)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     #: read by `bessai market fetch` (API key, base URL), which validates it
     market: dict[str, Any] = Field(default_factory=dict)
 
@@ -354,6 +435,21 @@ class Config(_Section):
         if duplicates:
             raise ValueError(f"duplicate site id(s): {', '.join(duplicates)}")
         return self
+
+    @model_validator(mode="after")
+    def _proxy_site(self) -> Self:
+        proxy = self.proxy
+        ids = [s.id for s in self.sites]
+        if proxy.site is not None and proxy.site not in ids:
+            raise ValueError(f"proxy.site {proxy.site!r} is not a site ({', '.join(ids)})")
+        if proxy.enabled and proxy.site is None and len(ids) > 1:
+            raise ValueError(f"proxy.site: name the site to serve ({', '.join(ids)})")
+        return self
+
+    @property
+    def proxy_site(self) -> str:
+        """The id of the site the proxy serves."""
+        return self.proxy.site or self.sites[0].id
 
     @model_validator(mode="after")
     def _dev_mode_on_loopback(self) -> Self:
@@ -567,3 +663,13 @@ def _resolve_site_paths(site: SiteConfig, under: Callable[[Path], Path]) -> None
     scenario = site.simulator.scenario
     if scenario is not None and scenario not in BUILTIN_SCENARIOS:
         site.simulator.scenario = str(under(Path(scenario)))
+
+
+def configured_lake(config_path: Path | None) -> Path:
+    """The lake directory of a configuration (the embedded default without a file): its
+    first lake sink's path, else `<data_dir>/lake`."""
+    config, _ = load_config(config_path)
+    for sink in config.telemetry.sinks:
+        if isinstance(sink, LakeSinkConfig):
+            return sink.path
+    return config.gateway.data_dir / "lake"

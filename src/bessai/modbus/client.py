@@ -33,6 +33,7 @@ from bessai.errors import (
     VerificationError,
     WriteRejectedError,
 )
+from bessai.modbus.cache import RegisterCache
 from bessai.modbus.codec import Value, decode, encode, physical_value
 from bessai.modbus.planner import (
     AddressMap,
@@ -84,6 +85,8 @@ class ModbusDevice:
         self.address_map = AddressMap.for_profiles(profiles)
         self.stats = ClientStats()
         self.last_values: dict[str, Reading] = {}
+        #: the raw words of every successful read, for re-serving (`bessai.proxy`)
+        self.raw = RegisterCache()
         self._client: AsyncModbusTcpClient | None = None
         self._lock = asyncio.Lock()
         self._last_request_end = 0.0
@@ -289,8 +292,10 @@ class ModbusDevice:
             log.info("unit answers", device=self.name)
 
     async def read_registers(self, address: int, count: int) -> list[int]:
-        """Read raw holding registers (FC03)."""
-        return await self._request(3, address, count)
+        """Read raw holding registers (FC03); the words are kept in `raw`."""
+        registers = await self._request(3, address, count)
+        self.raw.store(address, registers, time.monotonic())
+        return registers
 
     # -- reading points ---------------------------------------------------------------------
 

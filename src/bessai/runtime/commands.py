@@ -19,6 +19,7 @@ from bessai.api.keys import KeyStore
 from bessai.config import Config, load_config
 from bessai.logging import configure_logging
 from bessai.observe.status import status_table
+from bessai.proxy import ProxyServer
 from bessai.runtime.http import port_free, serve_http
 from bessai.runtime.service import Runtime
 from bessai.telemetry.config import no_sinks_note
@@ -69,6 +70,8 @@ async def run_gateway(config: Config, duration_s: float | None, live: bool) -> N
     """Run until a signal or `duration_s`; stop dispatch on the way out."""
     host, port = config.gateway.http_host, config.gateway.http_port
     port_free(host, port)  # before anything starts: a busy port is a one-line error
+    if config.proxy.enabled:
+        ProxyServer.check_port(config.proxy.host, config.proxy.port)
     data_dir_created = not config.gateway.data_dir.exists()
     console = Console()
     runtime = Runtime(config)
@@ -78,6 +81,8 @@ async def run_gateway(config: Config, duration_s: float | None, live: bool) -> N
         http, port = await serve_http(runtime.monitor, host, port)
         base = f"http://{host}:{port}"
         urls = [f"dashboard {base}/", f"health {base}/health", f"metrics {base}/metrics"]
+        if runtime.proxy is not None:
+            urls.append(f"modbus proxy {runtime.proxy.host}:{runtime.proxy.port}")
         loop = asyncio.get_running_loop()
         handler = _Signals(runtime.gateway.stop_event, console)
         for sig in (signal.SIGINT, signal.SIGTERM):

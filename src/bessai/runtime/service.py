@@ -10,10 +10,13 @@ import structlog
 from bessai.config import Config
 from bessai.control.emit import CycleEmitter
 from bessai.control.gateway import Gateway
+from bessai.devices.huawei import HuaweiHybrid
 from bessai.devices.registry import open_device
+from bessai.errors import ConfigError
 from bessai.modbus.client import ClientSettings
 from bessai.observe.metrics import GatewayMetrics
 from bessai.observe.monitor import Monitor
+from bessai.proxy import ProxyServer
 from bessai.runtime.simulators import EmbeddedSimulators
 from bessai.telemetry.pipeline import TelemetryPipeline
 
@@ -34,6 +37,8 @@ class Runtime:
         self.telemetry = TelemetryPipeline(config.telemetry, registry=self.metrics.registry)
         self._gateway: Gateway | None = None
         self._monitor: Monitor | None = None
+        #: the Modbus proxy ([proxy] enabled), listening before the first cycle
+        self.proxy: ProxyServer | None = None
 
     @property
     def gateway(self) -> Gateway:
@@ -61,12 +66,17 @@ class Runtime:
         for site in gateway.sites.values():
             site.emitters.append(emitter)
         self._gateway, self._monitor = gateway, monitor
+        if config.proxy.enabled:
+            self.proxy = _proxy(config, gateway, self.metrics)
+            await self.proxy.start()
         monitor.start()
         await gateway.start()
 
     async def stop(self) -> None:
         """Stop dispatch first, then flush what telemetry can, then the rest. Bounded: see
         `Gateway.stop` and `DRAIN_AT_STOP_S`."""
+        if self.proxy is not None:
+            await self.proxy.stop()
         if self._gateway is not None:
             await self._gateway.stop()
         # What the sinks have not acknowledged within the drain stays in the outbox for the
@@ -75,3 +85,11 @@ class Runtime:
         await self.simulators.stop()
         if self._monitor is not None:
             await self._monitor.close()
+
+
+def _proxy(config: Config, gateway: Gateway, metrics: GatewayMetrics) -> ProxyServer:
+    """The proxy of the configured site, on that site's Modbus client."""
+    site = gateway.sites[config.proxy_site]
+    if not isinstance(site.device, HuaweiHybrid):
+        raise ConfigError(f"proxy: site {site.id!r} has no Modbus device to re-serve")
+    return ProxyServer(config.proxy, site, site.device.modbus, metrics.registry)

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import json
 import sys
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bessai.errors import TelemetryError
-from bessai.telemetry.lake import configured_lake, query_lake
+from bessai.telemetry.lake import query_lake
 from bessai.telemetry.tail import CONNECT_ATTEMPTS, TailTarget, report_json, run_tail
 
 
@@ -35,7 +36,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, configured_lake: Callable[[Path | None], Path]) -> None:
+    """Add `lake query` and `tail`; `configured_lake` finds a configuration's lake (the CLI
+    passes it in, so this package does not load the gateway's configuration itself)."""
     lake_app = typer.Typer(
         help="The Parquet telemetry lake (site=<id>/date=<day>/*.parquet).",
         no_args_is_help=True,

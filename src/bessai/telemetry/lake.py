@@ -16,25 +16,12 @@ from typing import Any
 import duckdb
 
 from bessai.errors import TelemetryError
-from bessai.telemetry.config import LakeSinkConfig
 
 
 @dataclass(frozen=True, slots=True)
 class QueryResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
-
-
-def configured_lake(config_path: Path | None) -> Path:
-    """The lake directory of a configuration (the embedded default without a file): its
-    first lake sink's path, else `<data_dir>/lake`."""
-    from bessai.config import load_config  # the CLI's concern; keeps this module light
-
-    config, _ = load_config(config_path)
-    for sink in config.telemetry.sinks:
-        if isinstance(sink, LakeSinkConfig):
-            return sink.path
-    return config.gateway.data_dir / "lake"
 
 
 def connect_lake(lake: Path) -> duckdb.DuckDBPyConnection:
