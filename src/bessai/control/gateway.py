@@ -49,7 +49,12 @@ class Gateway:
     `device_factory` makes each site's device (`bessai.devices.registry.open_device` in
     production, a fake in tests): the gateway never names a vendor."""
 
-    def __init__(self, config: Config, device_factory: DeviceFactory) -> None:
+    def __init__(
+        self,
+        config: Config,
+        device_factory: DeviceFactory,
+        stop_event: asyncio.Event | None = None,
+    ) -> None:
         self.config = config
         data_dir = config.gateway.data_dir
         self.audit = AuditLog(data_dir / "audit.sqlite")
@@ -64,7 +69,8 @@ class Gateway:
             if site.optimizer.enabled
         }
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.stop_event = asyncio.Event()
+        #: set to stop every cycle; given by the caller when a signal may come before start
+        self.stop_event = stop_event or asyncio.Event()
 
     async def start(self) -> None:
         for site_id in self.sites:

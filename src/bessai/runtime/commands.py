@@ -74,7 +74,13 @@ async def run_gateway(config: Config, duration_s: float | None, live: bool) -> N
         ProxyServer.check_port(config.proxy.host, config.proxy.port)
     data_dir_created = not config.gateway.data_dir.exists()
     console = Console()
-    runtime = Runtime(config)
+    # Signals first: a Ctrl-C or SIGTERM while the sites start still stops dispatch in order.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handler = _Signals(stop, console)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handler)
+    runtime = Runtime(config, stop_event=stop)
     http = None
     try:
         await runtime.start()
@@ -83,12 +89,8 @@ async def run_gateway(config: Config, duration_s: float | None, live: bool) -> N
         urls = [f"dashboard {base}/", f"health {base}/health", f"metrics {base}/metrics"]
         if runtime.proxy is not None:
             urls.append(f"modbus proxy {runtime.proxy.host}:{runtime.proxy.port}")
-        loop = asyncio.get_running_loop()
-        handler = _Signals(runtime.gateway.stop_event, console)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, handler)
         if duration_s is not None:
-            loop.call_later(duration_s, runtime.gateway.stop_event.set)
+            loop.call_later(duration_s, stop.set)
         console.print(
             f"open-bess-edge gateway: {len(runtime.gateway.sites)} site(s); {'; '.join(urls)}; "
             "Ctrl-C stops dispatch and exits.",

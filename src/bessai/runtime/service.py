@@ -3,6 +3,7 @@ telemetry pipeline and the monitor (metrics, alerts), started and stopped in ord
 
 from __future__ import annotations
 
+import asyncio
 import functools
 
 import structlog
@@ -29,9 +30,16 @@ DRAIN_AT_STOP_S = 2.0
 class Runtime:
     """`bessai run` without the terminal: tests and benchmarks use it directly."""
 
-    def __init__(self, config: Config, settings: ClientSettings | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        settings: ClientSettings | None = None,
+        stop_event: asyncio.Event | None = None,
+    ) -> None:
         self.config = config
         self.settings = settings
+        #: what stops the gateway; it may be set before or during start (an early Ctrl-C)
+        self.stop_event = stop_event or asyncio.Event()
         self.simulators = EmbeddedSimulators()
         self.metrics = GatewayMetrics()
         self.telemetry = TelemetryPipeline(config.telemetry, registry=self.metrics.registry)
@@ -60,7 +68,9 @@ class Runtime:
         ]
         config = self.config.model_copy(update={"sites": sites})
         await self.telemetry.start()
-        gateway = Gateway(config, functools.partial(open_device, settings=self.settings))
+        gateway = Gateway(
+            config, functools.partial(open_device, settings=self.settings), self.stop_event
+        )
         monitor = Monitor(gateway, self.telemetry, self.metrics, config.alerts)
         emitter = CycleEmitter(self.telemetry)
         for site in gateway.sites.values():
