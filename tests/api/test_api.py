@@ -486,9 +486,13 @@ def test_openapi_is_published_under_the_version(api: ApiHarness) -> None:
 
 async def test_openapi_json_route(api: ApiHarness) -> None:
     async with api.client() as client:
-        r = await client.get("/api/v1/openapi.json")
+        r = await client.get("/api/v1/openapi.json", headers=api.auth("read"))
+        anonymous = await client.get("/api/v1/openapi.json")
     assert r.status_code == 200
     assert "/api/v1/status" in r.json()["paths"]
+    # The spec lists the control routes and their limits: it needs a read key like the rest.
+    assert anonymous.status_code == 401
+    assert "no API key" in anonymous.json()["detail"]
 
 
 async def test_degraded_telemetry_is_an_alert(api: ApiHarness) -> None:
