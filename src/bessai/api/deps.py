@@ -72,8 +72,9 @@ class ApiContext:
         return self.monitor.gateway.config.api
 
 
-def context(request: Request) -> ApiContext:
-    """The app's context (a dependency)."""
+async def context(request: Request) -> ApiContext:
+    """The app's context (a dependency). The dependencies here are `async def`: FastAPI runs
+    a plain `def` dependency in its thread pool, a hop every request would pay for nothing."""
     ctx: ApiContext = request.app.state.ctx
     return ctx
 
@@ -92,7 +93,7 @@ class RoleCheck:
     async def __call__(
         self, request: Request, bearer: BearerCredentials, header_key: HeaderKey
     ) -> Principal:
-        auth = context(request).auth
+        auth = (await context(request)).auth
         principal = getattr(request.state, "principal", None)
         if not isinstance(principal, Principal):
             token = bearer.credentials if bearer is not None else header_key
@@ -144,7 +145,7 @@ class AuthFirstRoute(APIRoute):
         return authenticated
 
 
-def site_of(site_id: str, ctx: Ctx) -> SiteRunner:
+async def site_of(site_id: str, ctx: Ctx) -> SiteRunner:
     """The site named in the path, or 404 naming the sites there are."""
     site = ctx.gateway.sites.get(site_id)
     if site is None:
@@ -156,7 +157,9 @@ def site_of(site_id: str, ctx: Ctx) -> SiteRunner:
 Site = Annotated[SiteRunner, Depends(site_of)]
 
 
-def page_limit(ctx: Ctx, limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_CEILING)] = 50) -> int:
+async def page_limit(
+    ctx: Ctx, limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_CEILING)] = 50
+) -> int:
     """`limit`, capped at `api.max_page_size` (published as the parameter's maximum)."""
     cap = ctx.config.max_page_size
     if limit > cap:
