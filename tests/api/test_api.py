@@ -262,6 +262,10 @@ async def test_blocked_override_is_refused_with_the_reason(
     sim.device.plant.set_state(soc_pct=98.5)
     site = api.gateway.sites["t1"]
     await wait_for(lambda: "soc_high" in site.guard.latches)
+    # The guard latches mid-cycle; the alert comes from the cycle's record, at its end.
+    await wait_for(
+        lambda: site.last is not None and any(x.name == "soc_high" for x in site.last.latches)
+    )
     async with api.client(headers=api.auth("control")) as client:
         r = await client.post("/api/v1/sites/t1/override", json={"setpoint_w": 2000})
         too_long = await client.post(
