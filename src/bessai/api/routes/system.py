@@ -66,7 +66,7 @@ async def metrics_access(
 
 
 @outside.get("/health")
-async def get_health(ctx: Ctx) -> JSONResponse:
+def get_health(ctx: Ctx) -> JSONResponse:
     healthy, body = health(ctx.monitor)
     return JSONResponse(body, status_code=200 if healthy else 503)
 
