@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from bessai import __version__
 from bessai.analysis import commands as analysis_commands
@@ -72,10 +72,10 @@ def main() -> None:
         app()
     except BessaiError as exc:
         # soft_wrap: off a terminal rich would fold the one-line message at 80 columns.
-        # escape: messages quote user input and extras such as 'bessai[train]', not markup.
-        Console(stderr=True).print(
-            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
-        )
+        # Text, not markup: messages quote user input, file contents and device answers
+        # ('[/bold]', ':x:', 'bessai[train]'), shown exactly as they are.
+        message = Text.assemble(("error:", "bold red"), " ", str(exc))
+        Console(stderr=True).print(message, soft_wrap=True)
         sys.exit(2)
 
 

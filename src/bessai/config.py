@@ -317,6 +317,29 @@ class ApiConfig(_Section):
     auth_failure_window_s: float = Field(default=60.0, gt=0, le=86_400)
     max_streams: int = Field(default=32, ge=1, le=1_000, description="live dashboard streams")
     public_metrics: bool = Field(default=True, description="/metrics without a key (scrapers)")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="reverse proxies (addresses or CIDRs) whose X-Forwarded-For names the "
+        "client; empty: the TCP peer is the client",
+    )
+
+    @model_validator(mode="after")
+    def _proxies(self) -> Self:
+        # Normalised because uvicorn silently ignores a network written with host bits set.
+        normal = []
+        for proxy in (p.strip() for p in self.trusted_proxies):
+            try:
+                if "/" in proxy:
+                    normal.append(str(ipaddress.ip_network(proxy, strict=False)))
+                else:
+                    normal.append(str(ipaddress.ip_address(proxy)))
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {proxy!r} is not an IP address or CIDR network "
+                    "(e.g. 127.0.0.1, 10.0.0.0/24, ::1); '*' and host names are not allowed"
+                ) from None
+        self.trusted_proxies = normal
+        return self
 
     @model_validator(mode="after")
     def _origins(self) -> Self:

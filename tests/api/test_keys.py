@@ -52,7 +52,7 @@ def test_store_errors_name_what_and_where(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no key named 'nobody' .* \(keys: ops\)"):
         store.revoke("nobody")
     path.write_text("{not json")
-    with pytest.raises(ConfigError, match=f"API key file {path} is unreadable or malformed"):
+    with pytest.raises(ConfigError, match=f"API keys file {path} is damaged: not valid JSON"):
         KeyStore(path).authenticate("bess_x")
 
 

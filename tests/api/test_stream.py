@@ -62,7 +62,10 @@ async def test_live_streams_are_capped_and_free_their_slot(make_api: Any) -> Non
         async with httpx.AsyncClient(headers=api.auth("read"), timeout=10) as client:
             async with client.stream("GET", url) as first:
                 assert first.status_code == 200
-                await anext(first.aiter_lines())  # the stream is open and counted
+                # Held: a discarded line iterator is finalised by the garbage collector, which
+                # closes the stream and races the next request for the slot.
+                lines = first.aiter_lines()
+                await anext(lines)  # the stream is open and counted
                 second = await client.get(url)
                 assert second.status_code == 503
                 assert second.json()["detail"] == "1 live streams already open"

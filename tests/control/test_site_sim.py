@@ -176,7 +176,10 @@ async def test_health_and_metrics_show_a_block(sim: SimulatorServer, tmp_path: o
         runner.override.set(-2000, now(), 60, "discharge")
         for _ in range(50):
             await asyncio.sleep(0.1)
-            if runner.counters.blocks:
+            # The block is counted mid-cycle; health reads the cycle's record, published at
+            # its end.
+            record = runner.last
+            if record is not None and record.decision.outcome.value == "blocked":
                 break
         transport = httpx.ASGITransport(app=create_app(runtime.monitor))
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bessai.api.keys import KeyStore, Role
 from bessai.config import load_config
@@ -67,9 +68,10 @@ def list_keys(config: ConfigOpt = None, keys_file: KeysFileOpt = None) -> None:
         return
     table = Table(show_edge=False, header_style="bold")
     for column in ("name", "role", "created (UTC)"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for record in records:
-        table.add_row(record.name, record.role.value, record.created_utc)
+        # Plain text: the file may have been edited by hand; a name is shown as stored.
+        table.add_row(Text(record.name), Text(record.role.value), Text(record.created_utc))
     Console().print(table)
 
 

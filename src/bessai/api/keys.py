@@ -64,12 +64,38 @@ def _digest(salt: str, token: str) -> str:
     return hashlib.sha256(bytes.fromhex(salt) + token.encode("utf-8")).hexdigest()
 
 
+class KeysFileError(ConfigError):
+    """The keys file cannot be read or parsed. `stamp` (mtime, size) tells one damaged version
+    of the file from the next, so a server can report each damage once."""
+
+    def __init__(self, path: Path, problem: str, stamp: tuple[int, int] | None) -> None:
+        super().__init__(
+            f"API keys file {path} is damaged: {problem}; fix it, or move it away and "
+            "re-create the keys with `bessai keys add`"
+        )
+        self.stamp = stamp
+
+
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON ({exc})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+    if isinstance(exc, KeyError):
+        return f"missing field {exc}"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc) or type(exc).__name__
+
+
 class KeyStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._records: list[KeyRecord] = []
         self._stamp: tuple[int, int] | None = None
+        #: the last damaged version of the file (stamp, problem): not re-read until it changes
+        self._damaged: tuple[tuple[int, int], str] | None = None
 
     # -- file -----------------------------------------------------------------------------------
 
@@ -79,9 +105,13 @@ class KeyStore:
         except FileNotFoundError:
             self._records, self._stamp = [], None
             return self._records
+        except OSError as exc:
+            raise KeysFileError(self.path, _problem(exc), None) from None
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp == self._stamp:
             return self._records
+        if self._damaged is not None and self._damaged[0] == stamp:
+            raise KeysFileError(self.path, self._damaged[1], stamp)
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             records = [
@@ -95,10 +125,9 @@ class KeyStore:
                 for item in data["keys"]
             ]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(
-                f"API key file {self.path} is unreadable or malformed: {exc}"
-            ) from None
-        self._records, self._stamp = records, stamp
+            self._damaged = (stamp, _problem(exc))
+            raise KeysFileError(self.path, self._damaged[1], stamp) from None
+        self._records, self._stamp, self._damaged = records, stamp, None
         return records
 
     def _save(self, records: list[KeyRecord]) -> None:

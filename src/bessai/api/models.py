@@ -171,7 +171,11 @@ class OverrideIn(BaseModel):
         ge=-1e8, le=1e8, allow_inf_nan=False, description="> 0 charge, < 0 discharge, 0 stop"
     )
     duration_s: float | None = Field(
-        default=None, gt=0, le=86_400, description="default controllers.manual_override_default_s"
+        default=None,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="default controllers.manual_override_default_s",
     )
     reason: str = Field(default="", max_length=200)
 

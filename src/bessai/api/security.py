@@ -3,8 +3,11 @@
 - Keys only in a header (`Authorization: Bearer <key>` or `X-API-Key: <key>`): a query string
   ends up in proxy logs, browser history and Referer headers.
 - 401 for no or a wrong key, 403 for a key whose role is too low, 429 for a client with too many
-  wrong keys in the window (memory bounded: the oldest clients are forgotten first).
+  wrong keys in the window (memory bounded: the oldest clients are forgotten first), 503 while
+  the keys file is damaged. All of them before the request body is read.
 - 413 for a body over the cap, whether it announces its length or streams it.
+- The client is the TCP peer; `api.trusted_proxies` lets uvicorn take it from X-Forwarded-For
+  for exactly those proxies (runtime/http.py).
 - Security headers on every response; the dashboard's page may load only its own files.
 - A key never reaches a log line: only the key's name is logged or audited.
 """
@@ -15,13 +18,13 @@ import json
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Annotated, Any
+from typing import Any
 
 import structlog
-from fastapi import HTTPException, Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import HTTPException, Request
+from fastapi.security import APIKeyHeader, HTTPBearer
 
-from bessai.api.keys import KeyStore, Principal, Role
+from bessai.api.keys import KeysFileError, KeyStore, Principal, Role
 from bessai.config import ApiConfig
 
 log = structlog.get_logger("bessai.api")
@@ -91,39 +94,18 @@ def client_of(request: Request) -> str:
 
 
 class Authorizer:
-    """Builds the FastAPI dependencies that check a key and a role."""
+    """Checks keys and roles. Routes reach it through `bessai.api.deps`, which runs it before
+    the request body is read, so an unauthenticated caller learns nothing from its body."""
 
     def __init__(self, config: ApiConfig, store: KeyStore) -> None:
         self.config = config
         self.store = store
         self.limiter = FailureLimiter(config.auth_failures_max, config.auth_failure_window_s)
+        #: the damaged version of the keys file last logged (one line per damage, not per call)
+        self._damage_logged: tuple[int, int] | bool | None = False
 
-    def require(self, needed: Role) -> Callable[..., Awaitable[Principal]]:
-        async def dependency(
-            request: Request,
-            bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
-            header_key: Annotated[str | None, Security(header_scheme)],
-        ) -> Principal:
-            principal = self.authenticate(request, bearer, header_key)
-            if not principal.role.allows(needed):
-                log.warning("forbidden", key=principal.name, role=principal.role.value,
-                            needed=needed.value, path=request.url.path)  # fmt: skip
-                raise HTTPException(
-                    403,
-                    f"key '{principal.name}' has the {principal.role.value} role; "
-                    f"this needs {needed.value}",
-                )
-            request.state.principal = principal
-            return principal
-
-        return dependency
-
-    def authenticate(
-        self,
-        request: Request,
-        bearer: HTTPAuthorizationCredentials | None,
-        header_key: str | None,
-    ) -> Principal:
+    def authenticate(self, request: Request, token: str | None) -> Principal:
+        """The caller's principal, or 400 (key in the URL), 429, 401, or 503 (damaged keys)."""
         if KEY_QUERY_NAMES & set(request.query_params):
             raise HTTPException(
                 400,
@@ -140,14 +122,13 @@ class Authorizer:
                 f"too many failed authentications from this client; retry in {wait_s:.0f} s",
                 headers={"Retry-After": str(max(1, round(wait_s)))},
             )
-        token = bearer.credentials if bearer is not None else header_key
         if not token:
             raise HTTPException(
                 401,
                 "no API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        principal = self.store.authenticate(token) if len(token) <= 256 else None
+        principal = self._lookup(token) if len(token) <= 256 else None
         if principal is None:
             self.limiter.fail(client)
             log.warning("authentication failed", client=client, path=request.url.path)
@@ -155,6 +136,31 @@ class Authorizer:
                 401, "API key not recognized", headers={"WWW-Authenticate": "Bearer"}
             )
         return principal
+
+    def _lookup(self, token: str) -> Principal | None:
+        try:
+            principal = self.store.authenticate(token)
+        except KeysFileError as exc:
+            # A damaged file is the operator's to fix, not the caller's fault: 503, no
+            # failure counted, and one log line per damaged version of the file.
+            if exc.stamp != self._damage_logged:
+                self._damage_logged = exc.stamp
+                log.error("API keys file damaged", file=str(self.store.path), error=str(exc))
+            raise HTTPException(503, str(exc)) from None
+        self._damage_logged = False
+        return principal
+
+    def authorize(self, request: Request, principal: Principal, needed: Role) -> None:
+        """403 when the principal's role is below `needed`."""
+        if principal.role.allows(needed):
+            return
+        log.warning("forbidden", key=principal.name, role=principal.role.value,
+                    needed=needed.value, path=request.url.path)  # fmt: skip
+        raise HTTPException(
+            403,
+            f"key '{principal.name}' has the {principal.role.value} role; "
+            f"this needs {needed.value}",
+        )
 
 
 async def _send_json(send: Send, status: int, detail: str) -> None:
@@ -173,8 +179,11 @@ async def _send_json(send: Send, status: int, detail: str) -> None:
 
 
 class BodyLimit:
-    """413 for a request body over `max_bytes`: at once when Content-Length says so, or as soon
-    as a streamed (chunked) body crosses the cap, without buffering more than that."""
+    """413 for a request body over `max_bytes`: when the route starts reading a body whose
+    Content-Length says so, or as soon as a streamed (chunked) body crosses the cap, without
+    buffering more than that. Nothing is answered before the route reads, so the key check
+    (which runs first, see `bessai.api.deps`) answers an unauthenticated caller whatever it
+    sends."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -184,28 +193,27 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        announced = 0
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
-                    length = int(value)
+                    announced = int(value)
                 except ValueError:
                     await _send_json(send, 400, "Content-Length is not a number")
                     return
-                if length > self.max_bytes:
-                    await _send_json(
-                        send, 413, f"request body over the {self.max_bytes} byte limit"
-                    )
-                    return
         received = 0
+        too_large = f"request body over the {self.max_bytes} byte limit"
 
         async def limited() -> Message:
             nonlocal received
+            if announced > self.max_bytes:
+                # Raised inside the route's body read, so FastAPI answers it as a 413.
+                raise HTTPException(413, too_large)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    # Raised inside the route's body read, so FastAPI answers it as a 413.
-                    raise HTTPException(413, f"request body over the {self.max_bytes} byte limit")
+                    raise HTTPException(413, too_large)
             return message
 
         await self.app(scope, limited, send)

@@ -12,6 +12,7 @@ import tomli_w
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bessai.config import load_config
 from bessai.control.audit import open_readonly
@@ -53,25 +54,31 @@ def audit(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    Console().print(_audit_table(rows))
+
+
+def _audit_table(rows: list[dict[str, Any]]) -> Table:
+    """The audit as a table, oldest first. Every cell is plain text: reasons, errors and site
+    names come from operators and devices and are shown exactly as stored, never as markup."""
     table = Table(show_edge=False, header_style="bold")
     for column in ("time (UTC)", "site", "controller", "requested", "outcome", "setpoint",
                    "guard reason", "writes"):  # fmt: skip
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in reversed(rows):
-        writes = ", ".join(f"{w['address']}={w['registers']}" for w in row["writes"]) or "-"
+        writes = Text(", ".join(f"{w['address']}={w['registers']}" for w in row["writes"]) or "-")
         if row["error"]:
-            writes += f" [red]error: {row['error']}[/]"
+            writes.append(f" error: {row['error']}", style="red")
         table.add_row(
-            row["ts"][:19],
-            row["site"],
-            f"{row['controller']}: {row['reason']}",
-            f"{row['requested_w']:.0f} W",
-            row["outcome"],
-            f"{row['setpoint_w']:.0f} W",
-            row["guard_reason"],
+            Text(row["ts"][:19]),
+            Text(row["site"]),
+            Text(f"{row['controller']}: {row['reason']}"),
+            Text(f"{row['requested_w']:.0f} W"),
+            Text(row["outcome"]),
+            Text(f"{row['setpoint_w']:.0f} W"),
+            Text(row["guard_reason"]),
             writes,
         )
-    Console().print(table)
+    return table
 
 
 config_app = typer.Typer(help="Validate and show configuration.", no_args_is_help=True)

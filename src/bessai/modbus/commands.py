@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -155,13 +156,18 @@ def write(
 ) -> None:
     """Write one writable point after checking it against the profile's limits."""
     profiles = [load_profile(name) for name in (profile or BUILTIN_PROFILES)]
+    parsed = _parse_value(value)
+    if isinstance(parsed, float) and not math.isfinite(parsed):
+        # float() reads nan, inf and 1e400; no register holds them. Refused before connecting.
+        raise BessaiError(f"{point}: value {value!r} is not a finite number; give it in the "
+                          "point's unit (e.g. 2500) or as an enum label")  # fmt: skip
 
     async def run() -> str:
         device = ModbusDevice(
             host, port, unit, profiles, _settings(timeout_s, wait_after_connect_s)
         )
         try:
-            result = await device.write_point(point, _parse_value(value), verify=verify)
+            result = await device.write_point(point, parsed, verify=verify)
         finally:
             await device.close()
         where = f"{result.profile}.{result.point.name} (register {result.point.address})"

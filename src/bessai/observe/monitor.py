@@ -13,6 +13,7 @@ from bessai.control.gateway import Gateway
 from bessai.control.site import CycleRecord
 from bessai.devices.base import DeviceStats
 from bessai.observe.alerts import AlertManager, WebhookSender
+from bessai.observe.history import RecentHistory
 from bessai.observe.metrics import GatewayMetrics
 from bessai.telemetry.pipeline import TelemetryPipeline
 
@@ -33,10 +34,13 @@ class Monitor:
             metrics.registry,
             WebhookSender(alerts_config) if alerts_config.webhook_url is not None else None,
         )
+        #: the last hour of every site's key values, for the dashboard's charts
+        self.history = RecentHistory({s.id: s.config.cycle_s for s in gateway.sites.values()})
         metrics.watch_devices(self._device_stats)
         metrics.watch_restarts(self._restarts)
         for site in gateway.sites.values():
             site.listeners.append(metrics.observe)
+            site.listeners.append(self.history.observe)
             site.listeners.append(functools.partial(self.alerts.observe, site))
             site.listeners.append(self._report_telemetry)
 

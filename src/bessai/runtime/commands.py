@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from bessai.api.keys import KeyStore
+from bessai.api.keys import KeysFileError, KeyStore
 from bessai.config import Config, load_config
 from bessai.logging import configure_logging
 from bessai.observe.status import status_table
@@ -66,6 +66,21 @@ async def _watch(runtime: Runtime, console: Console, urls: list[str], live: bool
             view.update(status_table(runtime.monitor, urls))
 
 
+def _keys_note(config: Config) -> str:
+    """What the operator should know about the API keys at start: none yet, or a damaged file
+    (the gateway runs anyway; the API answers 503 until the file is fixed)."""
+    try:
+        keys = KeyStore(config.keys_file).list()
+    except KeysFileError as exc:
+        return f"warning: {exc}. Until then the dashboard and /api/v1 answer 503."
+    if keys:
+        return ""
+    return (
+        f"no API keys yet in {config.keys_file}: the dashboard and /api/v1 need one; "
+        "make one with `bessai keys add NAME --role read` (or --role control)"
+    )
+
+
 async def run_gateway(config: Config, duration_s: float | None, live: bool) -> None:
     """Run until a signal or `duration_s`; stop dispatch on the way out."""
     host, port = config.gateway.http_host, config.gateway.http_port
@@ -95,6 +110,7 @@ async def run_gateway(config: Config, duration_s: float | None, live: bool) -> N
             f"open-bess-edge gateway: {len(runtime.gateway.sites)} site(s); {'; '.join(urls)}; "
             "Ctrl-C stops dispatch and exits.",
             markup=False,
+            emoji=False,
         )
         console.print(
             f"{'created data directory' if data_dir_created else 'data directory'} "
@@ -105,12 +121,9 @@ async def run_gateway(config: Config, duration_s: float | None, live: bool) -> N
         if (note := no_sinks_note(config.telemetry)) is not None:
             console.print(f"warning: {note}", markup=False, highlight=False)
         log.info("gateway running", sites=list(runtime.gateway.sites), health=f"{base}/health")
-        if not config.api.dev_mode and not KeyStore(config.keys_file).list():
-            console.print(
-                f"no API keys yet in {config.keys_file}: the dashboard and /api/v1 need one; "
-                "make one with `bessai keys add NAME --role read` (or --role control)",
-                markup=False,
-            )
+        note = "" if config.api.dev_mode else _keys_note(config)
+        if note:
+            console.print(note, markup=False, emoji=False, highlight=False)
         await _watch(runtime, console, urls, live)
     finally:
         log.info("stopping: dispatch stops on every site")

@@ -45,8 +45,10 @@ def port_free(host: str, port: int) -> None:
 
 async def serve_http(monitor: Monitor, host: str, port: int) -> tuple[uvicorn.Server, int]:
     """Start serving; returns the server and the port it is bound to."""
-    check_bind(monitor.gateway.config, host)
+    config = monitor.gateway.config
+    check_bind(config, host)
     port_free(host, port)
+    proxies = config.api.trusted_proxies
     server = _EmbeddedServer(
         uvicorn.Config(
             create_app(monitor),
@@ -56,10 +58,11 @@ async def serve_http(monitor: Monitor, host: str, port: int) -> tuple[uvicorn.Se
             lifespan="off",
             # An access log line holds the query string, where a careless client may put a key.
             access_log=False,
-            # X-Forwarded-For is whatever a caller wants it to be: trusting it would let anyone
-            # dodge the wrong-key limiter or lock out another address (docs/api.md: proxies).
-            proxy_headers=False,
-            forwarded_allow_ips=None,
+            # X-Forwarded-For is whatever a caller wants it to be: trusting it from anyone would
+            # let anyone dodge the wrong-key limiter or lock out another address. Only the
+            # configured proxies may name the client (docs/api.md: behind a reverse proxy).
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=list(proxies) if proxies else None,
         )
     )
     task = asyncio.create_task(server.serve(), name="http")

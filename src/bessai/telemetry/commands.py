@@ -15,7 +15,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from bessai.errors import TelemetryError
 from bessai.telemetry.lake import query_lake
@@ -83,9 +84,11 @@ def register(app: typer.Typer, configured_lake: Callable[[Path | None], Path]) -
             ]
             typer.echo(json.dumps(docs, indent=2))
         else:
-            table = Table(*result.columns)
+            # Plain text cells: stored values (and the query's column names) are shown as they
+            # are, never as rich markup or emoji codes ('1:x:2' stays '1:x:2').
+            table = Table(*(Column(Text(c), overflow="fold") for c in result.columns))
             for row in result.rows:
-                table.add_row(*("" if v is None else str(_plain(v)) for v in row))
+                table.add_row(*(Text("" if v is None else str(_plain(v))) for v in row))
             Console().print(table)
 
     app.add_typer(lake_app, name="lake")
