@@ -12,8 +12,10 @@ from rich.markup import escape
 
 from bessai import __version__
 from bessai.api import commands as api_commands
+from bessai.carbon import commands as carbon_commands
 from bessai.control import commands as control_commands
 from bessai.errors import BessaiError
+from bessai.ledger import commands as ledger_commands
 from bessai.logging import configure_logging
 from bessai.market import commands as market_commands
 from bessai.modbus import commands as modbus_commands
@@ -61,6 +63,8 @@ optimize_commands.register(app)
 telemetry_commands.register(app)
 api_commands.register(app)
 market_commands.register(app)
+carbon_commands.register(app)
+ledger_commands.register(app)
 
 
 def main() -> None:
