@@ -317,12 +317,56 @@ class AlertsConfig(_Section):
     history: int = Field(default=500, ge=10, le=100_000, description="resolved alerts kept")
 
 
+class CarbonConfig(_Section):
+    """Carbon accounting of every site from its measured battery power (docs/carbon.md)."""
+
+    enabled: bool = True
+    country: str = Field(
+        default="CHL", description="ISO-3 code of the grid: the yearly location-based average"
+    )
+    marginal: Literal["prices", "none"] = Field(
+        default="prices",
+        description="prices: the marginal factor derived from each site's optimizer price "
+        "series (CMg bands); none: average only",
+    )
+    marginal_factors: Path | None = Field(
+        default=None, description="a measured marginal series (CSV timestamp,g_kwh) instead"
+    )
+    market_factor_g_kwh: float | None = Field(
+        default=None,
+        ge=0,
+        le=5000,
+        description="supplier or contract factor (Scope 2 market-based), reported on its own",
+    )
+    interval_s: int = Field(default=900, ge=1, le=3600, description="accounting interval")
+    max_gap_s: float = Field(default=60.0, gt=0, le=3600, description="longer holes: not counted")
+    embodied_kg_per_kwh: float = Field(default=100.0, ge=0, le=1000)
+
+
+class LedgerConfig(_Section):
+    """Energy credits minted from measured energy, signed by the gateway (docs/credits.md)."""
+
+    enabled: bool = False
+    key_file: Path | None = Field(
+        default=None, description="Ed25519 private key (bessai ledger keygen) [data_dir/ledger]"
+    )
+    log_file: Path | None = Field(default=None, description="[data_dir/ledger/credits.jsonl]")
+    owner: str | None = Field(
+        default=None, description="public key (base64 or .pub file) the credits belong to"
+    )
+    co2_method: Literal["marginal", "average"] = Field(
+        default="marginal", description="factor of the CO2 a credit states"
+    )
+
+
 class Config(_Section):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     sites: list[SiteConfig] = Field(min_length=1)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    carbon: CarbonConfig = Field(default_factory=CarbonConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     #: read by `bessai market fetch` (API key, base URL), which validates it
     market: dict[str, Any] = Field(default_factory=dict)
 
@@ -346,6 +390,14 @@ class Config(_Section):
     @property
     def keys_file(self) -> Path:
         return self.api.keys_file or self.gateway.data_dir / "api_keys.json"
+
+    @property
+    def ledger_key_file(self) -> Path:
+        return self.ledger.key_file or self.gateway.data_dir / "ledger" / "gateway.key"
+
+    @property
+    def ledger_log_file(self) -> Path:
+        return self.ledger.log_file or self.gateway.data_dir / "ledger" / "credits.jsonl"
 
 
 def is_loopback(host: str) -> bool:

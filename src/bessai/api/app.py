@@ -31,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bessai import __version__
 from bessai.api import models
+from bessai.api.carbon import carbon_router
 from bessai.api.history import history_router
 from bessai.api.keys import KeyStore, Principal, Role
 from bessai.api.security import Authorizer, BodyLimit, SecurityHeaders
@@ -487,6 +488,7 @@ def create_app(monitor: Monitor) -> FastAPI:
         return models.ModeOut(site=site.id, mode=site.mode.value, previous=previous.value)
 
     api.include_router(history_router(gateway, history, reader))
+    api.include_router(carbon_router(monitor, reader))
     app.include_router(api)
 
     # -- outside the API: supervisors, scrapers and the dashboard -------------------------------

@@ -115,12 +115,14 @@ class EnergyMeter:
         return done
 
     def flush(self) -> Interval | None:
-        """Close the open interval at the last sample (at shutdown): a partial interval, so a
-        restart never measures the same time twice."""
+        """Close the open interval at the last sample, cut to the whole second (at shutdown):
+        a partial interval, so a restart never measures the same time twice."""
         if self._last is None or self._start is None:
             return None
-        last_ts = self._last[0]
+        last_ts = self._last[0].replace(microsecond=0)
         if last_ts <= self._start:
+            self.not_before = self._start
+            self._start = self._last = None
             return None
         done = Interval(
             self.site,

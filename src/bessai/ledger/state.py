@@ -62,6 +62,8 @@ class LedgerState:
     co2_caused_g: int = 0
     #: mints whose factor was unknown (no CO2 claimed)
     mints_without_co2: int = 0
+    #: per site: [mints, discharged Wh, CO2 avoided g]
+    by_site: dict[str, list[int]] = field(default_factory=dict)
 
     def apply(self, entry: Entry, minters: Collection[str]) -> None:
         """Add a record whose signature the caller has accepted; LedgerError (naming the
@@ -125,6 +127,10 @@ class LedgerState:
             entry.id,
         )
         self.mints += 1
+        site_totals = self.by_site.setdefault(site, [0, 0, 0])
+        site_totals[0] += 1
+        site_totals[1] += body["discharged_wh"]
+        site_totals[2] += co2[1] if co2 else 0
         self.charged_wh += body["charged_wh"]
         self.discharged_wh += body["discharged_wh"]
         if co2:
