@@ -10,9 +10,9 @@ import time
 from datetime import date
 
 from bench import DATA
+from bessai.analysis.backtest import STRATEGIES, backtest
 from bessai.market.prices import load_prices
-from bessai.optimize import Battery
-from bessai.optimize.backtest import STRATEGIES, backtest
+from bessai.optimize import StorageSpec
 
 CASES = [
     ("cen_cmg_crucero220_2019-2023.csv", date(2021, 1, 1), date(2021, 12, 31)),
@@ -24,7 +24,9 @@ CASES = [
 
 
 def run() -> dict[str, object]:
-    battery = Battery(power_kw=1000, capacity_kwh=4000, eta_charge=0.95, eta_discharge=0.95)
+    battery = StorageSpec(
+        max_charge_kw=1000, capacity_kwh=4000, eta_charge=0.95, eta_discharge=0.95
+    )
     rows: list[dict[str, object]] = []
     for name, first, last in CASES:
         series = load_prices(DATA / name)

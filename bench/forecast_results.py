@@ -57,7 +57,7 @@ def runs(out: Path) -> list[Run]:
             prices: Path, train_window: list[str], eval_window: list[str],
             rules: list[tuple[str, list[str]]]) -> None:  # fmt: skip
         d = out / f"{stage}_{prices.stem.split('_')[2]}_{model}_{len(extra)}"
-        train = ["forecast", "train", "--prices", str(prices), "--model", model, *extra,
+        train = ["forecast", "train", "--prices", str(prices), "--kind", model, *extra,
                  *train_window, "--out", str(d)]  # fmt: skip
         evaluate = ["forecast", "eval", "--prices", str(prices), "--model", str(d),
                     *eval_window, "--json"]  # fmt: skip

@@ -9,9 +9,8 @@ import time
 from datetime import timedelta
 
 from bench import DATA
-from bessai.market.prices import PriceSeries, load_prices
-from bessai.optimize import Battery, optimize
-from bessai.optimize.backtest import market_days
+from bessai.market.prices import PriceSeries, load_prices, market_days
+from bessai.optimize import StorageSpec, optimize
 
 
 def _median_ms(
@@ -22,7 +21,7 @@ def _median_ms(
         # A window around the most negative price, so the exact switch (MILP) is exercised.
         start = max(0, min(int(series.values.argmin()) - steps // 2, len(series) - steps))
         prices = series.values[start : start + steps]
-    battery = Battery()
+    battery = StorageSpec()
     times = []
     solver = ""
     for _ in range(repeats):
@@ -40,7 +39,7 @@ def _median_ms(
 
 
 def _rolling_year(series: PriceSeries) -> dict[str, object]:
-    battery = Battery()
+    battery = StorageSpec()
     days = market_days(series)[-365:]
     prices = series.values
     soc = 50.0

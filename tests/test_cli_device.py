@@ -85,6 +85,41 @@ def test_group_and_profile_filters(sim_process: tuple[int, object]) -> None:
     assert "huawei_dtsu666.active_power_w" in names
     assert not any(n.startswith("huawei_luna2000") for n in names)
     assert "huawei_dtsu666.exported_energy_kwh" not in names  # slow group
+    assert "huawei_dtsu666.meter_type" not in names  # static, and no fast point depends on it
+    assert doc["requests"] == 1
+
+
+def test_read_group_fast_reads_what_every_cycle_reads(sim_process: tuple[int, object]) -> None:
+    # The README's figures: the fast group in the cycle's 3 requests, after 2 for the static
+    # points it depends on (number of PV strings, second battery unit).
+    port, _ = sim_process
+    doc = read_json(port, "--group", "fast")
+    points = doc["points"]
+    assert isinstance(points, list)
+    groups = {f"{p['profile']}.{p['name']}": p["group"] for p in points}
+    static = sorted(name for name, group in groups.items() if group == "static")
+    assert static == ["huawei_luna2000.unit2_product_model", "huawei_sun2000.pv_string_count"]
+    assert all(group == "fast" for name, group in groups.items() if name not in static)
+    assert len(points) - len(static) == 52
+    assert doc["requests"] == 3 + 2
+    assert all(p["available"] for p in points)
+    table = bessai("read", "--port", str(port), "--group", "fast", *QUICK)
+    assert "54 points, 0 unavailable, 5 requests" in table.stdout
+
+
+def test_read_names_a_wrong_unit_id(sim_process: tuple[int, object]) -> None:
+    port, _ = sim_process
+    out = bessai("read", "--port", str(port), "--unit", "7", *QUICK, check=False)
+    assert out.returncode != 0
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"no answer from unit 7 at 127.0.0.1:{port}: "
+            "check the unit id (SDongle 1, inverter access point 0)"
+        )
+    )
+    assert "Traceback" not in out.stderr
 
 
 def test_forced_charge_written_from_the_cli(sim_process: tuple[int, object]) -> None:

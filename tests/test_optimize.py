@@ -10,20 +10,19 @@ import numpy as np
 import pytest
 
 from bessai.errors import ConfigError
-from bessai.market.prices import load_prices
-from bessai.optimize import Bands, Battery, Risk, Site, optimize
-from bessai.optimize.backtest import market_days
+from bessai.market.prices import load_prices, market_days
+from bessai.optimize import Bands, GridConnection, Risk, StorageSpec, optimize
 from bessai.optimize.follow import setpoint_kw
 
 
 def _enumerate_best(
-    prices: list[float], step_h: float, b: Battery, soc0: float, soc_final: float
+    prices: list[float], step_h: float, b: StorageSpec, soc0: float, soc_final: float
 ) -> float:
     """Best net revenue over every path of stored energy on a half-step grid: an independent
     formulation (dynamic state walk, no LP). With the discharge limit set to eta_c*eta_d times
     the charge limit, one full-power step moves the same stored energy either way, so every
     vertex of the LP lies on this grid and the two optima must agree."""
-    unit = b.power_kw * b.eta_charge * step_h / 2  # half a full-power step, kWh stored
+    unit = b.max_charge_kw * b.eta_charge * step_h / 2  # half a full-power step, kWh stored
     e_min, e_max = b.energy_kwh(b.soc_min_pct), b.energy_kwh(b.soc_max_pct)
     e0, e_fin = b.energy_kwh(soc0), b.energy_kwh(soc_final)
     best = -np.inf
@@ -61,12 +60,12 @@ ENUM_CASES = [
 def test_objective_equals_enumeration(
     prices: list[float], wear: float, soc0: float, soc_final: float
 ) -> None:
-    b = Battery(
-        power_kw=500,
+    b = StorageSpec(
+        max_charge_kw=500,
         capacity_kwh=950,
         eta_charge=0.95,
         eta_discharge=0.9,
-        discharge_power_kw=500 * 0.95 * 0.9,
+        max_discharge_kw=500 * 0.95 * 0.9,
         soc_min_pct=0,
         soc_max_pct=100,
         degradation_per_mwh=wear,
@@ -80,7 +79,7 @@ def test_objective_equals_enumeration(
 
 
 def test_energy_balance_and_bounds_hold() -> None:
-    b = Battery(soc_min_pct=10, soc_max_pct=90)
+    b = StorageSpec(soc_min_pct=10, soc_max_pct=90)
     p = np.array([40, 30, 20, 20, 60, 150, 140, 30, 25, 200, 210, 50.0])
     s = optimize(p, 1.0, b, soc_initial_pct=50)
     e = np.concatenate([[2000.0], s.energy_kwh])
@@ -94,7 +93,7 @@ def test_energy_balance_and_bounds_hold() -> None:
 
 def test_stored_energy_value_is_the_marginal_price() -> None:
     # Charging partly at 40 (not at a limit) makes a stored MWh worth 40/eta_c.
-    b = Battery(power_kw=1000, capacity_kwh=1000, eta_charge=0.8, eta_discharge=1.0)
+    b = StorageSpec(max_charge_kw=1000, capacity_kwh=1000, eta_charge=0.8, eta_discharge=1.0)
     s = optimize([40.0, 100.0], 1.0, b, soc_initial_pct=0, soc_final_pct=0)
     assert s.charge_kw[0] == pytest.approx(1000)
     assert s.discharge_kw[1] == pytest.approx(800)
@@ -107,7 +106,7 @@ def test_hourly_and_quarter_hourly_day_earn_the_same(data_dir: Path) -> None:
     series = load_prices(data_dir / "cen_cmg_crucero220_2019-2023.csv")
     day = series.between(series.start + timedelta(days=1500), series.start + timedelta(days=1501))
     quarter = day.resample(timedelta(minutes=15))
-    b = Battery()
+    b = StorageSpec()
     hourly = optimize(day.values, day.step_h, b, soc_initial_pct=50)
     q = optimize(quarter.values, quarter.step_h, b, soc_initial_pct=50)
     assert hourly.revenue > 100  # a day with a real spread, so the check means something
@@ -121,7 +120,7 @@ def test_negative_prices_never_charge_and_discharge_together(data_dir: Path) -> 
     worst = int(np.argmin(p))
     window = p[max(0, worst - 72) : worst + 96]
     assert window.min() < -50
-    b = Battery()
+    b = StorageSpec()
     s = optimize(window, 1.0, b, soc_initial_pct=50)
     assert s.solver == "milp"  # the LP alone would burn energy by trading both ways
     assert s.status == "optimal"
@@ -134,7 +133,7 @@ def test_negative_prices_never_charge_and_discharge_together(data_dir: Path) -> 
 
 def test_no_simultaneous_trade_on_any_day_of_de_2018(data_dir: Path) -> None:
     de = load_prices(data_dir / "smard_day_ahead_prices_2018.csv")
-    b = Battery()
+    b = StorageSpec()
     soc = 50.0
     solvers = []
     for _, s, e in market_days(de):
@@ -149,7 +148,7 @@ def test_no_simultaneous_trade_on_any_day_of_de_2018(data_dir: Path) -> None:
 
 
 def test_initial_soc_below_minimum_is_a_violation_not_an_error() -> None:
-    b = Battery(soc_min_pct=20, soc_max_pct=90)
+    b = StorageSpec(soc_min_pct=20, soc_max_pct=90)
     s = optimize([50.0, 40.0, 90.0, 100.0], 1.0, b, soc_initial_pct=5)
     assert s.status == "optimal"
     first = s.violations[0]
@@ -162,7 +161,7 @@ def test_initial_soc_below_minimum_is_a_violation_not_an_error() -> None:
 
 
 def test_unreachable_target_is_reported() -> None:
-    b = Battery(power_kw=100, capacity_kwh=1000)
+    b = StorageSpec(max_charge_kw=100, capacity_kwh=1000)
     s = optimize([10.0, 10.0], 1.0, b, soc_initial_pct=0, soc_final_pct=100)
     assert s.status == "optimal"
     assert [v.kind for v in s.violations] == ["terminal_target"]
@@ -171,8 +170,8 @@ def test_unreachable_target_is_reported() -> None:
 
 def test_cycle_cap_limits_daily_throughput() -> None:
     p = np.tile([10.0, 100.0], 12)
-    free = optimize(p, 1.0, Battery(), soc_initial_pct=50)
-    capped = optimize(p, 1.0, Battery(cycles_per_day=1.0), soc_initial_pct=50)
+    free = optimize(p, 1.0, StorageSpec(), soc_initial_pct=50)
+    capped = optimize(p, 1.0, StorageSpec(cycles_per_day=1.0), soc_initial_pct=50)
     cells = lambda s: float(np.sum(s.charge_kw * 0.95 + s.discharge_kw / 0.95))  # noqa: E731
     assert cells(free) > 2 * 4000 * 1.5
     assert cells(capped) <= 2 * 4000 + 1e-6
@@ -182,19 +181,21 @@ def test_cycle_cap_limits_daily_throughput() -> None:
 def test_site_grid_limits_and_pv() -> None:
     # PV of 800 kW exceeds the 300 kW export limit in the middle: the battery must soak it up.
     pv = [0.0, 800.0, 800.0, 0.0]
-    site = Site(pv_kw=pv, load_kw=[0.0] * 4, export_limit_kw=300, import_limit_kw=1000)
-    s = optimize([50.0, 90.0, 90.0, 60.0], 1.0, Battery(), soc_initial_pct=0, site=site)
+    grid = GridConnection(pv_kw=pv, load_kw=[0.0] * 4, export_limit_kw=300, import_limit_kw=1000)
+    s = optimize([50.0, 90.0, 90.0, 60.0], 1.0, StorageSpec(), soc_initial_pct=0, grid=grid)
     grid = np.array([0.0, -800, -800, 0]) + s.charge_kw - s.discharge_kw
     assert grid.min() >= -300 - 1e-6
     assert s.violations == ()
     assert s.charge_kw[1] >= 500 - 1e-6
     assert s.reasons[1].endswith("grid limit")
     with pytest.raises(ConfigError, match="one value per price step"):
-        optimize([1.0, 2.0], 1.0, Battery(), soc_initial_pct=0, site=Site(pv_kw=[1.0]))
+        optimize(
+            [1.0, 2.0], 1.0, StorageSpec(), soc_initial_pct=0, grid=GridConnection(pv_kw=[1.0])
+        )
 
 
 def test_equal_prices_are_broken_towards_earlier_steps() -> None:
-    b = Battery(power_kw=1000, capacity_kwh=950)
+    b = StorageSpec(max_charge_kw=1000, capacity_kwh=950)
     s = optimize([20.0, 20.0, 20.0, 100.0], 1.0, b, soc_initial_pct=0, soc_final_pct=0)
     assert s.charge_kw.tolist() == pytest.approx([1000, 0, 0, 0])
     again = optimize([20.0, 20.0, 20.0, 100.0], 1.0, b, soc_initial_pct=0, soc_final_pct=0)
@@ -207,7 +208,7 @@ def test_risk_mode_holds_low_confidence_and_thin_spreads() -> None:
     s = optimize(
         p50,
         1.0,
-        Battery(),
+        StorageSpec(),
         soc_initial_pct=50,
         bands=bands,
         risk=Risk(min_confidence=0.5),
@@ -217,14 +218,16 @@ def test_risk_mode_holds_low_confidence_and_thin_spreads() -> None:
     assert s.reasons[1].startswith("hold: confidence")
     assert s.conservative_revenue is not None
     assert s.conservative_revenue < s.revenue
-    thin = optimize(p50, 1.0, Battery(), soc_initial_pct=50, bands=bands, risk=Risk(min_spread=40))
+    thin = optimize(
+        p50, 1.0, StorageSpec(), soc_initial_pct=50, bands=bands, risk=Risk(min_spread=40)
+    )
     assert thin.charge_kw.sum() == 0
     assert thin.discharge_kw.sum() == 0
     assert all(r.startswith("hold: spread below min_spread") for r in thin.reasons)
 
 
 def test_target_outside_bounds_is_planned_at_the_bound() -> None:
-    b = Battery(soc_min_pct=10, soc_max_pct=90)
+    b = StorageSpec(soc_min_pct=10, soc_max_pct=90)
     s = optimize([10.0, 10.0, 10.0, 10.0, 10.0], 1.0, b, soc_initial_pct=50, soc_final_pct=100)
     assert s.violations == ()
     assert s.soc_pct[-1] == pytest.approx(90)
@@ -236,7 +239,7 @@ def test_conservative_mode_buys_at_p90_and_sells_at_p10() -> None:
     # On p50 the spread 40 -> 100 pays; at p90 to buy (80) and p10 to sell (70) it does not.
     p50 = [40.0, 100.0]
     bands = Bands(p10=[20.0, 70.0], p50=p50, p90=[80.0, 130.0])
-    b = Battery(power_kw=1000, capacity_kwh=1000)
+    b = StorageSpec(max_charge_kw=1000, capacity_kwh=1000)
     expected = optimize(p50, 1.0, b, soc_initial_pct=0, soc_final_pct=0, bands=bands)
     assert expected.discharge_kw[1] > 0
     assert expected.conservative_revenue == pytest.approx(
@@ -250,7 +253,7 @@ def test_conservative_mode_buys_at_p90_and_sells_at_p10() -> None:
 
 
 def test_following_a_plan_and_falling_back_to_idle() -> None:
-    b = Battery(power_kw=1000, capacity_kwh=1000)
+    b = StorageSpec(max_charge_kw=1000, capacity_kwh=1000)
     plan = optimize([10.0, 100.0, 50.0, 50.0], 0.25, b, soc_initial_pct=0, soc_final_pct=0)
     start = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
     limit = timedelta(minutes=45)

@@ -8,19 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bessai.analysis.backtest import backtest
+from bessai.analysis.settle import Settlement, settle_ideal, settle_plant
 from bessai.errors import ConfigError
-from bessai.market.prices import PriceSeries, load_prices
-from bessai.optimize import Battery, Risk
-from bessai.optimize.backtest import (
-    Settlement,
-    backtest,
-    empirical_bands,
-    market_days,
-    persistence,
-    settle_ideal,
-    settle_plant,
-    week_mean,
-)
+from bessai.market.baselines import empirical_bands, persistence, week_mean
+from bessai.market.prices import PriceSeries, load_prices, market_days
+from bessai.optimize import Risk, StorageSpec
 from bessai.optimize.rules import rule_schedule
 
 DAY = [
@@ -56,7 +49,7 @@ def test_rule_engine_hand_checked_day() -> None:
     # (3800 / 1000 = 3.8). Cheapest five: 10..14; dearest four: 17..20. Starting at 2000 kWh
     # the battery fills in 10, 11 and 105.26 kW in 12, sits full in 13 and 14, then sells 1000
     # kW in 17..19 and the last 800 kW (842.1 kWh stored * 0.95) in 20.
-    s = rule_schedule(DAY, 1.0, Battery(), soc_initial_pct=50)
+    s = rule_schedule(DAY, 1.0, StorageSpec(), soc_initial_pct=50)
     charge = np.zeros(24)
     charge[[10, 11, 12]] = [1000, 1000, 100 / 0.95]
     discharge = np.zeros(24)
@@ -72,16 +65,16 @@ def test_rule_engine_hand_checked_day() -> None:
 
 def test_rule_engine_spread_and_confidence_filters() -> None:
     # Margin: 0.9025 * mean(150, 200, 180, 120) - mean(10, 5, 0, 0, 5) = 142.66.
-    held = rule_schedule(DAY, 1.0, Battery(), soc_initial_pct=50, min_spread=150)
+    held = rule_schedule(DAY, 1.0, StorageSpec(), soc_initial_pct=50, min_spread=150)
     assert held.charge_kw.sum() == 0
     assert held.discharge_kw.sum() == 0
     assert held.reasons[0].startswith("hold: margin 142.66")
-    traded = rule_schedule(DAY, 1.0, Battery(), soc_initial_pct=50, min_spread=140)
+    traded = rule_schedule(DAY, 1.0, StorageSpec(), soc_initial_pct=50, min_spread=140)
     assert traded.revenue > 0
     conf = np.ones(24)
     conf[18] = 0.2  # the dearest hour is not trusted: the fourth sale moves to hour 21
     filtered = rule_schedule(
-        DAY, 1.0, Battery(), soc_initial_pct=50, confidence=conf, min_confidence=0.5
+        DAY, 1.0, StorageSpec(), soc_initial_pct=50, confidence=conf, min_confidence=0.5
     )
     assert filtered.discharge_kw[18] == 0
     assert filtered.discharge_kw[21] > 0
@@ -89,7 +82,7 @@ def test_rule_engine_spread_and_confidence_filters() -> None:
 
 
 def test_settlement_clips_to_the_soc_limits() -> None:
-    b = Battery(power_kw=1000, capacity_kwh=1000, soc_min_pct=10, soc_max_pct=90)
+    b = StorageSpec(max_charge_kw=1000, capacity_kwh=1000, soc_min_pct=10, soc_max_pct=90)
     prices = np.array([10.0, 10.0, 100.0, 100.0])
     s = settle_ideal(
         np.array([1000.0, 1000.0, 0, 0]), np.array([0, 0, 1000.0, 1000.0]), prices, 1.0, b, 50
@@ -132,7 +125,7 @@ def test_naive_forecasters_use_the_same_local_hour(valdivia: PriceSeries) -> Non
 
 def test_backtest_perfect_is_the_daily_yardstick(valdivia: PriceSeries) -> None:
     r = backtest(
-        valdivia, "perfect", Battery(), first_day=date(2023, 3, 28), last_day=date(2023, 4, 5)
+        valdivia, "perfect", StorageSpec(), first_day=date(2023, 3, 28), last_day=date(2023, 4, 5)
     )
     assert len(r.days) == 9
     assert r.capture_daily == pytest.approx(1.0)
@@ -149,8 +142,8 @@ def test_plant_settlement_delivers_less_than_the_ideal_battery_near_full() -> No
     prices = np.array([10.0] * 4 + [100.0] * 4)
     plan_c = np.array([1000.0] * 4 + [0.0] * 4)
     plan_d = np.array([0.0] * 4 + [1000.0] * 4)
-    ideal = settle_ideal(plan_c, plan_d, prices, 0.25, Battery(), 90.0)
-    plant = settle_plant(plan_c, plan_d, prices, 0.25, Battery(), 90.0)
+    ideal = settle_ideal(plan_c, plan_d, prices, 0.25, StorageSpec(), 90.0)
+    plant = settle_plant(plan_c, plan_d, prices, 0.25, StorageSpec(), 90.0)
     assert ideal.charge_kw[1] > 600.0
     assert plant.charge_kw[1] < ideal.charge_kw[1]
     assert plant.soc_pct[3] < ideal.soc_pct[3]
@@ -160,7 +153,7 @@ def test_plant_settlement_delivers_less_than_the_ideal_battery_near_full() -> No
 
 def test_backtest_week_mean_matches_reference_on_valdivia(valdivia: PriceSeries) -> None:
     # Reference figure for the week-mean baseline on Valdivia 2023: about 39 %.
-    r = backtest(valdivia, "week-mean", Battery())
+    r = backtest(valdivia, "week-mean", StorageSpec())
     assert r.first_day == date(2023, 1, 2)
     assert 0.36 < r.capture_daily < 0.42
     assert r.capture_period < r.capture_daily
@@ -174,16 +167,16 @@ def test_backtest_uses_the_settlement_hook(valdivia: PriceSeries) -> None:
         discharge_kw: np.ndarray,
         prices: np.ndarray,
         step_h: float,
-        battery: Battery,
+        storage: StorageSpec,
         soc_initial_pct: float,
     ) -> Settlement:
         calls.append(len(prices))
-        return settle_ideal(charge_kw, discharge_kw, prices, step_h, battery, soc_initial_pct)
+        return settle_ideal(charge_kw, discharge_kw, prices, step_h, storage, soc_initial_pct)
 
     backtest(
         valdivia,
         "persistence",
-        Battery(),
+        StorageSpec(),
         first_day=date(2023, 5, 1),
         last_day=date(2023, 5, 2),
         settle=settle,
@@ -193,20 +186,20 @@ def test_backtest_uses_the_settlement_hook(valdivia: PriceSeries) -> None:
 
 def test_backtest_rejects_unknown_forecaster(valdivia: PriceSeries) -> None:
     with pytest.raises(ConfigError, match="unknown forecaster 'oracle'"):
-        backtest(valdivia, "oracle", Battery())
+        backtest(valdivia, "oracle", StorageSpec())
 
 
 def test_backtest_risk_mode_holds_when_nothing_clears_the_hurdle(valdivia: PriceSeries) -> None:
     first, last = date(2023, 5, 1), date(2023, 5, 7)
     plain = backtest(
-        valdivia, "week-mean", Battery(), first_day=first, last_day=last, settle=settle_ideal
+        valdivia, "week-mean", StorageSpec(), first_day=first, last_day=last, settle=settle_ideal
     )
     assert plain.revenue != 0
     for strategy in ("week-mean", "rule"):
         held = backtest(
             valdivia,
             strategy,
-            Battery(),
+            StorageSpec(),
             risk=Risk(min_spread=10_000),
             first_day=first,
             last_day=last,

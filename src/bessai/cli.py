@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bessai import __version__
+from bessai.analysis import commands as analysis_commands
 from bessai.api import commands as api_commands
 from bessai.carbon import commands as carbon_commands
 from bessai.control import commands as control_commands
@@ -60,6 +61,7 @@ modbus_commands.register(app)
 sim_commands.register(app)
 plant_commands.register(app)
 optimize_commands.register(app)
+analysis_commands.register(app)
 telemetry_commands.register(app)
 api_commands.register(app)
 market_commands.register(app)

@@ -202,6 +202,13 @@ class OptimizerConfig(_Section):
         description="map today onto the same date of the price file's last year (demo)",
     )
     forecaster: str = "week-mean"
+    # The loader's default (bessai.market.regular.DEFAULT_MAX_GAP_H): longer gaps stay without
+    # prices, and a forecast that would read them is refused rather than made up.
+    max_gap_h: float = Field(
+        default=3.0,
+        ge=0,
+        description="longest gap in the price file filled by interpolation, hours",
+    )
     replan_s: float = Field(default=900.0, ge=10, le=86400)
     horizon_h: float = Field(default=24.0, gt=0, le=168)
     max_plan_age_s: float = Field(default=2700.0, gt=0, le=86400)

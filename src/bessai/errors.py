@@ -51,6 +51,15 @@ class DeviceTimeoutError(DeviceError):
     """The device did not answer within the timeout."""
 
 
+class UnitNotAnsweringError(DeviceTimeoutError):
+    """The TCP connection is up but the unit id has never answered: most often a wrong unit id.
+    The message says so in one line, without the device suffix (it names host, port and unit)."""
+
+    def __init__(self, message: str, *, device: str = "") -> None:
+        super().__init__(message)
+        self.device = device
+
+
 class DeviceConnectionError(DeviceError):
     """The TCP connection could not be made or was lost."""
 

@@ -27,7 +27,7 @@ from bessai.api.keys import KeyStore, Role
 from bessai.config import Config
 from bessai.control.gateway import Gateway
 from bessai.observe.monitor import Monitor
-from bessai.optimize.model import Schedule
+from bessai.optimize import Schedule
 from bessai.runtime.service import Runtime
 from bessai.simulator.server import SimulatorServer
 from tests.control.conftest import site_config

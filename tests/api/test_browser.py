@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bessai.optimize.model import Bands
+from bessai.optimize import Bands
 from bessai.simulator.server import SimulatorServer
 
 from .browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, needs_chromium

@@ -105,6 +105,27 @@ def test_config_check_cli(tmp_path: Path) -> None:
     assert "Traceback" not in bad.stderr
 
 
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_config_check_loads_the_planners_model(tmp_path: Path, damage: str) -> None:
+    model = tmp_path / "model"
+    if damage == "corrupt":
+        model.mkdir()
+        (model / "card.json").write_text("{ not json")
+    config = write(
+        tmp_path,
+        f"[[sites]]\nid = 'a'\n[sites.optimizer]\nenabled = true\nforecaster = 'model:{model}'\n",
+    )
+    bad = subprocess.run(
+        [sys.executable, "-m", "bessai.cli", "config", "check", str(config)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2, bad.stderr
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1, bad.stderr
+    assert lines[0].startswith("error: site a: optimizer.forecaster:")
+    assert "Traceback" not in bad.stderr
+
+
 def test_a_sped_up_simulator_gets_a_forcible_period_that_outlives_the_refresh() -> None:
     from bessai.config import DispatchConfig
     from bessai.runtime.simulators import sped_up_dispatch

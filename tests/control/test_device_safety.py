@@ -206,7 +206,7 @@ async def test_a_shortfall_is_an_alert_not_a_stop(
     noon_sim.device.dispatch_fault = None
     await _cycles(runner, 2)
     # Pin what the battery reports: 1 kW of a 4 kW command.
-    noon_sim.device.overrides["huawei_luna2000.power_w"] = 1000
+    noon_sim.device.overrides["unit1_power_w"] = 1000
     records = await _cycles(runner, 10)
     last = records[-1]
     assert last.safety_state is not SafetyState.SAFE

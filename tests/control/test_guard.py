@@ -21,7 +21,7 @@ from bessai.control.controllers import (
 from bessai.control.safety import Outcome, SafetyGuard
 from bessai.devices.base import Measurements
 from bessai.devices.huawei import LIMIT_SOURCES
-from bessai.optimize.model import Schedule
+from bessai.optimize import Schedule
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SAFETY = SafetyConfig(

@@ -41,7 +41,7 @@ async def test_site_follows_the_plan_through_the_guard(
     # The planner's battery is the site's: safety SOC limits and power.
     battery = planner.battery()
     assert (battery.soc_min_pct, battery.soc_max_pct) == (5.0, 98.0)
-    assert battery.p_charge_kw == 5.0
+    assert battery.max_charge_kw == 5.0
 
 
 async def test_a_stale_plan_falls_back(

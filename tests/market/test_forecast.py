@@ -14,17 +14,17 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from bessai.analysis.evaluate import evaluate, onnx_forecaster, refit_forecaster
 from bessai.cli import app
 from bessai.errors import DataError
 from bessai.market.bands import BandCalibration, apply_calibration, fit_calibration
-from bessai.market.evaluate import evaluate, onnx_forecaster, refit_forecaster
+from bessai.market.baselines import FORECASTERS
 from bessai.market.export import ONNX_TOLERANCE, write_model_dir
 from bessai.market.features import BASE_FEATURES, build_features
 from bessai.market.predictor import OnnxModel, Predictor
 from bessai.market.prices import PriceSeries, load_prices
-from bessai.market.training import TrainSpec, fit_model, training_set
-from bessai.optimize.backtest import FORECASTERS
-from bessai.optimize.model import Battery, Risk
+from bessai.market.training import TrainSpec, fit_model, fit_steps, training_set
+from bessai.optimize import Risk, StorageSpec
 
 TZ = "America/Santiago"
 SMALL = {"n_estimators": 40, "issue_every_h": 12, "folds": 2}
@@ -256,7 +256,7 @@ def test_eval_runs_the_model_and_baselines_through_the_backtest(
         window,
         "lgbm",
         onnx_forecaster(OnnxModel(model_dirs["lgbm"])),
-        Battery(),
+        StorageSpec(),
         first_day=date(2023, 6, 1),
         last_day=date(2023, 6, 10),
     )
@@ -283,14 +283,14 @@ def test_risk_mode_plans_on_the_models_own_bands(valdivia: PriceSeries) -> None:
     window = valdivia.between(None, datetime(2023, 6, 15, 4, tzinfo=UTC))
     days = {"first_day": date(2023, 6, 1), "last_day": date(2023, 6, 10)}
     risk = Risk(min_confidence=0.5)
-    model, _, baseline = evaluate(window, "unsure", unsure, Battery(), risk=risk, **days)
+    model, _, baseline = evaluate(window, "unsure", unsure, StorageSpec(), risk=risk, **days)
     assert model.name == "unsure"
     assert baseline.name == "week-mean"
     assert model.backtest.equivalent_full_cycles < 0.05
     assert baseline.backtest.equivalent_full_cycles > 1
     assert baseline.backtest.net_revenue > 100
     # Without the risk mode the same forecasts trade exactly like the week-mean.
-    model, _, baseline = evaluate(window, "unsure", unsure, Battery(), **days)
+    model, _, baseline = evaluate(window, "unsure", unsure, StorageSpec(), **days)
     assert model.backtest.net_revenue == pytest.approx(baseline.backtest.net_revenue)
 
 
@@ -316,7 +316,7 @@ def test_cli_train_predict_eval(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "m"
     r = CliRunner().invoke(
         app,
-        ["forecast", "train", "--prices", prices, "--model", "ridge", "--out", str(out),
+        ["forecast", "train", "--prices", prices, "--kind", "ridge", "--out", str(out),
          "--from", "2023-02-01", "--to", "2023-04-30", "--folds", "2"],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -329,7 +329,7 @@ def test_cli_train_predict_eval(tmp_path: Path, data_dir: Path) -> None:
     unscaled = tmp_path / "unscaled"
     r = CliRunner().invoke(
         app,
-        ["forecast", "train", "--prices", prices, "--model", "ridge", "--out", str(unscaled),
+        ["forecast", "train", "--prices", prices, "--kind", "ridge", "--out", str(unscaled),
          "--from", "2023-02-01", "--to", "2023-04-30", "--folds", "2", "--band-scale", "none"],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -461,8 +461,32 @@ def test_train_refuses_a_plan_share_outside_0_1(tmp_path: Path, data_dir: Path) 
     r = CliRunner().invoke(
         app,
         ["forecast", "train", "--prices", str(data_dir / "cen_cmg_valdivia220_2023.tsv"),
-         "--model", "ridge", "--baseline-share", "1.5", "--out", str(tmp_path / "m")],
+         "--kind", "ridge", "--baseline-share", "1.5", "--out", str(tmp_path / "m")],
     )  # fmt: skip
     assert r.exit_code != 0
     assert "share of the week-mean in the plan price must be in 0..1, not 1.5" in str(r.exception)
     assert not (tmp_path / "m").exists()
+
+
+def test_training_reports_progress_per_fold_and_quantile(spring: PriceSeries) -> None:
+    spec = TrainSpec(model="lgbm", **SMALL)  # type: ignore[arg-type]
+    seen: list[tuple[str, int, int]] = []
+    fit_model(
+        spring.values,
+        spring.index,
+        TZ,
+        spec,
+        on_progress=lambda stage, done, total: seen.append((stage, done, total)),
+    )
+    # Two folds and the final model, each three quantile models, one report after each.
+    assert fit_steps(spec) == 9
+    assert [done for _, done, _ in seen] == list(range(1, 10))
+    assert {total for _, _, total in seen} == {9}
+    assert [stage for stage, _, _ in seen[:3]] == [
+        "validation fold 1/2: p10",
+        "validation fold 1/2: p50",
+        "validation fold 1/2: p90",
+    ]
+    assert seen[-1][0] == "final model: p90"
+    assert fit_steps(TrainSpec(model="ridge", folds=4)) == 5
+    assert fit_steps(TrainSpec(model="week-mean")) == 0

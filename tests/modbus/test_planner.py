@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bessai.modbus.planner import AddressMap, BoundPoint, plan_reads, split_request
-from bessai.modbus.profile import BUILTIN_PROFILES, Block, Point, PollGroup, load_builtin
+from bessai.modbus.profile import Block, Point
 
 
 def pts(*specs: tuple[int, str]) -> list[BoundPoint]:
@@ -64,16 +64,10 @@ def test_split_halves_by_points() -> None:
     assert spans([left, right]) == [(100, 1), (101, 3)]
 
 
-def test_fast_poll_of_the_hybrid_system_needs_at_most_five_requests() -> None:
-    profiles = [load_builtin(name) for name in BUILTIN_PROFILES]
-    address_map = AddressMap.for_profiles(profiles)
-    fast = [
-        BoundPoint(p.name, point)
-        for p in profiles
-        for point in p.points
-        if point.group is PollGroup.FAST
-        and (point.present_if is None or point.present_if.min <= 2)  # two PV strings
-    ]
-    requests = plan_reads(fast, address_map)
-    assert len(requests) <= 5
-    assert {bp.point.address for r in requests for bp in r.points} >= {37760, 37765, 37113, 37022}
+def test_each_block_reads_with_its_own_profiles_limits() -> None:
+    points = pts((100, "U16"), (150, "U16"), (300, "U16"), (350, "U16"))
+    address_map = AddressMap(
+        (Block(start=100, end=200), Block(start=300, end=400)), limits=((125, 64), (64, 16))
+    )
+    # 100 -> 150 is one read inside the first block; 300 -> 350 stays two in the second.
+    assert spans(plan_reads(points, address_map)) == [(100, 51), (300, 1), (350, 1)]

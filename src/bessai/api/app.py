@@ -45,8 +45,8 @@ from bessai.observe.alerts import Alert
 from bessai.observe.health import health
 from bessai.observe.history import RecentHistory
 from bessai.observe.monitor import Monitor
+from bessai.optimize import Bands
 from bessai.optimize.follow import current_slot
-from bessai.optimize.model import Bands
 
 log = structlog.get_logger("bessai.api")
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from bessai.config import load_config
 from bessai.control.audit import open_readonly
+from bessai.control.planner import planner_inputs
 
 log = structlog.get_logger("bessai.gateway")
 
@@ -89,8 +90,14 @@ def config_check(
         Path | None, typer.Argument(help="TOML file; omit for the embedded default.")
     ] = None,
 ) -> None:
-    """Validate a configuration (with BESSAI_* overrides) and print the effective values."""
+    """Validate a configuration (with BESSAI_* overrides) and print the effective values.
+
+    Also loads what each optimizer would plan on (price file, trained model), as `bessai run`
+    does at start, so a missing or mismatched model is found here."""
     cfg, overridden = load_config(path)
+    for site in cfg.sites:
+        if site.optimizer.enabled:
+            planner_inputs(site.id, site.optimizer)
     data = _jsonable(cfg.model_dump(mode="json"))
     typer.echo(tomli_w.dumps(data))
     source = str(path) if path else "embedded default"

@@ -14,8 +14,8 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from bessai.errors import BessaiError
+from bessai.optimize import Bands, Schedule
 from bessai.optimize.follow import current_slot
-from bessai.optimize.model import Bands, Schedule
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,10 @@ import structlog
 from bessai.config import OptimizerConfig
 from bessai.control.site import SiteRunner
 from bessai.errors import ConfigError
-from bessai.market.predictor import Predictor
+from bessai.market.baselines import FORECASTERS
+from bessai.market.predictor import Predictor, check_model_dir
 from bessai.market.prices import PriceSeries, load_prices
-from bessai.optimize.backtest import FORECASTERS
-from bessai.optimize.model import Bands, Battery, Schedule, optimize
+from bessai.optimize import Bands, Schedule, StorageSpec, optimize
 from bessai.plant.degradation import cycle_wear_cost_per_mwh
 
 log = structlog.get_logger("bessai.planner")
@@ -54,22 +54,40 @@ class Plan:
     bands: Bands | None = None
 
 
+def planner_inputs(site_id: str, config: OptimizerConfig) -> tuple[PriceSeries, Predictor | None]:
+    """The price series and the trained forecaster a site's planner would use, checked as
+    `bessai forecast predict` checks them: `bessai config check` and the gateway's start call
+    this, so a missing, corrupt or mismatched model stops the start with one line."""
+    model_dir: Path | None = None
+    if config.forecaster.startswith("model:"):
+        # A trained forecaster (`bessai forecast train`): ONNX models, p10/p50/p90.
+        model_dir = Path(config.forecaster.removeprefix("model:"))
+    elif config.forecaster not in FORECASTERS:
+        raise ConfigError(
+            f"site {site_id}: optimizer.forecaster {config.forecaster!r} is not one of "
+            f"{', '.join(sorted(FORECASTERS))} or model:DIR"
+        )
+    prices = load_prices(
+        price_path(config.prices),
+        column=config.column,
+        node=config.node,
+        max_gap_h=config.max_gap_h,
+    )
+    if model_dir is None:
+        return prices, None
+    # A model that cannot run, or one trained on another unit or step than these prices.
+    try:
+        check_model_dir(model_dir, prices.unit, prices.step.total_seconds())
+    except ConfigError as exc:
+        raise ConfigError(f"site {site_id}: optimizer.forecaster: {exc}") from None
+    return prices, Predictor(model_dir)
+
+
 class SchedulePlanner:
     def __init__(self, site: SiteRunner, config: OptimizerConfig) -> None:
         self.site = site
         self.config = config
-        self.predictor: Predictor | None = None
-        if config.forecaster.startswith("model:"):
-            # A trained forecaster (`bessai forecast train`): ONNX models, p10/p50/p90.
-            self.predictor = Predictor(Path(config.forecaster.removeprefix("model:")))
-        elif config.forecaster not in FORECASTERS:
-            raise ConfigError(
-                f"site {site.id}: optimizer.forecaster {config.forecaster!r} is not one of "
-                f"{', '.join(sorted(FORECASTERS))} or model:DIR"
-            )
-        self.prices: PriceSeries = load_prices(
-            price_path(config.prices), column=config.column, node=config.node
-        )
+        self.prices, self.predictor = planner_inputs(site.id, config)
         self.last_plan: Plan | None = None
         self.plans = 0
         self.failures = 0
@@ -90,11 +108,11 @@ class SchedulePlanner:
             return self.config.degradation_per_mwh
         return cycle_wear_cost_per_mwh(self.site.config.battery.replacement_cost_per_kwh)
 
-    def battery(self) -> Battery:
+    def battery(self) -> StorageSpec:
         cfg = self.site.config
-        return Battery(
-            power_kw=cfg.battery.max_charge_w / 1000.0,
-            discharge_power_kw=cfg.battery.max_discharge_w / 1000.0,
+        return StorageSpec(
+            max_charge_kw=cfg.battery.max_charge_w / 1000.0,
+            max_discharge_kw=cfg.battery.max_discharge_w / 1000.0,
             capacity_kwh=cfg.battery.capacity_kwh,
             eta_charge=self.config.eta_charge,
             eta_discharge=self.config.eta_discharge,

@@ -40,7 +40,7 @@ from bessai.devices.base import (
 )
 from bessai.errors import DeviceError
 from bessai.modbus.client import ClientSettings, ClientStats, ModbusDevice, WriteResult
-from bessai.modbus.image import ImageBuilder, ProcessImage
+from bessai.modbus.image import ImageBuilder, PointValue, ProcessImage, Quality
 from bessai.modbus.profile import PollGroup, load_profile
 
 log = structlog.get_logger("bessai.devices")
@@ -80,6 +80,32 @@ def _command_name(raw: int | None) -> str | None:
     return _COMMAND_NAMES[Forcible(raw)]
 
 
+def _system(image: ProcessImage, ess: str, unit1: str) -> PointValue | None:
+    """A storage-system value, when good. With one battery unit its ESS register equals unit 1's,
+    and unit 1's is the one read every cycle (docs/profiles.md, "Poll groups and requests per
+    cycle"); the ESS register stands in only where unit 1's is not served and was read as
+    recently."""
+    model = image.get(f"{LUNA}.unit2_product_model")
+    system = image.get(f"{LUNA}.{ess}")
+    system_good = system is not None and system.quality is Quality.GOOD
+    if model is None or model.raw != 0:  # a second unit (or not known): only the ESS register
+        return system if system_good else None
+    unit = image.get(f"{LUNA}.{unit1}")
+    if unit is not None and unit.quality is not Quality.INVALID:
+        return unit if unit.quality is Quality.GOOD else None
+    if system is None or not system_good:
+        return None
+    if unit is not None and unit.ts is not None and (system.ts is None or system.ts < unit.ts):
+        return None
+    return system
+
+
+def _system_number(image: ProcessImage, ess: str, unit1: str) -> float | None:
+    point = _system(image, ess, unit1)
+    value = None if point is None else point.value
+    return float(value) if isinstance(value, int | float) else None
+
+
 def measurements(image: ProcessImage) -> Measurements:
     """Site values from the process image of a Huawei hybrid."""
     meter_status = image.good(f"{METER}.meter_status")
@@ -97,13 +123,14 @@ def measurements(image: ProcessImage) -> Measurements:
         value = image.good(f"{SUN}.{name}")
         if isinstance(value, tuple):
             alarms.extend(value)
-    battery_status = image.good(f"{LUNA}.running_status")
+    status = _system(image, "running_status", "unit1_running_status")
+    battery_status = None if status is None else status.value
     device_status = image.good(f"{SUN}.device_status")
     command = image.get(f"{LUNA}.forcible_command")
     command_raw = command.raw if command is not None and isinstance(command.raw, int) else None
     return Measurements(
-        soc_pct=_number(image, LUNA, "soc_pct"),
-        battery_power_w=_number(image, LUNA, "power_w"),
+        soc_pct=_system_number(image, "soc_pct", "unit1_soc_pct"),
+        battery_power_w=_system_number(image, "power_w", "unit1_power_w"),
         battery_temp_c=max(temps) if temps else None,
         pv_power_w=_number(image, SUN, "input_power_w"),
         grid_power_w=grid_w,
@@ -358,6 +385,7 @@ class HuaweiHybrid:
         *,
         name: str,
         stale_after_s: float,
+        slow_stale_after_s: float | None = None,
         settings: ClientSettings | None = None,
     ) -> None:
         self.modbus = ModbusDevice(
@@ -370,7 +398,8 @@ class HuaweiHybrid:
         )
         self.dispatcher = HuaweiDispatcher(self.modbus, dispatch)
         self.hold = DirectionHold(self.modbus)
-        self._builder = ImageBuilder(name, stale_after_s)
+        # Slow values are read once every `slow_every` cycles: they age on their own clock.
+        self._builder = ImageBuilder(name, stale_after_s, slow_stale_after_s)
 
     @property
     def name(self) -> str:

@@ -22,6 +22,7 @@ def open_device(site: SiteConfig, settings: ClientSettings | None = None) -> Hyb
             site.dispatch,
             name=f"{site.id}/{device.host}:{device.port}/{device.unit_id}",
             stale_after_s=site.safety.stale_after_s,
+            slow_stale_after_s=site.safety.stale_after_s + site.slow_every * site.cycle_s,
             settings=settings,
         )
     raise ConfigError(f"site {site.id}: no implementation for device kind {device.kind!r}")

@@ -19,6 +19,7 @@ band to nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,23 @@ FloatArray = npt.NDArray[np.float64]
 
 QUANTILES: tuple[float, float, float] = (0.1, 0.5, 0.9)
 COVERAGE_TARGET = QUANTILES[2] - QUANTILES[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Bands:
+    """Forecast quantiles per step, in the price unit: what a forecaster hands the optimizer
+    for its risk-aware mode."""
+
+    p10: Sequence[float] | FloatArray
+    p50: Sequence[float] | FloatArray
+    p90: Sequence[float] | FloatArray
+
+    def confidence(self) -> FloatArray:
+        """1 - (p90 - p10) / max(|p50|, 1): 1 for a sharp forecast, 0 when the band is as wide
+        as the price itself."""
+        p10, p50, p90 = (np.asarray(x, dtype=np.float64) for x in (self.p10, self.p50, self.p90))
+        width = np.maximum(p90 - p10, 0.0)
+        return np.clip(1.0 - width / np.maximum(np.abs(p50), 1.0), 0.0, 1.0)
 
 
 @dataclass(frozen=True, slots=True)

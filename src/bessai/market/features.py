@@ -79,6 +79,33 @@ def _window_stats(values: FloatArray, issue: IntArray, width: int) -> tuple[Floa
     )
 
 
+def _calendar(
+    targets: pd.DatetimeIndex, tz: str, holiday_country: str
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Local hour (fractional), weekday, public holiday (0/1) and month of each target step."""
+    local = targets.tz_convert(tz)
+    hour = np.asarray(local.hour + local.minute / 60.0, dtype=np.float64)
+    weekday = np.asarray(local.day_of_week, dtype=np.float64)
+    calendar = _holiday_calendar(holiday_country)
+    dates = pd.Index(local.date)
+    is_holiday = {d: float(d in calendar) for d in dates.unique()}
+    holiday = np.asarray(dates.map(is_holiday), dtype=np.float64)
+    return hour, weekday, holiday, np.asarray(local.month, dtype=np.float64)
+
+
+def _exog_columns(exog: pd.DataFrame, n: int, target: IntArray) -> list[FloatArray]:
+    """The exogenous columns read at the target steps; a missing value is an error."""
+    if len(exog) != n:
+        raise DataError("forecast: exogenous columns must be indexed like the prices")
+    out: list[FloatArray] = []
+    for name in exog.columns:
+        col = exog[name].to_numpy(dtype=np.float64)[target]
+        if np.isnan(col).any():
+            raise DataError(f"forecast: exogenous column {name!r} has missing values")
+        out.append(col)
+    return out
+
+
 def build_features(
     values: FloatArray,
     index: pd.DatetimeIndex,
@@ -126,15 +153,7 @@ def build_features(
     mean24, std24, min24, max24, zero24 = _window_stats(values, issue, day)
     mean168, std168, *_ = _window_stats(values, issue, 7 * day)
 
-    local = index[target].tz_convert(tz)
-    hour = np.asarray(local.hour + local.minute / 60.0, dtype=np.float64)
-    weekday = np.asarray(local.day_of_week, dtype=np.float64)
-    calendar = _holiday_calendar(holiday_country)
-    dates = pd.Index(local.date)
-    unique = dates.unique()
-    is_holiday = {d: float(d in calendar) for d in unique}
-    holiday = np.asarray(dates.map(is_holiday), dtype=np.float64)
-
+    hour, weekday, holiday, month = _calendar(index[target], tz, holiday_country)
     columns: list[FloatArray] = [
         *lags,
         week.mean(axis=1),
@@ -151,17 +170,11 @@ def build_features(
         weekday,
         (weekday >= 5).astype(np.float64),
         holiday,
-        np.asarray(local.month, dtype=np.float64),
+        month,
         (target - origin) / sph,
     ]
     if exog is not None:
-        if len(exog) != len(index):
-            raise DataError("forecast: exogenous columns must be indexed like the prices")
-        for name in exog.columns:
-            col = exog[name].to_numpy(dtype=np.float64)[target]
-            if np.isnan(col).any():
-                raise DataError(f"forecast: exogenous column {name!r} has missing values")
-            columns.append(col)
+        columns += _exog_columns(exog, len(index), target)
     x = np.stack(columns, axis=1).astype(np.float32)
     if np.isnan(x[:, : len(LAGS_H) + 2]).any():
         raise DataError("forecast: the history has missing prices inside the lag window")
@@ -178,6 +191,17 @@ def issue_positions(
     on_grid = (local.minute == 0) & (np.asarray(local.hour) % every_h == 0)
     pos = np.flatnonzero(on_grid)
     return pos[(pos >= first) & (pos + horizon <= len(index))].astype(np.int64)
+
+
+def priced_windows(
+    values: FloatArray, issue: IntArray, *, before: int, after: int
+) -> npt.NDArray[np.bool_]:
+    """For each issue position, whether every value in ``[issue - before, issue + after)``
+    has a price (no gap left out by the loader in the history or the target window)."""
+    missing = np.concatenate([[0], np.cumsum(~np.isfinite(values))])
+    lo = np.clip(issue - before, 0, len(values))
+    hi = np.clip(issue + after, 0, len(values))
+    return np.asarray(missing[hi] - missing[lo] == 0)
 
 
 def hour_of(x: npt.NDArray[np.float32]) -> FloatArray:

@@ -33,7 +33,7 @@ import typer
 from rich.console import Console
 
 from bessai.errors import BessaiError, ConfigError
-from bessai.price_cli import day_progress
+from bessai.market.options import day_progress
 
 DEFAULT_BASE_URL = "https://sipub.api.coordinador.cl"
 DEFAULT_PATH = "/costo-marginal-real/v4/findByDate"
@@ -272,7 +272,10 @@ def _redact(url: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class FetchPlan:
+    """What `bessai market fetch` will do: the days wanted, those already in the cache, and
+    where the cache and the output file are."""
+
     node: str
     days: list[date]
     cached: list[date]
@@ -285,16 +288,16 @@ class Plan:
         return [d for d in self.days if d not in have]
 
 
-def plan_fetch(node: str, first: date, last: date, out: Path) -> Plan:
+def plan_fetch(node: str, first: date, last: date, out: Path) -> FetchPlan:
     cache = out / ".cache" / _slug(node)
     days = days_between(first, last)
     cached = [d for d in days if (cache / f"{d.isoformat()}.json").is_file()]
     output = out / f"cen_cmg_{_slug(node)}_{first.isoformat()}_{last.isoformat()}.tsv"
-    return Plan(node, days, cached, cache, output)
+    return FetchPlan(node, days, cached, cache, output)
 
 
 def fetch(
-    plan: Plan,
+    plan: FetchPlan,
     client: CenClient,
     *,
     on_day: Callable[[int, int], None] | None = None,
@@ -318,7 +321,7 @@ def fetch(
     return write_tsv(plan)
 
 
-def write_tsv(plan: Plan) -> Path:
+def write_tsv(plan: FetchPlan) -> Path:
     lines = ["\t".join(TSV_COLUMNS)]
     for day in plan.days:
         rows = json.loads((plan.cache_dir / f"{day.isoformat()}.json").read_text("utf-8"))
@@ -351,7 +354,7 @@ def fetch_command(
         float | None, typer.Option("--min-interval-s", help="Seconds between requests [1].")
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan; download nothing.")
+        bool, typer.Option("--dry-run", help="Print the plan; download nothing.", metavar="")
     ] = False,
 ) -> None:
     """Download the CEN real marginal cost of one bus into a TSV (resumable)."""

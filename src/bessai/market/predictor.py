@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from bessai.errors import DataError
+from bessai.errors import ConfigError, DataError
 from bessai.market.bands import BandCalibration, calibrate_rows
 from bessai.market.features import (
     HISTORY_H,
@@ -31,6 +31,7 @@ from bessai.market.features import (
     with_base,
 )
 from bessai.market.point import PlanPoint
+from bessai.market.prices import PriceSeries
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -105,17 +106,36 @@ class OnnxModel:
             raise DataError(f"{card_path}: unknown model {self.kind!r}")
         self._sessions: dict[str, Any] = {}
         if self.card["files"]:
-            import onnxruntime as ort
+            self._open_sessions(self.card["files"])
 
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 1  # the gateway's cycle owns the other core
-            for key, name in self.card["files"].items():
-                path = self.dir / name
-                if not path.is_file():
-                    raise DataError(f"{self.dir}: model file {name} named by the card is missing")
+    def _open_sessions(self, files: dict[str, str]) -> None:
+        import onnxruntime as ort
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+        # What onnxruntime raises for a file it cannot load (they derive from Exception).
+        load_errors = (
+            ort_errors.Fail,
+            ort_errors.InvalidArgument,
+            ort_errors.InvalidGraph,
+            ort_errors.InvalidProtobuf,
+            ort_errors.NoSuchFile,
+            ort_errors.NoModel,
+            ort_errors.NotImplemented,
+            ort_errors.RuntimeException,
+        )
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1  # the gateway's cycle owns the other core
+        for key, name in files.items():
+            path = self.dir / name
+            if not path.is_file():
+                raise DataError(f"{self.dir}: model file {name} named by the card is missing")
+            try:
                 self._sessions[key] = ort.InferenceSession(
                     str(path), opts, providers=["CPUExecutionProvider"]
                 )
+            except load_errors as exc:
+                what = str(exc).split(":")[-1].strip() or type(exc).__name__
+                raise DataError(f"{path}: not a model onnxruntime can load ({what})") from None
 
     def _run(self, key: str, x: npt.NDArray[np.float32]) -> FloatArray:
         out = self._sessions[key].run(None, {"X": x})[0]
@@ -195,6 +215,57 @@ def live_features(
     ex = None if exog is None else exog.reindex(index)
     x, _ = build_features(values, index, np.array([grid_len]), horizon, tz, exog=ex)
     return target, x, float(values[grid_len - 1])
+
+
+def _mismatch(card: dict[str, Any], unit: str | None, step_s: float | None) -> str | None:
+    """Why prices in ``unit`` with a step of ``step_s`` do not suit the model (None: they do)."""
+    if unit is not None and card.get("unit") != unit:
+        trained = card.get("unit")
+        return f"the model was trained on {trained}, the prices are in {unit}; convert them first"
+    if step_s is not None and float(str(card.get("step_s"))) != step_s:
+        return (
+            f"the model has a step of {card.get('step_s')} s, the prices {step_s:g} s "
+            "(use --step-min)"
+        )
+    return None
+
+
+def check_prices(card: dict[str, Any], series: PriceSeries, model_dir: Path) -> None:
+    """Refuse prices in another unit or step than the model in ``model_dir`` was trained on."""
+    problem = _mismatch(card, series.unit, series.step.total_seconds())
+    if problem is not None:
+        raise DataError(f"{model_dir}: {problem}")
+
+
+def check_model_dir(
+    path: Path, prices_unit: str | None = None, step_s: float | None = None
+) -> None:
+    """Check that ``path`` is a model directory the gateway can run on prices in
+    ``prices_unit`` with steps of ``step_s`` seconds (None: not checked), the check `bessai
+    forecast predict` makes: the card is readable and complete, every model file loads, the
+    features are this version's, and the unit and step match. Raises :class:`ConfigError`
+    with one line naming the directory and the problem."""
+    if not path.is_dir():
+        raise ConfigError(f"{path}: no such model directory (write one with bessai forecast train)")
+    try:
+        model = OnnxModel(path)
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
+    problem = _mismatch(model.card, prices_unit, step_s)
+    if problem is not None:
+        raise ConfigError(f"{path}: {problem}")
+
+
+def check_zone(card: dict[str, Any], series: PriceSeries, model_dir: Path) -> None:
+    """Refuse prices whose market days are cut in another time zone than the model's: its
+    calendar features and the evaluation's days would disagree."""
+    if card.get("timezone") != series.timezone:
+        generic = series.report.format == "generic"
+        hint = f"; give --tz {card.get('timezone')} for this generic file" if generic else ""
+        raise DataError(
+            f"{model_dir}: the model's market days are in {card.get('timezone')}, the prices' "
+            f"in {series.timezone}{hint}"
+        )
 
 
 class Predictor:

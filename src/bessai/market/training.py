@@ -11,6 +11,8 @@ calibration (:mod:`.bands`); the final model is then fitted on every row.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +35,7 @@ from bessai.market.features import (
     feature_names,
     hour_of,
     issue_positions,
+    priced_windows,
     spread_of,
     steps_per_hour,
     with_base,
@@ -43,6 +46,31 @@ from bessai.market.point import PlanPoint
 FloatArray = npt.NDArray[np.float64]
 
 MODELS: tuple[str, ...] = ("naive", "week-mean", "ridge", "lgbm")
+
+#: The `[train]` extra: what training, export and evaluation import (the gateway needs none).
+TRAINING_STACK: tuple[str, ...] = (
+    "sklearn",
+    "lightgbm",
+    "onnx",
+    "onnxmltools",
+    "skl2onnx",
+    "scipy",
+)
+
+
+def need_training_stack(command: str) -> None:
+    """Stop ``bessai <command>`` with what to install when the `[train]` extra is missing."""
+    missing = []
+    for name in TRAINING_STACK:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ConfigError(
+            f"bessai {command} needs the training libraries, missing: {', '.join(missing)}; "
+            "install them with: pip install 'bessai[train]'"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +181,30 @@ def raw_quantiles(
     return with_base(out, x, target)
 
 
+#: Called as training advances: (what was just done, done so far, total).
+Progress = Callable[[str, int, int], None]
+
+
+def estimator_names(model: str) -> tuple[str, ...]:
+    """The estimators one fit of ``model`` makes (the baselines make none)."""
+    if model == "lgbm":
+        return tuple(f"p{round(q * 100)}" for q in QUANTILES)
+    return ("point",) if model == "ridge" else ()
+
+
+def fit_steps(spec: TrainSpec) -> int:
+    """How many estimator fits :func:`fit_model` makes: one set per validation fold, one for
+    the final model (a progress bar's total)."""
+    return (spec.folds + 1) * len(estimator_names(spec.model))
+
+
 def _fit_estimators(
-    spec: TrainSpec, x: npt.NDArray[np.float32], y: FloatArray
+    spec: TrainSpec,
+    x: npt.NDArray[np.float32],
+    y: FloatArray,
+    fitted: Callable[[str], None] = lambda name: None,
 ) -> dict[str, _Regressor]:
+    """Fit the estimators of ``spec.model``, calling ``fitted(name)`` after each."""
     if spec.model in ("naive", "week-mean"):
         return {}
     if spec.target == "residual":
@@ -167,6 +216,7 @@ def _fit_estimators(
 
         pipe = make_pipeline(StandardScaler(), Ridge(alpha=spec.ridge_alpha))
         pipe.fit(x, y)
+        fitted("point")
         return {"point": pipe}
     import lightgbm as lgb
 
@@ -188,6 +238,7 @@ def _fit_estimators(
         )
         est.fit(x, y)
         out[f"p{round(q * 100)}"] = est
+        fitted(f"p{round(q * 100)}")
     return out
 
 
@@ -197,6 +248,7 @@ class TrainingSet:
     y: FloatArray
     issue: npt.NDArray[np.int64]  # issue position of each row
     horizon: int
+    left_out: int = 0  # issue times left out: their history or target touches a gap
 
 
 def training_set(
@@ -213,15 +265,20 @@ def training_set(
     issue = issue_positions(
         index, tz, every_h=spec.issue_every_h, horizon=horizon, first=HISTORY_H * sph
     )
+    # A gap the loader left out has no price: rows that would read it are not made.
+    priced = priced_windows(values, issue, before=HISTORY_H * sph, after=horizon)
+    left_out = int((~priced).sum())
+    issue = issue[priced]
     if issue.size == 0:
         raise DataError(
-            f"forecast: not enough data to train ({len(values)} steps; need more than "
-            f"{HISTORY_H} h of history plus one horizon)"
+            f"forecast: not enough data to train ({len(values)} steps, {left_out} issue times "
+            f"left out for gaps; need more than {HISTORY_H} h of gap-free history plus one "
+            "horizon)"
         )
     x, target = build_features(values, index, issue, horizon, tz, exog=exog)
     y = values[target]
     keep = ~np.isnan(y)
-    return TrainingSet(x[keep], y[keep], np.repeat(issue, horizon)[keep], horizon)
+    return TrainingSet(x[keep], y[keep], np.repeat(issue, horizon)[keep], horizon, left_out)
 
 
 def fit_model(
@@ -231,9 +288,24 @@ def fit_model(
     spec: TrainSpec,
     *,
     exog: pd.DataFrame | None = None,
+    data: TrainingSet | None = None,
+    on_progress: Progress | None = None,
 ) -> FittedModel:
-    """Fit ``spec.model`` on the whole series, after walk-forward validation on its end."""
-    data = training_set(values, index, tz, spec, exog=exog)
+    """Fit ``spec.model`` on the whole series, after walk-forward validation on its end.
+    ``data`` is the series' training set when the caller built it already; ``on_progress``
+    hears of every estimator fitted (:func:`fit_steps` in all)."""
+    if data is None:
+        data = training_set(values, index, tz, spec, exog=exog)
+    done = [0]
+
+    def stage(label: str) -> Callable[[str], None]:
+        def fitted(name: str) -> None:
+            done[0] += 1
+            if on_progress is not None:
+                on_progress(f"{label}: {name}", done[0], fit_steps(spec))
+
+        return fitted
+
     issues = np.unique(data.issue)
     n_val = int(len(issues) * spec.validation_share)
     if n_val < spec.folds:
@@ -245,14 +317,15 @@ def fit_model(
     ys: list[FloatArray] = []
     hours: list[FloatArray] = []
     spreads: list[FloatArray] = []
-    for block in blocks:
+    for k, block in enumerate(blocks):
         start = int(block[0])
         # Rows whose target window ends before the block: no target leaks into training.
         train = data.issue + data.horizon <= start
         test = np.isin(data.issue, block)
         if train.sum() < 24 * 7:
             raise DataError("forecast: less than a week of training rows before a fold")
-        est = _fit_estimators(spec, data.x[train], data.y[train])
+        fold = stage(f"validation fold {k + 1}/{spec.folds}")
+        est = _fit_estimators(spec, data.x[train], data.y[train], fold)
         raws.append(raw_quantiles(spec.model, est, data.x[test], spec.target))
         ys.append(data.y[test])
         hours.append(hour_of(data.x[test]))
@@ -271,7 +344,7 @@ def fit_model(
     # card reports the in-sample-calibrated ones and says so (docs/forecast.md).
     q = apply_calibration(raw, hour, calibration, spread)
     validation = forecast_metrics(y, q)
-    estimators = _fit_estimators(spec, data.x, data.y)
+    estimators = _fit_estimators(spec, data.x, data.y, stage("final model"))
     return FittedModel(
         spec.model,
         feature_names(spec.exog),

@@ -1,10 +1,15 @@
 """Async Modbus TCP client for one device (one connection, one lock), with Huawei field habits.
 
 Huawei devices swallow requests sent right after a connect, answer "busy" under load, accept one
-TCP client at a time and can be slow (reference §3). So: wait after every (re)connect, keep a
-cooldown between requests, retry timeouts, busy (6) and device failure (4) with back-off,
-reconnect with exponential back-off up to a ceiling, and never let a refused address (2) fail a
-whole poll: split the read, learn which addresses fail, and remember that for the session.
+TCP client at a time and can be slow (docs/profiles.md, "The client's field habits"). So: wait
+after every (re)connect, keep a cooldown between requests, retry timeouts, busy (6) and device
+failure (4) with back-off, reconnect with exponential back-off up to a ceiling, and never let a
+refused address (2) fail a whole poll: split the read, learn which addresses fail, and remember
+that for the session.
+
+A wrong unit id shows up on site as silence on a live connection (or, behind a Modbus gateway, as
+exception 10/11). A unit that has never answered is therefore not retried: the first request
+fails within one timeout with a message that says to check the unit id.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
@@ -20,10 +24,12 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from bessai.errors import (
+    MODBUS_EXCEPTION_NAMES,
     DeviceConnectionError,
     DeviceError,
     DeviceTimeoutError,
     ModbusExceptionError,
+    UnitNotAnsweringError,
     VerificationError,
     WriteRejectedError,
 )
@@ -36,7 +42,8 @@ from bessai.modbus.planner import (
     read_request,
     split_request,
 )
-from bessai.modbus.profile import Point, PollGroup, Profile
+from bessai.modbus.profile import Point, PollGroup, PresentIf, Profile
+from bessai.modbus.results import ClientSettings, ClientStats, PollResult, Reading, WriteResult
 
 log = structlog.get_logger("bessai.modbus")
 
@@ -44,74 +51,14 @@ ILLEGAL_ADDRESS = 2
 DEVICE_FAILURE = 4
 DEVICE_BUSY = 6
 RETRYABLE_EXCEPTIONS = frozenset({DEVICE_FAILURE, DEVICE_BUSY})
+#: a Modbus gateway (SDongle, proxy) answering for a unit behind it that does not answer
+GATEWAY_EXCEPTIONS = frozenset({10, 11})
+UNIT_HINT = "check the unit id (SDongle 1, inverter access point 0)"
+_POLL_ORDER = {PollGroup.FAST: 0, PollGroup.SLOW: 1, PollGroup.STATIC: 2}
 
 
 class _ConnectionLostError(DeviceConnectionError):
     """The device closed or reset an established connection; worth one more try."""
-
-
-@dataclass(frozen=True, slots=True)
-class ClientSettings:
-    """Connection habits; the defaults are the values used in the field (reference §3)."""
-
-    wait_after_connect_s: float = 1.0
-    cooldown_s: float = 0.05
-    timeout_s: float = 5.0
-    retries: int = 3
-    retry_backoff_s: float = 0.5
-    retry_backoff_max_s: float = 10.0
-    reconnect_backoff_s: float = 1.0
-    reconnect_backoff_max_s: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """A decoded point. `available` is False when the device does not serve the point."""
-
-    profile: str
-    point: Point
-    value: Value
-    raw: int | str | None
-    ts: datetime
-    available: bool = True
-    error: str | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.profile}.{self.point.name}"
-
-
-@dataclass(slots=True)
-class PollResult:
-    readings: dict[str, Reading] = field(default_factory=dict)
-    requests: int = 0
-    errors: list[str] = field(default_factory=list)
-    duration_s: float = 0.0
-
-    def value(self, profile: str, name: str) -> Value:
-        reading = self.readings.get(f"{profile}.{name}")
-        return None if reading is None else reading.value
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    profile: str
-    point: Point
-    value: object
-    registers: tuple[int, ...]
-    function_code: int
-    verified: bool
-    read_back: Value
-
-
-@dataclass(slots=True)
-class ClientStats:
-    requests: int = 0
-    errors: int = 0
-    timeouts: int = 0
-    reconnects: int = 0
-    exceptions_by_code: dict[int, int] = field(default_factory=dict)
-    last_latency_s: float = 0.0
 
 
 class ModbusDevice:
@@ -142,6 +89,20 @@ class ModbusDevice:
         self._last_request_end = 0.0
         self._next_connect_at = 0.0
         self._reconnect_delay_s = self.settings.reconnect_backoff_s
+        #: the unit has answered at least once: a timeout is then a slow device, not a wrong id
+        self._unit_answered = False
+        #: why the unit is taken to be silent (wrong unit id), until it answers
+        self._silent: str | None = None
+        #: the whole static group has been read (identification, once per session)
+        self._identified = False
+        #: verified write read-backs not yet handed to a poll result
+        self._read_backs: dict[str, Reading] = {}
+        #: per point, the points it stands in for where the device does not serve them
+        self._fallback_of: dict[tuple[str, str], list[Point]] = {}
+        for prof in profiles:
+            for point in prof.points:
+                if point.fallback is not None:
+                    self._fallback_of.setdefault((prof.name, point.fallback), []).append(point)
 
     # -- connection -------------------------------------------------------------------------
 
@@ -176,6 +137,8 @@ class ModbusDevice:
         self._drop_connection()
         wait_s = self._next_connect_at - time.monotonic()
         if wait_s > 0:
+            if self._silent is not None:
+                raise UnitNotAnsweringError(self._silent, device=self.name)
             raise DeviceConnectionError(
                 f"not connected; next reconnect attempt in {wait_s:.1f} s", device=self.name
             )
@@ -205,7 +168,8 @@ class ModbusDevice:
         await asyncio.sleep(self.settings.wait_after_connect_s)
         self._client = client
         self._last_request_end = time.monotonic()
-        log.info("connected", device=self.name)
+        # While the unit stays silent every retry connects: say "connected" once, not each time.
+        (log.debug if self._silent is not None else log.info)("connected", device=self.name)
         return client
 
     def _schedule_reconnect(self) -> None:
@@ -228,6 +192,8 @@ class ModbusDevice:
             try:
                 async with self._lock:
                     return await self._request_once(fc, address, payload)
+            except UnitNotAnsweringError:
+                raise  # retrying a wrong unit id only delays the message by minutes
             except ModbusExceptionError as exc:
                 if exc.code not in RETRYABLE_EXCEPTIONS or attempt >= self.settings.retries:
                     raise
@@ -265,6 +231,8 @@ class ModbusDevice:
             self.stats.timeouts += 1
             # A late answer would be matched to the next request; start over on a new socket.
             self._connection_lost()
+            if not self._unit_answered:
+                raise self._unit_silent() from None
             raise DeviceTimeoutError(
                 f"no answer within {self.settings.timeout_s:g} s ({exc})",
                 device=self.name,
@@ -285,7 +253,11 @@ class ModbusDevice:
             code = int(getattr(response, "exception_code", 0))
             self.stats.errors += 1
             self.stats.exceptions_by_code[code] = self.stats.exceptions_by_code.get(code, 0) + 1
+            if code in GATEWAY_EXCEPTIONS and not self._unit_answered:
+                raise self._unit_silent(code)
+            self._unit_answers()
             raise ModbusExceptionError(code, device=self.name, address=address, count=count)
+        self._unit_answers()
         if fc == 3:
             registers = list(response.registers)
             if len(registers) != count:
@@ -296,6 +268,26 @@ class ModbusDevice:
             return registers
         return []
 
+    def _unit_silent(self, gateway_code: int | None = None) -> UnitNotAnsweringError:
+        """The error for a unit that has never answered; logged once, backs off reconnects."""
+        via = ""
+        if gateway_code is not None:
+            name = MODBUS_EXCEPTION_NAMES.get(gateway_code, "gateway exception")
+            via = f" (the gateway answered exception {gateway_code}, {name})"
+        message = f"no answer from unit {self.unit_id} at {self.host}:{self.port}{via}: {UNIT_HINT}"
+        if self._silent is None:
+            log.warning(message, device=self.name)
+        self._silent = message
+        self._drop_connection()
+        self._schedule_reconnect()
+        return UnitNotAnsweringError(message, device=self.name)
+
+    def _unit_answers(self) -> None:
+        self._unit_answered = True
+        if self._silent is not None:
+            self._silent = None
+            log.info("unit answers", device=self.name)
+
     async def read_registers(self, address: int, count: int) -> list[int]:
         """Read raw holding registers (FC03)."""
         return await self._request(3, address, count)
@@ -305,51 +297,96 @@ class ModbusDevice:
     def bound_points(
         self, groups: Iterable[PollGroup] | None = None, profile: str | None = None
     ) -> list[BoundPoint]:
-        """Readable points in the given poll groups whose presence conditions hold."""
+        """Readable points polled with the given groups on this device, whose presence
+        conditions hold."""
         wanted = set(groups) if groups is not None else set(PollGroup)
         result: list[BoundPoint] = []
         for prof in self.profiles.values():
             if profile is not None and prof.name != profile:
                 continue
             for point in prof.points:
-                if point.group in wanted and self._present(prof.name, point):
-                    result.append(BoundPoint(prof.name, point))
+                group = self.poll_group(prof.name, point)
+                if group in wanted and self._present(prof.name, point):
+                    result.append(BoundPoint(prof.name, point, group))
         return result
 
-    def _present(self, profile: str, point: Point) -> bool:
-        cond = point.present_if
-        if cond is None:
-            return True
+    def poll_group(self, profile: str, point: Point) -> PollGroup | None:
+        """The group a point is read with on this device: the profile's, or fast where its
+        `fast_if` holds, or the group of a point it stands in for that the device does not serve
+        (its `fallback`)."""
+        if point.fast_if is not None and self._holds(profile, point.fast_if):
+            return PollGroup.FAST
+        groups = [point.group] + [
+            replaced.group
+            for replaced in self._fallback_of.get((profile, point.name), ())
+            if self.address_map.is_unsupported(replaced.address, replaced.end)
+        ]
+        # The most frequent of its own group and those of the points it replaces.
+        return min((g for g in groups if g is not None), key=_POLL_ORDER.__getitem__, default=None)
+
+    def _holds(self, profile: str, cond: PresentIf) -> bool:
         ref = self.last_values.get(f"{profile}.{cond.point}")
         if ref is None or not isinstance(ref.raw, int):
             return True  # unknown yet: ask, and let the device say whether it serves it
         return ref.raw >= cond.min
 
+    def _present(self, profile: str, point: Point) -> bool:
+        return point.present_if is None or self._holds(profile, point.present_if)
+
+    def _undecided(self, bp: BoundPoint) -> bool:
+        """True while a static point that decides this one's presence or group is unknown."""
+        return any(
+            cond is not None and f"{bp.profile}.{cond.point}" not in self.last_values
+            for cond in (bp.point.present_if, bp.point.fast_if)
+        )
+
+    def _deciders(self, points: Iterable[BoundPoint]) -> list[BoundPoint]:
+        """The static points that decide the presence or poll group of `points`, not read yet."""
+        needed: dict[str, BoundPoint] = {}
+        for bp in points:
+            for cond in (bp.point.present_if, bp.point.fast_if):
+                if cond is None or f"{bp.profile}.{cond.point}" in self.last_values:
+                    continue
+                decider = BoundPoint(bp.profile, self.profiles[bp.profile].point(cond.point))
+                needed.setdefault(decider.key, decider)
+        return list(needed.values())
+
     def plan(self, groups: Iterable[PollGroup] | None = None) -> list[ReadRequest]:
         return plan_reads(self.bound_points(groups), self.address_map)
 
     async def poll(
-        self, groups: Iterable[PollGroup] | None = None, profile: str | None = None
+        self,
+        groups: Iterable[PollGroup] | None = None,
+        profile: str | None = None,
+        *,
+        identify: bool = True,
     ) -> PollResult:
-        """Read every due point. Static points are read with the first poll of a session,
-        because other points' presence depends on them (number of PV strings, second unit)."""
+        """Read every point of the given groups (default: all).
+
+        With `identify` (the control cycle), the first poll of a session reads the whole static
+        group too. Without it, a static point is read only when the wanted points' presence or
+        poll group depends on it (number of PV strings, second battery unit), once per session.
+        Either way the conditions are known before the points they decide are read."""
         groups = set(groups) if groups is not None else set(PollGroup)
         started = time.monotonic()
         result = PollResult()
-        static_known = any(
-            r.point.group is PollGroup.STATIC for r in self.last_values.values() if r.available
-        )
-        if static_known:
-            await self._read_points(self.bound_points(groups, profile), result)
+        if identify and not self._identified:
+            # One pass for the static group and what does not depend on it.
+            first = self.bound_points(groups | {PollGroup.STATIC}, profile)
+            await self._read_points([bp for bp in first if not self._undecided(bp)], result)
+            self._identified = any(
+                r.point.group is PollGroup.STATIC and r.available and r.error is None
+                for r in result.readings.values()
+            )
         else:
-            # First poll of a session: everything unconditional (static included) in one pass,
-            # then the points whose presence the static values have just decided.
-            wanted = self.bound_points(groups | {PollGroup.STATIC}, profile)
-            await self._read_points([bp for bp in wanted if bp.point.present_if is None], result)
-            conditional = [
-                bp for bp in self.bound_points(groups, profile) if bp.point.present_if is not None
-            ]
-            await self._read_points(conditional, result)
+            await self._read_points(self._deciders(self.bound_points(groups, profile)), result)
+        # Then what the static values have just decided (or everything, once they are known).
+        rest = [bp for bp in self.bound_points(groups, profile) if bp.key not in result.readings]
+        await self._read_points(rest, result)
+        read_backs, self._read_backs = self._read_backs, {}
+        for key, reading in read_backs.items():
+            # A verified write's read-back is a reading too: the cycle sees what it wrote.
+            result.readings.setdefault(key, reading)
         result.duration_s = time.monotonic() - started
         return result
 
@@ -366,7 +403,9 @@ class ModbusDevice:
         covered = {bp.key for req in planned for bp in req.points}
         for bp in points:
             if bp.key not in covered and bp.point.readable:
-                self._store(result, Reading(bp.profile, bp.point, None, None, now, False))
+                self._store(
+                    result, Reading(bp.profile, bp.point, None, None, now, False, group=bp.group)
+                )
         for request in planned:
             await self._read_request(request, result)
 
@@ -387,7 +426,8 @@ class ModbusDevice:
                 result.errors.append(message)
                 for bp in request.points:
                     self._store(
-                        result, Reading(bp.profile, bp.point, None, None, now, True, message)
+                        result,
+                        Reading(bp.profile, bp.point, None, None, now, True, message, bp.group),
                     )
                 return False
             if len(request.points) == 1:
@@ -399,7 +439,9 @@ class ModbusDevice:
                     address=bp.point.address,
                     point=bp.key,
                 )
-                self._store(result, Reading(bp.profile, bp.point, None, None, now, False))
+                self._store(
+                    result, Reading(bp.profile, bp.point, None, None, now, False, group=bp.group)
+                )
                 return False
             left, right = split_request(request)
             left_ok = await self._read_request(left, result)
@@ -412,7 +454,10 @@ class ModbusDevice:
         for bp in request.points:
             offset = bp.point.address - request.start
             decoded = decode(bp.point, registers[offset : offset + bp.point.length])
-            self._store(result, Reading(bp.profile, bp.point, decoded.value, decoded.raw, now))
+            self._store(
+                result,
+                Reading(bp.profile, bp.point, decoded.value, decoded.raw, now, group=bp.group),
+            )
         return True
 
     # -- writing ----------------------------------------------------------------------------
@@ -514,15 +559,19 @@ class ModbusDevice:
                     address=point.address,
                 )
             verified = True
-            self.last_values[f"{profile.name}.{point.name}"] = Reading(
-                profile.name, point, decoded.value, decoded.raw, datetime.now(UTC)
+            group = self.poll_group(profile.name, point)
+            reading = Reading(
+                profile.name, point, decoded.value, decoded.raw, datetime.now(UTC), group=group
             )
+            self.last_values[reading.key] = reading
+            self._read_backs[reading.key] = reading
         return WriteResult(profile.name, point, value, tuple(registers), fc, verified, read_back)
 
 
 __all__ = [
     "BoundPoint",
     "ClientSettings",
+    "ClientStats",
     "DeviceError",
     "ModbusDevice",
     "PollResult",

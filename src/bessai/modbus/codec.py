@@ -1,6 +1,6 @@
 """Encode and decode point values to and from 16-bit holding registers.
 
-Huawei conventions (reference §1): big-endian words and bytes, physical = raw / gain,
+Huawei conventions (docs/profiles.md, "Codec"): big-endian words and bytes, physical = raw / gain,
 type-specific "invalid" sentinels mean no value, strings are NUL-padded 8-bit text.
 Decoding never raises on device data: an unknown enum value stays a number, undecodable text
 is replaced, and a sentinel becomes None.

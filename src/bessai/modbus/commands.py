@@ -48,6 +48,7 @@ def poll_to_json(result: PollResult) -> dict[str, Any]:
                 "name": r.point.name,
                 "value": json_value(r.value),
                 "unit": r.point.unit,
+                "group": r.poll_group.value if r.poll_group else None,
                 "available": r.available,
                 **({"error": r.error} if r.error else {}),
             }
@@ -59,7 +60,7 @@ def poll_to_json(result: PollResult) -> dict[str, Any]:
 
 def _print_table(result: PollResult, console: Console) -> None:
     table = Table(show_edge=False, header_style="bold")
-    for column in ("address", "profile", "name", "value", "unit"):
+    for column in ("address", "profile", "name", "value", "unit", "group"):
         table.add_column(column, justify="right" if column == "address" else "left")
     for r in sorted(result.readings.values(), key=lambda r: (r.point.address, r.profile)):
         if not r.available:
@@ -70,7 +71,10 @@ def _print_table(result: PollResult, console: Console) -> None:
             shown = ", ".join(r.value) or "-"
         else:
             shown = "-" if r.value is None else str(r.value)
-        table.add_row(str(r.point.address), r.profile, r.point.name, shown, r.point.unit or "")
+        group = r.poll_group.value if r.poll_group else ""
+        table.add_row(
+            str(r.point.address), r.profile, r.point.name, shown, r.point.unit or "", group
+        )
     console.print(table)
     unavailable = sum(1 for r in result.readings.values() if not r.available)
     console.print(
@@ -94,7 +98,13 @@ def read(
         ),
     ] = None,
     group: Annotated[
-        list[PollGroup] | None, typer.Option("--group", "-g", help="Poll group(s); default all.")
+        list[PollGroup] | None,
+        typer.Option(
+            "--group",
+            "-g",
+            help="Poll group(s); default all. Only these are read, plus the static points their "
+            "presence depends on (number of PV strings, second battery unit).",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     timeout_s: TimeoutOpt = 5.0,
@@ -108,7 +118,7 @@ def read(
             host, port, unit, profiles, _settings(timeout_s, wait_after_connect_s)
         )
         try:
-            return await device.poll(set(group) if group else None)
+            return await device.poll(set(group) if group else None, identify=False)
         finally:
             await device.close()
 

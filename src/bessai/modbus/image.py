@@ -2,7 +2,9 @@
 
 A value can be missing or old; nothing downstream may assume otherwise. Quality is `good` when
 read within the staleness window, `stale` when older, `invalid` when the device does not serve
-the point or reports its "no value" sentinel.
+the point or reports its "no value" sentinel. The window follows how often the point is read:
+`stale_after_s` for the fast group, `slow_stale_after_s` for the slow group (read every N cycles,
+so its window is N cycles longer), none for the static group (identification does not age).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from types import MappingProxyType
 
 from bessai.modbus.client import PollResult, Reading
 from bessai.modbus.codec import Value
+from bessai.modbus.profile import PollGroup
 
 
 class Quality(StrEnum):
@@ -61,10 +64,19 @@ class ProcessImage:
 class ImageBuilder:
     """Keeps the last reading of every point and freezes an image per cycle."""
 
-    def __init__(self, site_id: str, stale_after_s: float) -> None:
+    def __init__(
+        self, site_id: str, stale_after_s: float, slow_stale_after_s: float | None = None
+    ) -> None:
         self.site_id = site_id
         self.stale_after_s = stale_after_s
+        self.slow_stale_after_s = max(stale_after_s, slow_stale_after_s or 0.0)
         self._last: dict[str, Reading] = {}
+
+    def _window_s(self, reading: Reading) -> float:
+        group = reading.poll_group
+        if group is PollGroup.STATIC:
+            return float("inf")
+        return self.slow_stale_after_s if group is PollGroup.SLOW else self.stale_after_s
 
     def update(self, result: PollResult) -> None:
         for key, reading in result.readings.items():
@@ -77,7 +89,7 @@ class ImageBuilder:
         for key, reading in self._last.items():
             if not reading.available or reading.value is None or reading.error is not None:
                 quality = Quality.INVALID
-            elif (now - reading.ts).total_seconds() > self.stale_after_s:
+            elif (now - reading.ts).total_seconds() > self._window_s(reading):
                 quality = Quality.STALE
             else:
                 quality = Quality.GOOD

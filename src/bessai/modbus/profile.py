@@ -58,7 +58,8 @@ TYPE_WIDTH: dict[PointType, int] = {
     PointType.I64: 4,
 }
 
-#: Huawei's "no value" raw sentinels per type (reference §1); bitfields and enums are unsigned.
+#: Huawei's "no value" raw sentinels per type (docs/profiles.md, "Codec"); bitfields and enums
+#: are unsigned.
 DEFAULT_INVALID: dict[PointType, int] = {
     PointType.U16: 0xFFFF,
     PointType.I16: 0x7FFF,
@@ -74,10 +75,12 @@ class _Strict(BaseModel):
 
 
 class PresentIf(_Strict):
-    """The point exists only when another (static) point of the profile is at least `min`.
+    """A condition on a static point of the profile: it holds when that point is at least `min`.
 
-    Lets one profile cover 1..24 PV strings or an optional second battery unit without the
-    planner asking for registers the device does not have."""
+    As `present_if`, the point exists only when the condition holds: one profile covers 1..24 PV
+    strings or an optional second battery unit without asking for registers the device lacks.
+    As `fast_if`, a slow point is read every cycle when the condition holds (the storage system's
+    SOC when a second battery unit makes unit 1's register only half of it)."""
 
     point: str
     min: int
@@ -105,6 +108,10 @@ class Point(_Strict):
     #: signed interpretation of enum/bitfield values is never needed; abs() fixes 37119 sign quirk
     absolute: bool = False
     present_if: PresentIf | None = None
+    #: read with the fast group when this condition holds (or is not known yet), else `group`
+    fast_if: PresentIf | None = None
+    #: a point read in this one's group in its place when the device does not serve this one
+    fallback: str | None = None
     source: str | None = None
 
     @property
@@ -130,7 +137,7 @@ class Point(_Strict):
             return frozenset(self.invalid)
         if self.type is PointType.STR:
             return frozenset()
-        # Enums and bitfields are unsigned registers: all ones means "no value" (reference §1).
+        # Enums and bitfields are unsigned registers: all ones means "no value" (see above).
         default = DEFAULT_INVALID.get(self.type, (1 << (16 * self.length)) - 1)
         return frozenset({default})
 
@@ -170,6 +177,10 @@ class Point(_Strict):
             raise ValueError("write-only points cannot be in a poll group (set group to null)")
         if self.readable and self.group is None:
             raise ValueError("readable points need a poll group")
+        if self.fast_if is not None and self.group is not PollGroup.SLOW:
+            raise ValueError("fast_if is for slow points (it makes them fast)")
+        if self.fallback is not None and not self.readable:
+            raise ValueError("only readable points can have a fallback")
         return self
 
 
@@ -191,6 +202,7 @@ class Profile(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
     kind: Literal["inverter", "battery", "meter"]
+    #: limits of one read within this profile's blocks (125 is the Modbus maximum)
     max_read_registers: int = Field(default=64, ge=1, le=125)
     max_read_gap: int = Field(default=16, ge=0, le=124)
     blocks: list[Block]
@@ -212,12 +224,20 @@ class Profile(_Strict):
             for ref in (point.max_point, point.min_point):
                 if ref is not None and ref not in by_name:
                     raise ValueError(f"{where}: limit point {ref!r} is not in the profile")
-            if point.present_if is not None:
-                ref_point = by_name.get(point.present_if.point)
+            for key, cond in (("present_if", point.present_if), ("fast_if", point.fast_if)):
+                if cond is None:
+                    continue
+                ref_point = by_name.get(cond.point)
                 if ref_point is None:
-                    raise ValueError(f"{where}: present_if point is not in the profile")
+                    raise ValueError(f"{where}: {key} point is not in the profile")
                 if ref_point.group is not PollGroup.STATIC:
-                    raise ValueError(f"{where}: present_if must refer to a static point")
+                    raise ValueError(f"{where}: {key} must refer to a static point")
+            if point.fallback is not None:
+                substitute = by_name.get(point.fallback)
+                if substitute is None or not substitute.readable or substitute is point:
+                    raise ValueError(
+                        f"{where}: fallback {point.fallback!r} is not another readable point"
+                    )
         ordered = sorted((p for p in self.points if p.readable), key=lambda p: p.address)
         for prev, cur in pairwise(ordered):
             if cur.address < prev.end:

@@ -202,7 +202,8 @@ class AlertManager:
             hold("failsafe", "", Severity.WARNING if operator else Severity.CRITICAL,
                  f"SAFE, dispatch stopped: {failsafe}")  # fmt: skip
         if not record.device_connected:
-            hold("device_offline", record.device_name, Severity.CRITICAL, "device not connected")
+            reason = record.errors[0] if record.errors else "device not connected"
+            hold("device_offline", record.device_name, Severity.CRITICAL, reason)
         tracking = record.tracking
         if tracking is not None and tracking.alert is not None:
             hold("tracking", "", Severity.CRITICAL if tracking.violation else Severity.WARNING,

@@ -24,7 +24,8 @@ def health(monitor: Monitor) -> tuple[bool, dict[str, Any]]:
         if record.safety_state is SafetyState.SAFE:
             site_reasons.append(f"fail-safe: {record.failsafe_reason}")
         if not record.device_connected:
-            site_reasons.append("device not connected")
+            # The cycle's error says why: no TCP connection, or a unit id that never answers.
+            site_reasons.append(record.errors[0] if record.errors else "device not connected")
         # A full or empty battery is normal operation; heat, cold and device alarms are not.
         site_reasons.extend(
             latch.reason

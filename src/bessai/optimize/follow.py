@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from bessai.optimize.model import Schedule
+from bessai.optimize.schedule import Schedule
 
 
 def current_slot(

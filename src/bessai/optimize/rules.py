@@ -21,14 +21,28 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
-from bessai.optimize.model import Battery, FloatArray, Schedule, cell_throughput_kwh
+from bessai.optimize.schedule import Schedule
+from bessai.optimize.storage import FloatArray, StorageSpec, cell_throughput_kwh
+
+
+def _trade_sets(
+    p: FloatArray, eligible_mask: npt.NDArray[np.bool_], n_charge: int, n_discharge: int
+) -> tuple[set[int], set[int]]:
+    """The ``n_charge`` cheapest eligible steps, and the ``n_discharge`` dearest eligible steps
+    not among them (ties to the earlier step)."""
+    eligible = np.flatnonzero(eligible_mask)
+    cheap_first = eligible[np.lexsort((eligible, p[eligible]))]
+    charge_set = set(cheap_first[:n_charge].tolist())
+    dear_first = [t for t in eligible[np.lexsort((eligible, -p[eligible]))] if t not in charge_set]
+    return charge_set, set(dear_first[:n_discharge])
 
 
 def rule_schedule(
     forecast: Sequence[float] | FloatArray,
     step_h: float,
-    battery: Battery,
+    storage: StorageSpec,
     *,
     soc_initial_pct: float,
     confidence: Sequence[float] | FloatArray | None = None,
@@ -38,17 +52,13 @@ def rule_schedule(
     """The rule engine's plan for one horizon of forecast prices (per MWh)."""
     p = np.asarray(forecast, dtype=np.float64)
     n = len(p)
-    b = battery
+    b = storage
     e_min, e_max = b.energy_kwh(b.soc_min_pct), b.energy_kwh(b.soc_max_pct)
     usable = e_max - e_min
-    n_charge = math.ceil(usable / (b.p_charge_kw * b.eta_charge * step_h) - 1e-9)
-    n_discharge = math.ceil(usable * b.eta_discharge / (b.p_discharge_kw * step_h) - 1e-9)
+    n_charge = math.ceil(usable / (b.charge_limit_kw * b.eta_charge * step_h) - 1e-9)
+    n_discharge = math.ceil(usable * b.eta_discharge / (b.discharge_limit_kw * step_h) - 1e-9)
     conf = np.ones(n) if confidence is None else np.asarray(confidence, dtype=np.float64)
-    eligible = np.flatnonzero(conf >= min_confidence)
-    cheap_first = eligible[np.lexsort((eligible, p[eligible]))]
-    charge_set = set(cheap_first[:n_charge].tolist())
-    dear_first = [t for t in eligible[np.lexsort((eligible, -p[eligible]))] if t not in charge_set]
-    discharge_set = set(dear_first[:n_discharge])
+    charge_set, discharge_set = _trade_sets(p, conf >= min_confidence, n_charge, n_discharge)
     margin = -math.inf
     if charge_set and discharge_set:
         mean_c = float(np.mean(p[list(charge_set)]))
@@ -74,12 +84,12 @@ def rule_schedule(
             action, reason = "idle", f"hold: confidence {conf[t]:.2f} < {min_confidence:g}"
         elif t in charge_set:
             room = max(0.0, e_max - level)
-            c[t] = min(b.p_charge_kw, room / (b.eta_charge * step_h))
+            c[t] = min(b.charge_limit_kw, room / (b.eta_charge * step_h))
             action = "charge" if c[t] > 0 else "idle"
             reason = "rule: cheapest steps" + ("" if c[t] > 0 else ", but SOC full")
         elif t in discharge_set:
             avail = max(0.0, level - e_min)
-            d[t] = min(b.p_discharge_kw, avail * b.eta_discharge / step_h)
+            d[t] = min(b.discharge_limit_kw, avail * b.eta_discharge / step_h)
             action = "discharge" if d[t] > 0 else "idle"
             reason = "rule: dearest steps" + ("" if d[t] > 0 else ", but SOC empty")
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -73,6 +74,9 @@ class SimulatorServer:
         self.tick_s = tick_s
         self.single_client = single_client
         self.faults = Faults()
+        #: every request that arrived, answered or not (wrong unit id, silence), by function code:
+        #: what a client costs the device, counted on the wire
+        self.requests_received: Counter[int] = Counter()
         self.requests_served = 0
         self.connections_accepted = 0
         self._server: asyncio.Server | None = None
@@ -216,6 +220,7 @@ class SimulatorServer:
                     await writer.drain()
 
     async def _answer(self, request: ModbusPDU) -> ModbusPDU | None:
+        self.requests_received[request.function_code] += 1
         if request.dev_id not in self.unit_ids:
             return None  # a wrong unit id shows up as a timeout on site, not as an error
         now = time.monotonic()

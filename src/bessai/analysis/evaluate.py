@@ -17,21 +17,18 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from bessai.analysis.backtest import backtest
+from bessai.analysis.result import BacktestResult
 from bessai.errors import DataError
+from bessai.market.bands import Bands
+from bessai.market.baselines import FORECASTERS, BandForecaster, Forecaster, empirical_bands
+from bessai.market.days import FORECAST_HISTORY_H
 from bessai.market.features import HISTORY_H, steps_per_hour
 from bessai.market.metrics import forecast_metrics, within_day_tau
 from bessai.market.predictor import OnnxModel, live_features
 from bessai.market.prices import PriceSeries
 from bessai.market.training import FittedModel, TrainSpec, fit_model
-from bessai.optimize.backtest import (
-    FORECASTERS,
-    BacktestResult,
-    BandForecaster,
-    Forecaster,
-    backtest,
-    empirical_bands,
-)
-from bessai.optimize.model import Bands, Battery, Risk
+from bessai.optimize import Risk, StorageSpec
 
 FloatArray = npt.NDArray[np.float64]
 #: Quantile forecaster: (history, target steps, tz) -> (n, 4) p10/p50/p90 and the price the
@@ -108,12 +105,13 @@ def run_strategy(
     series: PriceSeries,
     name: str,
     quantiles: QuantileForecaster,
-    battery: Battery,
+    storage: StorageSpec,
     *,
     first_day: date | None,
     last_day: date | None,
     on_day: Callable[[int, int], None] | None = None,
     risk: Risk | None = None,
+    min_history_h: float | None = FORECAST_HISTORY_H,
 ) -> StrategyResult:
     recorded: list[tuple[pd.DatetimeIndex, FloatArray]] = []
 
@@ -134,13 +132,14 @@ def run_strategy(
     bt = backtest(
         series,
         name,
-        battery,
+        storage,
         first_day=first_day,
         last_day=last_day,
         forecasters=forecasters,
         on_day=on_day,
         risk=risk,
         band_forecasters=band_forecasters,
+        min_history_h=min_history_h,
     )
     actual = series.prices
     ys: list[FloatArray] = []
@@ -160,7 +159,7 @@ def evaluate(
     series: PriceSeries,
     model_name: str,
     model: QuantileForecaster,
-    battery: Battery,
+    storage: StorageSpec,
     *,
     first_day: date | None,
     last_day: date | None,
@@ -169,7 +168,9 @@ def evaluate(
 ) -> list[StrategyResult]:
     """The model and the persistence and week-mean baselines over the same days; with
     ``risk`` every strategy plans in the risk-aware mode on its own bands (the model's
-    calibrated ones, the baselines' empirical ones)."""
+    calibrated ones, the baselines' empirical ones). Every strategy starts on the first day
+    with the model's full history before it (:data:`FORECAST_HISTORY_H`), and skips the days
+    a gap in the prices touches."""
     out = []
     strategies: list[tuple[str, QuantileForecaster]] = [(model_name, model)]
     strategies += [(b, baseline_forecaster(b)) for b in BASELINES]
@@ -184,7 +185,7 @@ def evaluate(
                 series,
                 name,
                 fc,
-                battery,
+                storage,
                 first_day=first_day,
                 last_day=last_day,
                 on_day=progress,
