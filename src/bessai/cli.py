@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bessai import __version__
+from bessai.analysis import carbon_commands as analysis_carbon_commands
 from bessai.analysis import commands as analysis_commands
 from bessai.api import commands as api_commands
 from bessai.carbon import commands as carbon_commands
@@ -65,7 +66,8 @@ analysis_commands.register(app)
 telemetry_commands.register(app)
 api_commands.register(app)
 market_commands.register(app)
-carbon_commands.register(app)
+# `bessai carbon backtest` needs the back-test, a layer above the carbon package.
+analysis_carbon_commands.register(carbon_commands.register(app))
 ledger_commands.register(app)
 
 

@@ -221,6 +221,13 @@ class OptimizerConfig(_Section):
         "battery.replacement_cost_per_kwh and the LFP degradation model (docs/optimizer.md)",
     )
     cycles_per_day: float | None = Field(default=None, gt=0)
+    co2_price_per_t: float = Field(
+        default=0.0,
+        ge=0,
+        le=100_000,
+        description="carbon-aware plans: CO2 price per tonne (price file's currency) times the "
+        "marginal factor the CMg bands give for the forecast; 0 = revenue only (docs/carbon.md)",
+    )
 
     @model_validator(mode="after")
     def _plan_outlives_replan(self) -> Self:

@@ -77,7 +77,8 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, digits)
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer) -> typer.Typer:
+    """Add `bessai carbon ...`; returns the group, which the back-test joins from above."""
     carbon = typer.Typer(
         help="Carbon accounting: emission factors and reports.", no_args_is_help=True
     )
@@ -85,6 +86,7 @@ def register(app: typer.Typer) -> None:
     carbon.command("marginal")(marginal_command)
     carbon.command("report")(report_command)
     app.add_typer(carbon, name="carbon")
+    return carbon
 
 
 def factors_command(
