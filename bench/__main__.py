@@ -12,7 +12,16 @@ import time
 
 from bessai.logging import configure_logging
 
-BENCHMARKS: list[str] = ["device", "gateway", "optimize", "plant", "telemetry", "api", "forecast"]
+BENCHMARKS: list[str] = [
+    "device",
+    "gateway",
+    "optimize",
+    "plant",
+    "telemetry",
+    "api",
+    "forecast",
+    "ledger",
+]
 
 
 def main() -> None:

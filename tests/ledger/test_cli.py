@@ -113,3 +113,21 @@ def test_a_world_readable_key_is_a_one_line_error(small_log: World) -> None:
     assert code == 2
     assert "chmod 600" in out
     assert "Traceback" not in out
+
+
+def test_the_auditor_entry_point_runs_the_same_commands(small_log: World) -> None:
+    pub = small_log.dir / "gateway.key.pub"
+    done = subprocess.run(
+        [sys.executable, "-m", "bessai.ledger", "verify", str(small_log.log), "--key", str(pub),
+         "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["records"] == 5
+    small_log.log.write_bytes(small_log.log.read_bytes()[:-10] + b"\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "bessai.ledger", "verify", str(small_log.log), "--key", str(pub)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "FAILED" in done.stdout

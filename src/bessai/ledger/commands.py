@@ -22,9 +22,12 @@ LogArg = Annotated[Path, typer.Argument(help="The credits log (a .jsonl file).")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def register(app: typer.Typer) -> None:
+def ledger_app() -> typer.Typer:
+    """The `ledger` command group (also run alone by `python -m bessai.ledger`)."""
     ledger = typer.Typer(
-        help="Energy credits: signed, Merkle-logged, verifiable offline.", no_args_is_help=True
+        help="Energy credits: signed, Merkle-logged, verifiable offline.",
+        no_args_is_help=True,
+        add_completion=False,
     )
     ledger.command("keygen")(keygen_command)
     ledger.command("verify")(verify_command)
@@ -32,7 +35,11 @@ def register(app: typer.Typer) -> None:
     ledger.command("transfer")(transfer_command)
     ledger.command("checkpoint")(checkpoint_command)
     ledger.command("prove")(prove_command)
-    app.add_typer(ledger, name="ledger")
+    return ledger
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ledger_app(), name="ledger")
 
 
 def keygen_command(

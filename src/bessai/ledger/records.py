@@ -48,17 +48,24 @@ def canonical(value: Any) -> bytes:
     return _dumps(value)
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def _no_float(text: str) -> Any:
     raise ValueError(f"number {text} is not an integer")
 
 
+# One decoder for every line (json.loads with hooks would build a new one each call).
+_DECODER = json.JSONDecoder(parse_float=_no_float, parse_constant=_no_float)
+
+
 def _loads(data: bytes | str) -> Any:
     """JSON without floats, NaN or Infinity: what `_dumps` of it gives is canonical."""
-    return json.loads(data, parse_float=_no_float, parse_constant=_no_float)
+    return _DECODER.decode(data.decode() if isinstance(data, bytes) else data)
 
 
 def _check_value(value: Any) -> None:
@@ -87,7 +94,7 @@ def parse_utc(text: Any, where: str) -> datetime:
     if not isinstance(text, str) or not _UTC_RE.fullmatch(text):
         raise LedgerError(f"{where}: time {text!r} is not YYYY-MM-DDTHH:MM:SSZ")
     try:
-        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+        return datetime.fromisoformat(text)  # "Z": an aware UTC time
     except ValueError:
         raise LedgerError(f"{where}: time {text!r} is not a valid date") from None
 

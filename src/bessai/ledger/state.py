@@ -108,8 +108,9 @@ class LedgerState:
                 f"already minted up to {previous:%Y-%m-%dT%H:%M:%SZ}"
             )
         co2_keys = ("co2_caused_g", "co2_avoided_g") if "factor" in body else ()
-        if any(not _natural(body[k]) for k in (*AMOUNTS, *co2_keys)):
-            raise LedgerError(f"{where}: amounts must be integers >= 0")
+        for k in (*AMOUNTS, *co2_keys):
+            if not _natural(body[k]):
+                raise LedgerError(f"{where}: amounts must be integers >= 0")
         co2: list[int] = [body[k] for k in co2_keys]
         if co2 and not _factor_ok(body["factor"]):
             raise LedgerError(f"{where}: factor needs 'method' text and 'mean_g_per_mwh' >= 0")
@@ -180,7 +181,7 @@ class LedgerState:
 
 
 def _natural(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return type(value) is int and value >= 0  # bool is an int subclass: not an amount
 
 
 def _factor_ok(factor: Any) -> bool:
