@@ -556,4 +556,11 @@ def load_config(
     keys_file = config.api.keys_file
     if keys_file is not None and not keys_file.is_absolute():
         config.api.keys_file = (base / keys_file).resolve()
+    # Like the keys file, the ledger's files and a factor CSV are relative to the config file.
+    for section, key in (("ledger", "key_file"), ("ledger", "log_file"),
+                         ("carbon", "marginal_factors")):  # fmt: skip
+        model = getattr(config, section)
+        value = getattr(model, key)
+        if value is not None and not value.is_absolute():
+            setattr(model, key, (base / value).resolve())
     return config, sorted(overridden)
