@@ -377,6 +377,14 @@ def _print_report(doc: dict[str, Any]) -> None:
     console.print(table)
     for m in doc["methods"]:
         console.print(f"{m['method']}: {m['description']}", markup=False, soft_wrap=True)
+        if m.get("per"):
+            per = Table("period", "charged kWh", "discharged kWh", "net kg", title=m["method"])
+            for row in m["per"]:
+                per.add_row(
+                    row["period"][:19],
+                    *(str(row[k]) for k in ("charged_kwh", "discharged_kwh", "net_kg")),
+                )
+            console.print(per)
     embodied = doc.get("embodied")
     if embodied:
         console.print(
