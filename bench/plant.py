@@ -71,10 +71,10 @@ def _site_steps(steps: int) -> float:
     from bessai.plant.battery import luna2000
     from bessai.plant.load import LoadConfig
     from bessai.plant.pv import PvConfig
-    from bessai.plant.site import Site, SiteConfig
+    from bessai.plant.site import SiteModel, SiteModelConfig
 
-    site = Site(
-        SiteConfig(battery=luna2000(3), pv=PvConfig(10_000.0), load=LoadConfig(900.0)), seed=1
+    site = SiteModel(
+        SiteModelConfig(battery=luna2000(3), pv=PvConfig(10_000.0), load=LoadConfig(900.0)), seed=1
     )
     now = datetime(2024, 1, 1, tzinfo=UTC)
     dt = timedelta(seconds=5)

@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bessai.errors import ConfigError
-from bessai.plant.battery import Battery, BatteryConfig, ci_container_1mw_4mwh, luna2000
-from bessai.plant.site import Site, SiteConfig
+from bessai.plant.battery import BatteryModel, BatteryParams, ci_container_1mw_4mwh, luna2000
+from bessai.plant.site import SiteModel, SiteModelConfig
 
 T0 = datetime(2023, 1, 1, tzinfo=UTC)
 
 
-def _lossless_storage(cfg: BatteryConfig) -> BatteryConfig:
+def _lossless_storage(cfg: BatteryParams) -> BatteryParams:
     from dataclasses import replace
 
     return replace(cfg, self_discharge_pct_per_month=0.0, aux_power_w=0.0)
@@ -26,21 +26,21 @@ def _lossless_storage(cfg: BatteryConfig) -> BatteryConfig:
 def test_presets_have_the_datasheet_figures() -> None:
     luna = luna2000(3)
     assert luna.usable_energy_kwh == 15.0
-    assert luna.max_charge_power_w == luna.max_discharge_power_w == 7500.0
+    assert luna.max_charge_w == luna.max_discharge_w == 7500.0
     assert luna2000(1).usable_energy_kwh == 5.0
-    assert luna2000(1).max_charge_power_w == 2500.0
+    assert luna2000(1).max_charge_w == 2500.0
     ci = ci_container_1mw_4mwh()
     assert ci.usable_energy_kwh == 4000.0
-    assert ci.max_discharge_power_w == 1_000_000.0
+    assert ci.max_discharge_w == 1_000_000.0
 
 
 @pytest.mark.parametrize("preset", [luna2000(3), ci_container_1mw_4mwh()], ids=["luna", "ci"])
-def test_energy_balance_closes_over_a_year_at_15_min(preset: BatteryConfig) -> None:
+def test_energy_balance_closes_over_a_year_at_15_min(preset: BatteryParams) -> None:
     """charged * eta_c - discharged / eta_d - self-discharge - aux - fade loss = delta E."""
-    site = Site(SiteConfig(battery=preset, initial_soc_pct=30.0), seed=4)
+    site = SiteModel(SiteModelConfig(battery=preset, initial_soc_pct=30.0), seed=4)
     e0 = site.state.energy_kwh
     rng = np.random.default_rng(1)
-    rated = preset.max_charge_power_w
+    rated = preset.max_charge_w
     now = T0
     for i in range(365 * 96):
         hour = (i % 96) / 4
@@ -72,7 +72,7 @@ def test_energy_balance_closes_over_a_year_at_15_min(preset: BatteryConfig) -> N
 
 def test_round_trip_efficiency() -> None:
     cfg = _lossless_storage(luna2000(1))
-    bat = Battery(cfg, soc_pct=0.0)
+    bat = BatteryModel(cfg, soc_pct=0.0)
     while bat.soc_pct < 100.0:
         bat.step(2500.0, 60.0, 25.0)
     stored = bat.energy_kwh
@@ -88,7 +88,7 @@ def test_self_discharge_rate() -> None:
     cfg = luna2000(1)
     from dataclasses import replace
 
-    bat = Battery(replace(cfg, aux_power_w=0.0), soc_pct=100.0)
+    bat = BatteryModel(replace(cfg, aux_power_w=0.0), soc_pct=100.0)
     for _ in range(30 * 24):
         bat.step(0.0, 3600.0, 25.0)
     # 2 %/month of the stored energy, compounding hourly: exp(-0.02).
@@ -97,7 +97,7 @@ def test_self_discharge_rate() -> None:
 
 def test_aux_drains_an_idle_battery_then_it_sleeps() -> None:
     cfg = luna2000(1)  # 4 W of auxiliaries
-    bat = Battery(cfg, soc_pct=1.0)
+    bat = BatteryModel(cfg, soc_pct=1.0)
     for _ in range(24 * 60):
         bat.step(0.0, 3600.0, 25.0)
     assert bat.soc_pct == 0.0
@@ -138,10 +138,10 @@ def test_soc_stays_in_bounds_and_limits_hold(
     soc0: float, temp: float, steps: list[tuple[float, float]]
 ) -> None:
     cfg = luna2000(2)
-    bat = Battery(cfg, soc_pct=soc0)
+    bat = BatteryModel(cfg, soc_pct=soc0)
     for frac, dt_s in steps:
         max_ch, max_dis = bat.limits_w(temp)
-        setpoint = frac * cfg.max_charge_power_w
+        setpoint = frac * cfg.max_charge_w
         p = bat.step(setpoint, dt_s, temp)
         assert -max_dis * (1 + 1e-12) <= p <= max_ch * (1 + 1e-12)
         # Never more than asked, and in the asked direction.
@@ -153,11 +153,11 @@ def test_soc_stays_in_bounds_and_limits_hold(
 
 def test_config_errors_name_the_key() -> None:
     with pytest.raises(ConfigError, match="charge_efficiency"):
-        BatteryConfig(
+        BatteryParams(
             name="bad",
             nameplate_energy_kwh=5,
-            max_charge_power_w=1,
-            max_discharge_power_w=1,
+            max_charge_w=1,
+            max_discharge_w=1,
             thermal=luna2000(1).thermal,
             charge_efficiency=1.2,
         )

@@ -16,14 +16,14 @@ from bessai.plant.battery import ci_container_1mw_4mwh, luna2000
 from bessai.plant.degradation import capacity_fade
 from bessai.plant.load import LoadConfig
 from bessai.plant.pv import PvConfig
-from bessai.plant.site import Site, SiteConfig
+from bessai.plant.site import SiteModel, SiteModelConfig
 
 T0 = datetime(2023, 1, 1, 3, tzinfo=UTC)
 
 
-def _full_site(seed: int = 2) -> Site:
-    return Site(
-        SiteConfig(
+def _full_site(seed: int = 2) -> SiteModel:
+    return SiteModel(
+        SiteModelConfig(
             battery=luna2000(3),
             pv=PvConfig(peak_power_w=8000.0),
             load=LoadConfig(mean_power_w=900.0),
@@ -83,8 +83,8 @@ def test_limits_and_state_agree_and_state_is_frozen() -> None:
     assert st.battery_power_w == -7500.0
     lim = site.limits()
     assert (lim.max_charge_w, lim.max_discharge_w) == (
-        st.max_charge_power_w,
-        st.max_discharge_power_w,
+        st.max_charge_w,
+        st.max_discharge_w,
     )
     with pytest.raises(dataclasses.FrozenInstanceError):
         st.soc_pct = 3.0  # type: ignore[misc]
@@ -93,11 +93,11 @@ def test_limits_and_state_agree_and_state_is_frozen() -> None:
 
 
 def _perfect_foresight_year(
-    site: Site, prices: npt.NDArray[np.float64]
+    site: SiteModel, prices: npt.NDArray[np.float64]
 ) -> tuple[list[float], list[float]]:
     """Each day: charge in the 3 cheapest hours, discharge in the 3 dearest that follow them
     (a perfect-foresight daily arbitrage), idle otherwise; 15-min steps."""
-    rated = site.battery_config.max_charge_power_w
+    rated = site.battery_config.max_charge_w
     soc = [site.state.soc_pct]
     temp = [site.state.cell_temp_c]
     now = datetime(2023, 1, 1, tzinfo=UTC)
@@ -119,14 +119,16 @@ def _perfect_foresight_year(
 @pytest.fixture(scope="module")
 def cycled_year(
     crucero_2023: npt.NDArray[np.float64],
-) -> tuple[Site, list[float], list[float]]:
-    site = Site(SiteConfig(battery=luna2000(3), initial_soc_pct=10.0, initial_temp_c=25.0))
+) -> tuple[SiteModel, list[float], list[float]]:
+    site = SiteModel(
+        SiteModelConfig(battery=luna2000(3), initial_soc_pct=10.0, initial_temp_c=25.0)
+    )
     soc, temp = _perfect_foresight_year(site, crucero_2023)
     return site, soc, temp
 
 
 def test_equivalent_full_cycles_equal_throughput_over_capacity(
-    cycled_year: tuple[Site, list[float], list[float]],
+    cycled_year: tuple[SiteModel, list[float], list[float]],
 ) -> None:
     site, _, _ = cycled_year
     st = site.state
@@ -143,7 +145,7 @@ def test_equivalent_full_cycles_equal_throughput_over_capacity(
 
 
 def test_capacity_fade_after_a_year_of_daily_cycling_is_in_the_published_range(
-    cycled_year: tuple[Site, list[float], list[float]],
+    cycled_year: tuple[SiteModel, list[float], list[float]],
 ) -> None:
     """Naumann et al. 2018 (calendar) and 2020 (cycle) for the Sony/Murata US26650FTC1 LFP cell.
     Their published laws, evaluated by hand at the edges of the conditions of this year
@@ -178,14 +180,14 @@ def test_site_keeps_soc_in_bounds_and_power_within_limits(
     preset: str, soc0: float, ambient: float, steps: list[tuple[float, float]]
 ) -> None:
     battery = luna2000(2) if preset == "luna" else ci_container_1mw_4mwh()
-    site = Site(
-        SiteConfig(battery=battery, initial_soc_pct=soc0, ambient_mean_c=ambient),
+    site = SiteModel(
+        SiteModelConfig(battery=battery, initial_soc_pct=soc0, ambient_mean_c=ambient),
         seed=0,
     )
     now = T0
     for frac, dt_s in steps:
         lim = site.limits()
-        st_ = site.step(frac * battery.max_charge_power_w, dt_s, now)
+        st_ = site.step(frac * battery.max_charge_w, dt_s, now)
         now += timedelta(seconds=dt_s)
         assert -lim.max_discharge_w * (1 + 1e-12) <= st_.battery_power_w
         assert st_.battery_power_w <= lim.max_charge_w * (1 + 1e-12)

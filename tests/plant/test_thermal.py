@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bessai.plant.battery import ci_container_1mw_4mwh, luna2000
-from bessai.plant.site import Site, SiteConfig
+from bessai.plant.site import SiteModel, SiteModelConfig
 from bessai.plant.thermal import ThermalConfig, ThermalModel
 
 T0 = datetime(2024, 1, 15, 14, tzinfo=UTC)
 
 
-def _cycle_at_full_power(site: Site, hours: float, dt_s: float = 10.0) -> list[float]:
+def _cycle_at_full_power(site: SiteModel, hours: float, dt_s: float = 10.0) -> list[float]:
     """Charge and discharge at rated power back to back, as a stuck dispatcher would."""
-    rated = site.battery_config.max_charge_power_w
+    rated = site.battery_config.max_charge_w
     sign = 1.0
     now = T0
     temps = []
@@ -31,14 +31,18 @@ def _cycle_at_full_power(site: Site, hours: float, dt_s: float = 10.0) -> list[f
 
 
 def test_sustained_full_power_on_a_hot_day_overheats_a_luna_pack() -> None:
-    site = Site(SiteConfig(battery=luna2000(3), ambient_mean_c=35.0, ambient_daily_amplitude_c=0.0))
+    site = SiteModel(
+        SiteModelConfig(battery=luna2000(3), ambient_mean_c=35.0, ambient_daily_amplitude_c=0.0)
+    )
     temps = _cycle_at_full_power(site, hours=6.0)
     hours_to_45 = next(i for i, t in enumerate(temps) if t > 45.0) * 10.0 / 3600.0
     # Over-temperature must come (the safety tests need it) but not implausibly fast for tens
     # of kilograms of cells heated by a few percent of the power.
     assert 1.0 < hours_to_45 < 6.0
     # Idle on the same day: no heat source, the pack sits at the ambient temperature.
-    idle = Site(SiteConfig(battery=luna2000(3), ambient_mean_c=35.0, ambient_daily_amplitude_c=0))
+    idle = SiteModel(
+        SiteModelConfig(battery=luna2000(3), ambient_mean_c=35.0, ambient_daily_amplitude_c=0)
+    )
     now = T0
     for _ in range(360):
         st = idle.step(0.0, 60.0, now)
@@ -47,8 +51,8 @@ def test_sustained_full_power_on_a_hot_day_overheats_a_luna_pack() -> None:
 
 
 def test_container_hvac_holds_temperature_at_rated_power() -> None:
-    site = Site(
-        SiteConfig(
+    site = SiteModel(
+        SiteModelConfig(
             battery=ci_container_1mw_4mwh(),
             ambient_mean_c=35.0,
             ambient_daily_amplitude_c=0.0,
@@ -66,8 +70,8 @@ def test_container_without_hvac_overheats_within_a_working_day() -> None:
 
     ci = ci_container_1mw_4mwh()
     broken = replace(ci, thermal=replace(ci.thermal, cooling_max_w=0.0))
-    site = Site(
-        SiteConfig(
+    site = SiteModel(
+        SiteModelConfig(
             battery=broken,
             ambient_mean_c=35.0,
             ambient_daily_amplitude_c=0.0,

@@ -129,7 +129,7 @@ def test_signs_at_the_device_boundary() -> None:
 
 def test_temperature_rises_under_sustained_full_power_on_a_hot_day() -> None:
     plant = PhysicsPlant(
-        PlantConfig(max_charge_power_w=7500, max_discharge_power_w=7500, initial_soc_pct=90),
+        PlantConfig(max_charge_w=7500, max_discharge_w=7500, initial_soc_pct=90),
         now=NIGHT_UTC,
     )
     dev = SimulatedHybrid(plant, start=NIGHT_UTC)

@@ -15,9 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from bessai.optimize.storage import FloatArray, StorageSpec, cell_throughput_kwh
-from bessai.plant.battery import Battery as CellBattery
-from bessai.plant.battery import BatteryConfig as CellConfig
-from bessai.plant.battery import ci_container_1mw_4mwh, luna2000
+from bessai.plant.battery import BatteryModel, BatteryParams, ci_container_1mw_4mwh, luna2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +99,7 @@ def settle_ideal(
 SETTLE_TEMP_C = 25.0
 
 
-def plant_battery_config(storage: StorageSpec) -> CellConfig:
+def plant_battery_config(storage: StorageSpec) -> BatteryParams:
     """The plant model of a battery of this size: the container preset for C&I sizes, the
     LUNA2000 preset for home sizes, with the optimizer's capacity, powers and efficiencies.
     Auxiliary consumption is left out: sites meter it apart from the arbitrage."""
@@ -114,8 +112,8 @@ def plant_battery_config(storage: StorageSpec) -> CellConfig:
         name=f"back-test {storage.capacity_kwh:g} kWh",
         nameplate_energy_kwh=storage.capacity_kwh,
         usable_fraction=1.0,
-        max_charge_power_w=storage.charge_limit_kw * 1000.0,
-        max_discharge_power_w=storage.discharge_limit_kw * 1000.0,
+        max_charge_w=storage.charge_limit_kw * 1000.0,
+        max_discharge_w=storage.discharge_limit_kw * 1000.0,
         charge_efficiency=storage.eta_charge,
         discharge_efficiency=storage.eta_discharge,
         aux_power_w=0.0,
@@ -133,7 +131,7 @@ def settle_plant(
     """The plant's battery model executes the plan: power tapers near full and near empty, the
     cells self-discharge, and each step is cut to the SOC limits as the safety guard would."""
     b = storage
-    cell = CellBattery(plant_battery_config(b), soc_initial_pct)
+    cell = BatteryModel(plant_battery_config(b), soc_initial_pct)
     dt_s = step_h * 3600.0
     n = len(prices)
     c = np.zeros(n)

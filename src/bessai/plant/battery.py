@@ -35,13 +35,13 @@ SECONDS_PER_MONTH = 30.0 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
-class BatteryConfig:
+class BatteryParams:
     """A battery system as the grid sees it; powers are AC-side, energies DC-side."""
 
     name: str
     nameplate_energy_kwh: float
-    max_charge_power_w: float
-    max_discharge_power_w: float
+    max_charge_w: float
+    max_discharge_w: float
     thermal: ThermalConfig
     usable_fraction: float = 1.0
     charge_efficiency: float = 0.975
@@ -63,7 +63,7 @@ class BatteryConfig:
     modules: int = 1
 
     def __post_init__(self) -> None:
-        positive = ("nameplate_energy_kwh", "max_charge_power_w", "max_discharge_power_w")
+        positive = ("nameplate_energy_kwh", "max_charge_w", "max_discharge_w")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"battery.{name} must be positive, got {getattr(self, name)}")
@@ -98,7 +98,7 @@ class BatteryConfig:
         return self.nameplate_energy_kwh * self.usable_fraction
 
 
-def luna2000(modules: int = 3) -> BatteryConfig:
+def luna2000(modules: int = 3) -> BatteryParams:
     """Huawei LUNA2000-class stack: 5 kWh and 2.5 kW per module, 1 to 3 modules per stack per
     the datasheet, more for parallel stacks. Thermal figures are per module, scaled: ~40 kJ/K of
     cells and housing, 2.5 % of rated power released as heat inside the pack (cells and the
@@ -108,11 +108,11 @@ def luna2000(modules: int = 3) -> BatteryConfig:
     if modules < 1:
         raise ConfigError(f"luna2000 needs at least one module, got {modules}")
     rated_w = 2500.0 * modules
-    return BatteryConfig(
+    return BatteryParams(
         name=f"LUNA2000 {5 * modules} kWh ({modules} x 5 kWh)",
         nameplate_energy_kwh=5.0 * modules,
-        max_charge_power_w=rated_w,
-        max_discharge_power_w=rated_w,
+        max_charge_w=rated_w,
+        max_discharge_w=rated_w,
         charge_efficiency=0.975,
         discharge_efficiency=0.975,
         self_discharge_pct_per_month=2.0,
@@ -127,17 +127,17 @@ def luna2000(modules: int = 3) -> BatteryConfig:
     )
 
 
-def ci_container_1mw_4mwh() -> BatteryConfig:
+def ci_container_1mw_4mwh() -> BatteryParams:
     """C&I / utility container: 1 MW, 4 MWh usable (0.25C), PCS included in the efficiencies.
     ~25 t of cells (2.5e7 J/K), 1 % of rated power as cell heat, an insulated container
     (0.004 K/W) and an HVAC holding 25 °C with up to 30 kW of cooling at COP 3; 3 kW of base
     auxiliaries (BMS, fire system, controls)."""
     rated_w = 1_000_000.0
-    return BatteryConfig(
+    return BatteryParams(
         name="C&I container 1 MW / 4 MWh",
         nameplate_energy_kwh=4000.0,
-        max_charge_power_w=rated_w,
-        max_discharge_power_w=rated_w,
+        max_charge_w=rated_w,
+        max_discharge_w=rated_w,
         charge_efficiency=0.96,
         discharge_efficiency=0.96,
         self_discharge_pct_per_month=2.0,
@@ -168,7 +168,7 @@ def _trapezoid(
     return 1.0
 
 
-def power_limits_w(config: BatteryConfig, soc_pct: float, temp_c: float) -> tuple[float, float]:
+def power_limits_w(config: BatteryParams, soc_pct: float, temp_c: float) -> tuple[float, float]:
     """(max charge W, max discharge W), both >= 0, at this SOC and cell temperature."""
     c = config
     start = c.taper_charge_start_soc_pct
@@ -199,10 +199,10 @@ def power_limits_w(config: BatteryConfig, soc_pct: float, temp_c: float) -> tupl
         c.discharge_temp_full_high_c,
         c.discharge_temp_max_c,
     )
-    return c.max_charge_power_w * taper_ch * temp_ch, c.max_discharge_power_w * taper_dis * temp_dis
+    return c.max_charge_w * taper_ch * temp_ch, c.max_discharge_w * taper_dis * temp_dis
 
 
-class Battery:
+class BatteryModel:
     """Mutable electrical state of one battery system, with cumulative energy counters (kWh)."""
 
     __slots__ = (
@@ -217,7 +217,7 @@ class Battery:
     )
 
     def __init__(
-        self, config: BatteryConfig, soc_pct: float = 50.0, soh_pct: float = 100.0
+        self, config: BatteryParams, soc_pct: float = 50.0, soh_pct: float = 100.0
     ) -> None:
         if not 0.0 <= soc_pct <= 100.0:
             raise ConfigError(f"initial SOC must be in [0, 100] %, got {soc_pct}")

@@ -11,7 +11,7 @@ The plant is a `bessai.plant.site.Site` with no PV and no load, so the grid mete
 battery alone and the revenue is pure arbitrage.
 
 Action: Box(-1, 1, shape=(1,)), the battery setpoint as a fraction of rated power
-    (> 0 charge at `a * max_charge_power_w`, < 0 discharge at `a * max_discharge_power_w`).
+    (> 0 charge at `a * max_charge_w`, < 0 discharge at `a * max_discharge_w`).
 Observation (float32):
     [0] SOC (0..1), [1] (cell temperature - 25 °C) / 20 K, [2] price now / price_scale,
     [3 : 3+F] the next F prices / price_scale (perfect foresight; the last price repeats past
@@ -38,8 +38,8 @@ import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
 
-from bessai.plant.battery import BatteryConfig, luna2000
-from bessai.plant.site import Site, SiteConfig
+from bessai.plant.battery import BatteryParams, luna2000
+from bessai.plant.site import SiteModel, SiteModelConfig
 
 ObsArray = npt.NDArray[np.float32]
 
@@ -76,7 +76,7 @@ class ArbitrageTask:
         prices_usd_mwh: npt.ArrayLike,
         step_hours: float = 1.0,
         *,
-        battery: BatteryConfig | None = None,
+        battery: BatteryParams | None = None,
         episode_days: int = 1,
         forecast_steps: int = 24,
         start_hour_of_day: float = 0.0,
@@ -124,7 +124,7 @@ class ArbitrageTask:
         self.wear_usd_per_fade = (
             replacement_cost_usd_per_kwh * self.battery.usable_energy_kwh / end_of_life_fade
         )
-        self.site_template = SiteConfig(
+        self.site_template = SiteModelConfig(
             battery=self.battery,
             ambient_mean_c=ambient_mean_c,
             ambient_daily_amplitude_c=ambient_daily_amplitude_c,
@@ -175,7 +175,7 @@ class ArbitrageTask:
         """Action in [-1, 1] (clipped) to a setpoint in W, > 0 charging."""
         a = min(1.0, max(-1.0, action))
         cfg = self.battery
-        return a * (cfg.max_charge_power_w if a >= 0 else cfg.max_discharge_power_w)
+        return a * (cfg.max_charge_w if a >= 0 else cfg.max_discharge_w)
 
 
 class BessEnv(gym.Env[ObsArray, ObsArray]):
@@ -188,7 +188,7 @@ class BessEnv(gym.Env[ObsArray, ObsArray]):
         self._task = ArbitrageTask(prices_usd_mwh, step_hours, **task)
         self.observation_space = self._task.observation_space
         self.action_space = self._task.action_space
-        self._site: Site | None = None
+        self._site: SiteModel | None = None
         self._t0 = 0
         self._i = 0
         self._fade = 0.0
@@ -224,7 +224,7 @@ class BessEnv(gym.Env[ObsArray, ObsArray]):
         soc0 = self._task.initial_soc(rng, options)
         self._t0 = start
         self._i = 0
-        self._site = Site(replace(self._task.site_template, initial_soc_pct=soc0))
+        self._site = SiteModel(replace(self._task.site_template, initial_soc_pct=soc0))
         self._fade = 1.0 - self._site.state.soh_pct / 100.0
         return self._obs(), {"start_step": start, "soc_pct": soc0}
 

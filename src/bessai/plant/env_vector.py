@@ -2,7 +2,7 @@
 
 `gym.make_vec("bessai/BESS-v0", num_envs=N, prices_usd_mwh=...)` returns this class. It runs
 the same task as `BessEnv` (`ArbitrageTask`: spaces, episodes, reward) with the battery and
-thermal equations of `Battery.step`, `power_limits_w` and `ThermalModel.step` written over arrays,
+thermal equations of `BatteryModel.step`, `power_limits_w` and `ThermalModel.step` over arrays,
 in the same order of operations, and the same per-battery `DegradationTracker` (rainflow has a
 stack per battery and does not vectorize; it costs a few microseconds). A test steps this class
 and N scalar `BessEnv`s side by side and requires the same observations and rewards, so a change
@@ -204,12 +204,12 @@ class BessVectorEnv(VectorEnv[ObsBatch, ObsBatch, npt.NDArray[Any]]):
             c.discharge_temp_max_c,
         )
         return (
-            c.max_charge_power_w * taper_ch * temp_ch,
-            c.max_discharge_power_w * taper_dis * temp_dis,
+            c.max_charge_w * taper_ch * temp_ch,
+            c.max_discharge_w * taper_dis * temp_dis,
         )
 
     def _battery_step(self, setpoint_w: F64, dt_s: float) -> F64:
-        """`Battery.step` over arrays; returns the realised power."""
+        """`BatteryModel.step` over arrays; returns the realised power."""
         cfg = self._task.battery
         max_ch, max_dis = self._limits(self._soc_pct(), self._temp)
         power = np.minimum(max_ch, np.maximum(-max_dis, setpoint_w))
@@ -298,7 +298,7 @@ class BessVectorEnv(VectorEnv[ObsBatch, ObsBatch, npt.NDArray[Any]]):
         task = self._task
         cfg = task.battery
         a = np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_envs), -1.0, 1.0)
-        setpoint = a * np.where(a >= 0.0, cfg.max_charge_power_w, cfg.max_discharge_power_w)
+        setpoint = a * np.where(a >= 0.0, cfg.max_charge_w, cfg.max_discharge_w)
         active = ~self._needs_reset
         # Sub-environments waiting for their autoreset step in place (their k is past the end).
         k = np.minimum(self._t0 + self._i, task.prices_usd_mwh.size - 1)

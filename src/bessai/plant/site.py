@@ -2,33 +2,33 @@
 
 API (what the simulator, the back-test and the Gymnasium environment call)::
 
-    from bessai.plant.site import Site, SiteConfig
+    from bessai.plant.site import SiteModel, SiteModelConfig
     from bessai.plant.battery import luna2000
     from bessai.plant.pv import PvConfig
     from bessai.plant.load import LoadConfig
 
-    site = Site(SiteConfig(battery=luna2000(3), pv=PvConfig(peak_power_w=10_000),
+    site = SiteModel(SiteModelConfig(battery=luna2000(3), pv=PvConfig(peak_power_w=10_000),
                            load=LoadConfig(mean_power_w=800)), seed=1)
     limits = site.limits()                 # PowerLimits(max_charge_w, max_discharge_w), now
     state = site.step(setpoint_w=3000.0, dt_s=5.0, now=datetime.now(UTC))
     state.battery_power_w, state.grid_power_w, state.soc_pct, state.cell_temp_c, ...
 
-`Site.step(setpoint_w, dt_s, now, *, ambient_temp_c=None) -> SiteState`
+`SiteModel.step(setpoint_w, dt_s, now, *, ambient_temp_c=None) -> SiteState`
     Advances the site over the interval [now, now + dt_s). `setpoint_w` is the requested battery
     power at the AC side, > 0 charging, < 0 discharging. The battery realises the setpoint
     clipped to its limits at the start of the step and to its stored energy. PV and load are
     evaluated at `now` and held over the step. `ambient_temp_c` overrides the configured daily
     ambient cycle (for a "hot day" scenario). `dt_s` may be 0: nothing advances, and the state
     describes `now` (useful to fill registers before the first write).
-`Site.limits() -> PowerLimits`
+`SiteModel.limits() -> PowerLimits`
     Charge and discharge power the battery accepts right now (SOC taper and temperature).
-`Site.state -> SiteState`
+`SiteModel.state -> SiteState`
     The last state returned by `step`; before the first step, the initial state with time
     1970-01-01 UTC (call `step(0.0, 0.0, now)` for a state stamped `now`).
 
 `SiteState` fields (frozen): time (end of the step), dt_s, setpoint_w, battery_power_w
 (realised), grid_power_w, pv_power_w, load_power_w, soc_pct, energy_kwh, capacity_kwh, soh_pct,
-cell_temp_c, ambient_temp_c, max_charge_power_w and max_discharge_power_w (limits for the next
+cell_temp_c, ambient_temp_c, max_charge_w and max_discharge_w (limits for the next
 step), and cumulative counters charged_kwh, discharged_kwh (AC side), import_kwh, export_kwh,
 pv_kwh, load_kwh, self_discharge_kwh, aux_kwh, fade_loss_kwh, equivalent_full_cycles; property
 `limited` (setpoint not delivered).
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from bessai.errors import ConfigError
-from bessai.plant.battery import Battery, BatteryConfig, luna2000
+from bessai.plant.battery import BatteryModel, BatteryParams, luna2000
 from bessai.plant.degradation import NAUMANN_SONY_LFP, AgingParams, DegradationTracker
 from bessai.plant.load import LoadConfig, ProfileLoad
 from bessai.plant.pv import SANTIAGO_LON_DEG, ClearSkyPv, PvConfig
@@ -53,15 +53,15 @@ from bessai.plant.series import PowerSource, SeriesProfile, epoch_s
 from bessai.plant.thermal import ThermalModel
 
 J_PER_KWH = 3.6e6
-# `Site.state` before any step: the physical values are real, the time is a placeholder.
+# `SiteModel.state` before any step: the physical values are real, the time is a placeholder.
 _BEFORE_FIRST_STEP = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
-class SiteConfig:
+class SiteModelConfig:
     """Everything that defines a simulated site. PV and load are optional (None = absent)."""
 
-    battery: BatteryConfig = field(default_factory=luna2000)
+    battery: BatteryParams = field(default_factory=luna2000)
     pv: PvConfig | SeriesProfile | None = None
     load: LoadConfig | SeriesProfile | None = None
     initial_soc_pct: float = 50.0
@@ -113,8 +113,8 @@ class SiteState:
     cell_temp_c: float
     ambient_temp_c: float
     # Limits for the next step (after this one's SOC and temperature changes).
-    max_charge_power_w: float
-    max_discharge_power_w: float
+    max_charge_w: float
+    max_discharge_w: float
     charged_kwh: float
     discharged_kwh: float
     import_kwh: float
@@ -141,7 +141,7 @@ def _source(cfg: PvConfig | LoadConfig | SeriesProfile | None, seed: int) -> Pow
     return ProfileLoad(cfg, seed)
 
 
-class Site:
+class SiteModel:
     """One simulated site. Not thread-safe: one caller steps it."""
 
     __slots__ = (
@@ -158,8 +158,8 @@ class Site:
         "config",
     )
 
-    def __init__(self, config: SiteConfig | None = None, seed: int = 0) -> None:
-        cfg = config if config is not None else SiteConfig()
+    def __init__(self, config: SiteModelConfig | None = None, seed: int = 0) -> None:
+        cfg = config if config is not None else SiteModelConfig()
         self.config = cfg
         # Distinct streams so PV weather and load noise do not move together.
         self._pv = _source(cfg.pv, seed * 2 + 1)
@@ -176,7 +176,7 @@ class Site:
         fade = self._tracker.result()
         self._soh_pct = fade.soh_pct
         self._efc = fade.equivalent_full_cycles
-        self._battery = Battery(cfg.battery, cfg.initial_soc_pct, max(self._soh_pct, 1e-6))
+        self._battery = BatteryModel(cfg.battery, cfg.initial_soc_pct, max(self._soh_pct, 1e-6))
         self._cooling_w = 0.0
         # import, export, pv, load (kWh)
         self._counters = [0.0, 0.0, 0.0, 0.0]
@@ -195,8 +195,8 @@ class Site:
             soh_pct=self._soh_pct,
             cell_temp_c=temp0,
             ambient_temp_c=cfg.ambient_mean_c,
-            max_charge_power_w=max_ch,
-            max_discharge_power_w=max_dis,
+            max_charge_w=max_ch,
+            max_discharge_w=max_dis,
             charged_kwh=0.0,
             discharged_kwh=0.0,
             import_kwh=0.0,
@@ -214,7 +214,7 @@ class Site:
         return self._state
 
     @property
-    def battery_config(self) -> BatteryConfig:
+    def battery_config(self) -> BatteryParams:
         return self.config.battery
 
     def limits(self) -> PowerLimits:
@@ -236,8 +236,8 @@ class Site:
             soc_pct=self._battery.soc_pct,
             energy_kwh=self._battery.energy_kwh,
             cell_temp_c=self._thermal.temp_c,
-            max_charge_power_w=max_ch,
-            max_discharge_power_w=max_dis,
+            max_charge_w=max_ch,
+            max_discharge_w=max_dis,
         )
 
     def ambient_c(self, now: datetime) -> float:
@@ -305,8 +305,8 @@ class Site:
             soh_pct=self._soh_pct,
             cell_temp_c=thermal.temp_c,
             ambient_temp_c=ambient,
-            max_charge_power_w=max_ch,
-            max_discharge_power_w=max_dis,
+            max_charge_w=max_ch,
+            max_discharge_w=max_dis,
             charged_kwh=battery.charged_kwh,
             discharged_kwh=battery.discharged_kwh,
             import_kwh=counters[0],

@@ -48,8 +48,8 @@ class EmbeddedSimulators:
             PlantConfig(
                 initial_soc_pct=sim_cfg.initial_soc_pct,
                 capacity_kwh=site.battery.capacity_kwh,
-                max_charge_power_w=site.battery.max_charge_w,
-                max_discharge_power_w=site.battery.max_discharge_w,
+                max_charge_w=site.battery.max_charge_w,
+                max_discharge_w=site.battery.max_discharge_w,
                 load_mean_w=sim_cfg.load_mean_w,
                 pv_peak_w=sim_cfg.pv_peak_w,
             ),

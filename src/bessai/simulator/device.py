@@ -221,11 +221,9 @@ class SimulatedHybrid:
         self._forcible_started = None
 
     def _battery_setpoint_w(self, state: PlantState) -> float:
-        charge_limit_w = min(
-            float(self.raw("max_charge_power_setting_w")), state.max_charge_power_w
-        )
+        charge_limit_w = min(float(self.raw("max_charge_power_setting_w")), state.max_charge_w)
         discharge_limit_w = min(
-            float(self.raw("max_discharge_power_setting_w")), state.max_discharge_power_w
+            float(self.raw("max_discharge_power_setting_w")), state.max_discharge_w
         )
         command = self.raw("forcible_command")
         if command in (FORCIBLE_CHARGE, FORCIBLE_DISCHARGE):
@@ -310,8 +308,8 @@ class SimulatedHybrid:
             "unit1_serial_number": ident.battery_serial_number,
             "unit1_dcdc_version": ident.battery_dcdc_version,
             "unit1_bms_version": ident.battery_bms_version,
-            "unit1_rated_charge_power_w": round(state.max_charge_power_w),
-            "unit1_rated_discharge_power_w": round(state.max_discharge_power_w),
+            "unit1_rated_charge_power_w": round(state.max_charge_w),
+            "unit1_rated_discharge_power_w": round(state.max_discharge_w),
             "rated_capacity_wh": round(self.capacity_wh),
             "meter_type": 1,
             "meter_type_check": 1,
@@ -329,8 +327,8 @@ class SimulatedHybrid:
     def _write_settings_defaults(self) -> None:
         state = self.plant.state
         for name, value in {
-            "max_charge_power_setting_w": round(state.max_charge_power_w),
-            "max_discharge_power_setting_w": round(state.max_discharge_power_w),
+            "max_charge_power_setting_w": round(state.max_charge_w),
+            "max_discharge_power_setting_w": round(state.max_discharge_w),
             "charge_cutoff_soc_pct": 100.0,
             "discharge_cutoff_soc_pct": 5.0,
             "forcible_period_min": 0,
@@ -438,8 +436,8 @@ class SimulatedHybrid:
             "unit1_remaining_time_min": min(remaining_min, 0xFFFE),
             "unit1_total_charge_kwh": round(s.charged_kwh, 2),
             "unit1_total_discharge_kwh": round(s.discharged_kwh, 2),
-            "max_charge_power_w": round(s.max_charge_power_w),
-            "max_discharge_power_w": round(s.max_discharge_power_w),
+            "max_charge_power_w": round(s.max_charge_w),
+            "max_discharge_power_w": round(s.max_discharge_w),
             "forcible_power_w": round(forcible_w),
         }
         for n in range(1, strings + 1):

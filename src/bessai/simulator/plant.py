@@ -9,15 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from bessai.plant.battery import BatteryConfig, luna2000
+from bessai.plant.battery import BatteryParams, luna2000
 from bessai.plant.load import LoadConfig
 from bessai.plant.pv import PvConfig
-from bessai.plant.site import Site, SiteConfig, SiteState
+from bessai.plant.site import SiteModel, SiteModelConfig, SiteState
 
 
 @dataclass(frozen=True, slots=True)
 class PlantState:
-    """Site state after a step. Signs: battery > 0 charging; grid > 0 importing."""
+    """SiteModel state after a step. Signs: battery > 0 charging; grid > 0 importing."""
 
     pv_power_w: float
     load_power_w: float
@@ -26,8 +26,8 @@ class PlantState:
     soc_pct: float
     battery_temp_c: float
     ambient_temp_c: float
-    max_charge_power_w: float
-    max_discharge_power_w: float
+    max_charge_w: float
+    max_discharge_w: float
     pv_energy_kwh: float
     charged_kwh: float
     discharged_kwh: float
@@ -66,27 +66,27 @@ class PlantConfig:
     config), clear-sky PV at Santiago and a residential load, all reproducible from `seed`."""
 
     capacity_kwh: float = 15.0
-    max_charge_power_w: float = 5_000.0
-    max_discharge_power_w: float = 5_000.0
+    max_charge_w: float = 5_000.0
+    max_discharge_w: float = 5_000.0
     pv_peak_w: float = 8_000.0
     load_mean_w: float = 800.0
     ambient_mean_c: float = 20.0
     initial_soc_pct: float = 50.0
     seed: int = 1
 
-    def battery(self) -> BatteryConfig:
+    def battery(self) -> BatteryParams:
         # LUNA2000 modules are 5 kWh; the thermal mass scales with the number of modules.
         modules = max(1, round(self.capacity_kwh / 5.0))
         return dataclasses.replace(
             luna2000(modules),
             name=f"simulated {self.capacity_kwh:g} kWh",
             nameplate_energy_kwh=self.capacity_kwh,
-            max_charge_power_w=self.max_charge_power_w,
-            max_discharge_power_w=self.max_discharge_power_w,
+            max_charge_w=self.max_charge_w,
+            max_discharge_w=self.max_discharge_w,
         )
 
 
-def _to_plant_state(s: SiteState, battery: BatteryConfig) -> PlantState:
+def _to_plant_state(s: SiteState, battery: BatteryParams) -> PlantState:
     return PlantState(
         pv_power_w=s.pv_power_w,
         load_power_w=s.load_power_w,
@@ -96,8 +96,8 @@ def _to_plant_state(s: SiteState, battery: BatteryConfig) -> PlantState:
         battery_temp_c=s.cell_temp_c,
         ambient_temp_c=s.ambient_temp_c,
         # 37046/37048 report the rating; taper and derating act inside the plant.
-        max_charge_power_w=battery.max_charge_power_w,
-        max_discharge_power_w=battery.max_discharge_power_w,
+        max_charge_w=battery.max_charge_w,
+        max_discharge_w=battery.max_discharge_w,
         pv_energy_kwh=s.pv_kwh,
         charged_kwh=s.charged_kwh,
         discharged_kwh=s.discharged_kwh,
@@ -113,8 +113,8 @@ class PhysicsPlant:
         self.config = config or PlantConfig()
         c = self.config
         self._battery = c.battery()
-        self.site = Site(
-            SiteConfig(
+        self.site = SiteModel(
+            SiteModelConfig(
                 battery=self._battery,
                 pv=PvConfig(peak_power_w=c.pv_peak_w) if c.pv_peak_w > 0 else None,
                 load=LoadConfig(mean_power_w=c.load_mean_w) if c.load_mean_w > 0 else None,
