@@ -12,6 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bessai.ledger import keys
 from bessai.ledger.store import Ledger
+from tests.carbon.conftest import _restore_logging
+
+__all__ = ["_restore_logging"]  # the CLI tests configure logging; it is put back after each
 
 T0 = datetime(2023, 3, 1, tzinfo=UTC)
 STEP = timedelta(minutes=15)

@@ -131,3 +131,10 @@ def test_the_auditor_entry_point_runs_the_same_commands(small_log: World) -> Non
     )  # fmt: skip
     assert done.returncode == 1
     assert "FAILED" in done.stdout
+
+
+def test_a_mistyped_log_is_an_error_not_a_new_log(tmp_path: Path) -> None:
+    code, out = _console("ledger", "show", tmp_path / "credts.jsonl")
+    assert code == 2
+    assert "no credits log at" in out
+    assert not (tmp_path / "credts.jsonl").exists()

@@ -54,6 +54,13 @@ def keygen_command(
     typer.echo(f"public key  {out}.pub: {public} (id {keys.key_id(public)})")
 
 
+def _open(log: Path) -> Ledger:
+    """An existing log (a typo must not start a new, empty one)."""
+    if not log.is_file():
+        raise LedgerError(f"no credits log at {log}")
+    return Ledger(log)
+
+
 def _load_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -183,7 +190,7 @@ def _print_bundle(ok: bool, result: Any, as_json: bool) -> None:
 
 def show_command(log: LogArg, as_json: JsonOpt = False) -> None:
     """Totals of a log, its latest checkpoint and the credits each key holds."""
-    ledger = Ledger(log)
+    ledger = _open(log)
     owners: dict[str, int] = {}
     for credit in ledger.state.credits.values():
         owners[credit.owner] = owners.get(credit.owner, 0) + 1
@@ -219,7 +226,7 @@ def transfer_command(
 ) -> None:
     """Transfer a credit, signed by its owner; refused if the key does not own it (a credit
     is spent once)."""
-    ledger = Ledger(log)
+    ledger = _open(log)
     entry = ledger.transfer(keys.load_private(key), credit, keys.load_public(to))
     typer.echo(f"record {entry.index}: credit {credit[:16]} -> {keys.key_id(entry.body['to'])}")
 
@@ -232,7 +239,7 @@ def checkpoint_command(
     ] = None,
 ) -> None:
     """Sign the log's current tree head (size and Merkle root)."""
-    cp = Ledger(log).checkpoint(keys.load_private(key))
+    cp = _open(log).checkpoint(keys.load_private(key))
     if out is not None:
         out.write_text(json.dumps(cp.to_json(), indent=1) + "\n", encoding="utf-8")
     typer.echo(f"checkpoint: size {cp.size} root {cp.root.hex()} at {cp.ts}")
@@ -245,7 +252,7 @@ def prove_command(
 ) -> None:
     """Write a credit's bundle: its records with inclusion proofs and the signed checkpoint,
     for `bessai ledger verify --bundle` anywhere."""
-    bundle = credit_bundle(Ledger(log), credit)
+    bundle = credit_bundle(_open(log), credit)
     out.write_text(json.dumps(bundle, indent=1) + "\n", encoding="utf-8")
     typer.echo(
         f"wrote {out}: {len(bundle['records'])} record(s) against checkpoint size "
