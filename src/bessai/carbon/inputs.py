@@ -17,8 +17,6 @@ from bessai.carbon.factors import Basis, Factors, FloatArray, Kind, Method, load
 from bessai.carbon.marginal import Band, marginal_from_prices
 from bessai.carbon.meter import DEFAULT_INTERVAL_S, EnergyMeter
 from bessai.errors import DataError
-from bessai.market.prices import load_prices
-from bessai.telemetry.lake import query_lake
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +29,8 @@ class Measured:
 
 def flows_from_lake(lake: Path, site: str, interval_s: float = DEFAULT_INTERVAL_S) -> Measured:
     """Integrate a site's measured battery power from the telemetry lake into intervals."""
+    from bessai.telemetry.lake import query_lake  # DuckDB: loaded only by the command using it
+
     quoted = site.replace("'", "''")
     result = query_lake(
         lake,
@@ -126,6 +126,8 @@ def marginal_from_price_file(
 ) -> Factors:
     """The CMg method applied to a price file (CEN formats, or any file `load_prices` reads)
     whose unit is USD/MWh."""
+    from bessai.market.prices import load_prices  # pandas-heavy: loaded only when used
+
     series = load_prices(path, column=column, node=node)
     if series.unit != "USD/MWh":
         raise DataError(
