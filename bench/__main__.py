@@ -21,6 +21,7 @@ BENCHMARKS: list[str] = [
     "telemetry",
     "api",
     "forecast",
+    "ledger",
 ]
 
 

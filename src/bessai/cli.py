@@ -11,11 +11,14 @@ from rich.console import Console
 from rich.text import Text
 
 from bessai import __version__
+from bessai.analysis import carbon_commands as analysis_carbon_commands
 from bessai.analysis import commands as analysis_commands
 from bessai.api import commands as api_commands
+from bessai.carbon import commands as carbon_commands
 from bessai.config import configured_lake
 from bessai.control import commands as control_commands
 from bessai.errors import BessaiError
+from bessai.ledger import commands as ledger_commands
 from bessai.logging import configure_logging
 from bessai.market import commands as market_commands
 from bessai.modbus import commands as modbus_commands
@@ -64,6 +67,9 @@ analysis_commands.register(app)
 telemetry_commands.register(app, configured_lake)
 api_commands.register(app)
 market_commands.register(app)
+# `bessai carbon backtest` needs the back-test, a layer above the carbon package.
+analysis_carbon_commands.register(carbon_commands.register(app))
+ledger_commands.register(app)
 
 
 def main() -> None:

@@ -237,6 +237,13 @@ class OptimizerConfig(_Section):
         "battery.replacement_cost_per_kwh and the LFP degradation model (docs/optimizer.md)",
     )
     cycles_per_day: float | None = Field(default=None, gt=0)
+    co2_price_per_t: float = Field(
+        default=0.0,
+        ge=0,
+        le=100_000,
+        description="carbon-aware plans: CO2 price per tonne (price file's currency) times the "
+        "marginal factor the CMg bands give for the forecast; 0 = revenue only (docs/carbon.md)",
+    )
 
     @model_validator(mode="after")
     def _plan_outlives_replan(self) -> Self:
@@ -441,6 +448,48 @@ class ProxyConfig(_Section):
     writers: list[ProxyWriterConfig] = Field(default_factory=list)
 
 
+class CarbonConfig(_Section):
+    """Carbon accounting of every site from its measured battery power (docs/carbon.md)."""
+
+    enabled: bool = True
+    country: str = Field(
+        default="CHL", description="ISO-3 code of the grid: the yearly location-based average"
+    )
+    marginal: Literal["prices", "none"] = Field(
+        default="prices",
+        description="prices: the marginal factor derived from each site's optimizer price "
+        "series (CMg bands); none: average only",
+    )
+    marginal_factors: Path | None = Field(
+        default=None, description="a measured marginal series (CSV timestamp,g_kwh) instead"
+    )
+    market_factor_g_kwh: float | None = Field(
+        default=None,
+        ge=0,
+        le=5000,
+        description="supplier or contract factor (Scope 2 market-based), reported on its own",
+    )
+    interval_s: int = Field(default=900, ge=1, le=3600, description="accounting interval")
+    max_gap_s: float = Field(default=60.0, gt=0, le=3600, description="longer holes: not counted")
+    embodied_kg_per_kwh: float = Field(default=100.0, ge=0, le=1000)
+
+
+class LedgerConfig(_Section):
+    """Energy credits minted from measured energy, signed by the gateway (docs/credits.md)."""
+
+    enabled: bool = False
+    key_file: Path | None = Field(
+        default=None, description="Ed25519 private key (bessai ledger keygen) [data_dir/ledger]"
+    )
+    log_file: Path | None = Field(default=None, description="[data_dir/ledger/credits.jsonl]")
+    owner: str | None = Field(
+        default=None, description="public key (base64 or .pub file) the credits belong to"
+    )
+    co2_method: Literal["marginal", "average"] = Field(
+        default="marginal", description="factor of the CO2 a credit states"
+    )
+
+
 class Config(_Section):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
@@ -448,6 +497,8 @@ class Config(_Section):
     sites: list[SiteConfig] = Field(min_length=1)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+    carbon: CarbonConfig = Field(default_factory=CarbonConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     #: read by `bessai market fetch` (API key, base URL), which validates it
     market: dict[str, Any] = Field(default_factory=dict)
 
@@ -494,6 +545,14 @@ class Config(_Section):
     @property
     def keys_file(self) -> Path:
         return self.api.keys_file or self.gateway.data_dir / "api_keys.json"
+
+    @property
+    def ledger_key_file(self) -> Path:
+        return self.ledger.key_file or self.gateway.data_dir / "ledger" / "gateway.key"
+
+    @property
+    def ledger_log_file(self) -> Path:
+        return self.ledger.log_file or self.gateway.data_dir / "ledger" / "credits.jsonl"
 
 
 def is_loopback(host: str) -> bool:
@@ -650,6 +709,9 @@ def resolve_paths(config: Config, base: Path) -> None:
 
     if config.api.keys_file is not None:
         config.api.keys_file = under(config.api.keys_file)
+    config.ledger.key_file = under_opt(config.ledger.key_file)
+    config.ledger.log_file = under_opt(config.ledger.log_file)
+    config.carbon.marginal_factors = under_opt(config.carbon.marginal_factors)
     sinks: list[Any] = []
     for sink in config.telemetry.sinks:
         if sink.type == "lake":

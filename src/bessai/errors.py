@@ -104,3 +104,7 @@ class SinkError(TelemetryError):
 
 class SinkAuthError(SinkError):
     """The broker refused the credentials; retrying helps only once an operator fixes them."""
+
+
+class LedgerError(BessaiError):
+    """The credits ledger cannot be read, written or trusted (names the file and record)."""

@@ -29,7 +29,7 @@ from bessai.market.bands import Bands
 from bessai.market.baselines import FORECASTERS, BandForecaster, Forecaster, empirical_bands
 from bessai.market.days import Day, Excluded, describe, market_days, scorable_days
 from bessai.market.prices import PriceSeries
-from bessai.optimize import Risk, Schedule, StorageSpec, optimize
+from bessai.optimize import CarbonPrice, Risk, Schedule, StorageSpec, optimize
 from bessai.optimize.rules import rule_schedule
 from bessai.optimize.storage import FloatArray
 
@@ -37,6 +37,19 @@ from bessai.optimize.storage import FloatArray
 # rule runs the rule engine on the week-mean forecast. The market forecasters come from
 # `bessai.market.baselines.FORECASTERS` or through `forecasters=`.
 STRATEGIES: tuple[str, ...] = ("perfect", "persistence", "week-mean", "rule")
+
+
+@dataclass(frozen=True, slots=True)
+class CarbonTerm:
+    """The carbon-aware objective of a back-test: ``price_per_t`` on the emission factor that
+    ``factor_of(prices, steps)`` (g/kWh) gives for the prices a plan is made on (the forecast,
+    or the real prices for perfect foresight and the yardsticks)."""
+
+    price_per_t: float
+    factor_of: Callable[[FloatArray, pd.DatetimeIndex], FloatArray]
+
+    def price(self, prices: FloatArray, steps: pd.DatetimeIndex) -> CarbonPrice:
+        return CarbonPrice(self.price_per_t, self.factor_of(prices, steps))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +64,12 @@ class Strategy:
     rule: bool = False
 
     def plan(
-        self, forecast: FloatArray, bands: Bands | None, storage: StorageSpec, soc: SocTarget
+        self,
+        forecast: FloatArray,
+        bands: Bands | None,
+        storage: StorageSpec,
+        soc: SocTarget,
+        carbon: CarbonPrice | None = None,
     ) -> Schedule:
         risk = self.risk
         if self.rule:
@@ -72,6 +90,7 @@ class Strategy:
             soc_final_pct=soc.final_pct,
             bands=bands,
             risk=risk,
+            carbon=carbon,
         )
 
 
@@ -176,6 +195,7 @@ class _Run:
     excluded: list[Excluded]
     soc_initial_pct: float
     soc_final_pct: float
+    carbon: CarbonTerm | None = None
     soc_now: float = 0.0
     soc_perfect: float = 0.0
     booked_end: int = 0  # end of the last booked day, in steps from the first day
@@ -196,6 +216,12 @@ class _Run:
     def target(self, soc_now: float) -> SocTarget:
         return SocTarget(soc_now, self.soc_final_pct, self.series.step_h)
 
+    def co2(self, prices: FloatArray, s: int, e: int) -> CarbonPrice | None:
+        """The carbon term of a plan made on ``prices`` for steps [s, e), if any."""
+        if self.carbon is None:
+            return None
+        return self.carbon.price(prices, self.series.index[s:e])
+
     def _execute(self, plan: Schedule, actual: FloatArray, soc_pct: float) -> Settlement:
         dt = self.series.step_h
         return self.settle(plan.charge_kw, plan.discharge_kw, actual, dt, self.storage, soc_pct)
@@ -210,6 +236,7 @@ class _Run:
             self.storage,
             soc_initial_pct=self.soc_perfect,
             soc_final_pct=self.soc_final_pct,
+            carbon=self.co2(actual, s, e),
         )
         perfect = self._execute(perfect_plan, actual, self.soc_perfect)
         self.soc_perfect = perfect.soc_end_pct
@@ -221,7 +248,8 @@ class _Run:
             steps, tz = self.series.index[s:e], self.series.timezone
             forecast = strategy.point(history, steps, tz)
             bands = None if strategy.risk is None else strategy.bands(history, steps, tz, forecast)
-            plan = strategy.plan(forecast, bands, self.storage, self.target(self.soc_now))
+            carbon = self.co2(forecast, s, e)
+            plan = strategy.plan(forecast, bands, self.storage, self.target(self.soc_now), carbon)
             done = self._execute(plan, actual, self.soc_now)
         self._book(day, forecast, done, perfect)
 
@@ -255,6 +283,7 @@ class _Run:
                 self.storage,
                 soc_initial_pct=self.soc_initial_pct,
                 soc_final_pct=self.soc_final_pct,
+                carbon=self.co2(prices, first, end),
             )
             whole = self._execute(plan, prices, self.soc_initial_pct)
             net += whole.revenue - whole.degradation_cost
@@ -304,6 +333,7 @@ def backtest(
     risk: Risk | None = None,
     band_forecasters: dict[str, BandForecaster] | None = None,
     min_history_h: float | None = None,
+    carbon: CarbonTerm | None = None,
 ) -> BacktestResult:
     """Run the day-ahead rolling back-test of one forecaster over ``[first_day, last_day]``
     (local dates, inclusive; default: from the second complete day, so every forecaster has
@@ -314,11 +344,12 @@ def backtest(
     ``band_forecasters`` (a trained model's calibrated ones), else the empirical ones
     (:func:`bessai.market.baselines.empirical_bands`). ``min_history_h``: see
     :func:`backtest_days`. Days touched by a gap in the prices are left out and listed in the
-    result's ``excluded``."""
+    result's ``excluded``. With ``carbon`` every plan (the strategy's and the yardsticks')
+    is carbon-aware: :class:`CarbonTerm`."""
     strategy = strategy_of(forecaster, forecasters, band_forecasters, risk)
     days, excluded = backtest_days(series, first_day, last_day, min_history_h)
     target = soc_initial_pct if soc_final_pct is None else soc_final_pct
-    run = _Run(series, storage, settle, days, excluded, soc_initial_pct, target)
+    run = _Run(series, storage, settle, days, excluded, soc_initial_pct, target, carbon)
     for k, day in enumerate(days):
         run.day(day, strategy)
         if on_day is not None:

@@ -19,7 +19,7 @@ from bessai import __version__
 from bessai.api import errors
 from bessai.api.deps import ApiContext, EventHub
 from bessai.api.keys import KeyStore
-from bessai.api.routes import alerts, audit, control, events, history, status, system
+from bessai.api.routes import alerts, audit, carbon, control, events, history, status, system
 from bessai.api.security import Authorizer, BodyLimit, SecurityHeaders
 from bessai.config import Config, is_loopback
 from bessai.errors import ConfigError
@@ -75,7 +75,7 @@ def create_app(monitor: Monitor) -> FastAPI:
     app.state.ctx = ctx
     app.openapi = lambda: _openapi(app, api_cfg.max_page_size)  # type: ignore[method-assign]
     errors.install(app)
-    for module in (system, status, history, alerts, audit, events, control):
+    for module in (system, status, history, carbon, alerts, audit, events, control):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(system.outside)
     app.mount("/static", StaticFiles(directory=system.STATIC_DIR), name="static")

@@ -9,8 +9,8 @@ from bessai.api import models
 from bessai.control.planner import SchedulePlanner
 from bessai.control.site import SiteRunner
 from bessai.observe.alerts import Alert
-from bessai.optimize.follow import current_slot
 from bessai.optimize import Bands
+from bessai.optimize.follow import current_slot
 
 
 def site_status(site: SiteRunner, now: datetime) -> models.SiteStatus:

@@ -64,7 +64,7 @@ class Gateway:
             for site in config.sites
         }
         self.planners: dict[str, SchedulePlanner] = {
-            site.id: SchedulePlanner(self.sites[site.id], site.optimizer)
+            site.id: SchedulePlanner(self.sites[site.id], site.optimizer, config.carbon.country)
             for site in config.sites
             if site.optimizer.enabled
         }

@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 import structlog
 
+from bessai.carbon.marginal import Band, band_factors, default_bands
 from bessai.config import OptimizerConfig
 from bessai.control.site import SiteRunner
 from bessai.errors import ConfigError
 from bessai.market.baselines import FORECASTERS
 from bessai.market.predictor import Predictor, check_model_dir
 from bessai.market.prices import PriceSeries, load_prices
-from bessai.optimize import Bands, Schedule, StorageSpec, optimize
+from bessai.optimize import Bands, CarbonPrice, Schedule, StorageSpec, optimize
 from bessai.plant.degradation import cycle_wear_cost_per_mwh
 
 log = structlog.get_logger("bessai.planner")
@@ -84,10 +85,20 @@ def planner_inputs(site_id: str, config: OptimizerConfig) -> tuple[PriceSeries, 
 
 
 class SchedulePlanner:
-    def __init__(self, site: SiteRunner, config: OptimizerConfig) -> None:
+    def __init__(
+        self, site: SiteRunner, config: OptimizerConfig, carbon_country: str = "CHL"
+    ) -> None:
         self.site = site
         self.config = config
         self.prices, self.predictor = planner_inputs(site.id, config)
+        self.co2_bands: tuple[Band, ...] | None = None
+        if config.co2_price_per_t > 0:
+            if self.prices.unit != "USD/MWh":
+                raise ConfigError(
+                    f"site {site.id}: optimizer.co2_price_per_t needs prices in USD/MWh (the "
+                    f"CMg bands of the marginal factor), not {self.prices.unit}"
+                )
+            self.co2_bands = default_bands(carbon_country)
         self.last_plan: Plan | None = None
         self.plans = 0
         self.failures = 0
@@ -146,12 +157,18 @@ class SchedulePlanner:
             forecast = np.asarray(predicted.point[:n], dtype=np.float64)
         else:
             forecast = FORECASTERS[self.config.forecaster](history, target, self.prices.timezone)
+        carbon = None
+        if self.co2_bands is not None:
+            # Carbon-aware: the forecast's CMg says which unit will be on the margin.
+            g_kwh = band_factors(forecast, self.co2_bands)
+            carbon = CarbonPrice(self.config.co2_price_per_t, g_kwh)
         schedule = optimize(
             forecast,
             step.total_seconds() / 3600.0,
             self.battery(),
             soc_initial_pct=soc_pct,
             bands=bands,
+            carbon=carbon,
         )
         plan_start = start.to_pydatetime() - offset
         return Plan(schedule, plan_start, tuple(float(p) for p in forecast), offset, bands)

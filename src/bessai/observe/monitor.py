@@ -5,6 +5,7 @@ The monitor subscribes to every site's cycle records; the control cycle knows no
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Iterator
 
@@ -13,6 +14,7 @@ from bessai.control.gateway import Gateway
 from bessai.control.site import CycleRecord
 from bessai.devices.base import DeviceStats
 from bessai.observe.alerts import AlertManager, WebhookSender
+from bessai.observe.carbon import CarbonObserver, attach_carbon
 from bessai.observe.history import RecentHistory
 from bessai.observe.metrics import GatewayMetrics
 from bessai.telemetry.pipeline import TelemetryPipeline
@@ -43,6 +45,7 @@ class Monitor:
             site.listeners.append(self.history.observe)
             site.listeners.append(functools.partial(self.alerts.observe, site))
             site.listeners.append(self._report_telemetry)
+        self.carbon: CarbonObserver | None = attach_carbon(gateway, metrics.registry)
 
     def _device_stats(self) -> Iterator[tuple[str, str, DeviceStats]]:
         for site in self.gateway.sites.values():
@@ -62,3 +65,6 @@ class Monitor:
 
     async def close(self) -> None:
         await self.alerts.close()
+        if self.carbon is not None:
+            # Books the open intervals and waits for the ledger's writes (off the loop).
+            await asyncio.to_thread(self.carbon.close)

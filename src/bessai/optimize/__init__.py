@@ -5,13 +5,14 @@ Layering: `bessai.analysis` (back-test, evaluation) sits above this package and
 `bessai.market` (prices, forecasters) below it; nothing here imports `bessai.analysis`."""
 
 from bessai.market.bands import Bands
-from bessai.optimize.problem import Problem, Risk
+from bessai.optimize.problem import CarbonPrice, Problem, Risk
 from bessai.optimize.schedule import Schedule, Status, Violation
 from bessai.optimize.solve import optimize, solve
 from bessai.optimize.storage import GridConnection, StorageSpec, cell_throughput_kwh
 
 __all__ = [
     "Bands",
+    "CarbonPrice",
     "GridConnection",
     "Problem",
     "Risk",

@@ -22,7 +22,7 @@ from highspy._core import _Highs
 
 from bessai.market.bands import Bands
 from bessai.optimize.lp import ColumnModel, Layout, build_lp
-from bessai.optimize.problem import BoolArray, Problem, Risk
+from bessai.optimize.problem import BoolArray, CarbonPrice, Problem, Risk
 from bessai.optimize.result import idle_schedule, schedule_of
 from bessai.optimize.schedule import Schedule, Status
 from bessai.optimize.storage import FloatArray, GridConnection, StorageSpec
@@ -164,13 +164,15 @@ def optimize(
     bands: Bands | None = None,
     risk: Risk | None = None,
     time_limit_s: float = 30.0,
+    carbon: CarbonPrice | None = None,
 ) -> Schedule:
     """Optimise a storage schedule over the horizon of ``prices`` (per MWh, one per step).
 
     ``soc_final_pct`` is the minimum SOC at the end of the horizon (default: the initial SOC).
     With a forecast, ``prices`` is its point forecast (p50) and ``bands`` its quantiles: they
     drive the confidence filter, the conservative decision prices (p90 to charge, p10 to
-    discharge when ``risk.conservative``) and the conservative revenue estimate.
+    discharge when ``risk.conservative``) and the conservative revenue estimate. ``carbon``
+    adds a CO2 price times each step's emission factor to the decision prices.
     """
     problem = Problem.create(
         prices,
@@ -182,5 +184,6 @@ def optimize(
         bands=bands,
         risk=risk,
         time_limit_s=time_limit_s,
+        carbon=carbon,
     )
     return solve(problem)

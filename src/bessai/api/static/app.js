@@ -4,6 +4,7 @@
 // Every text that comes from a user or a device is set with textContent, never as markup.
 import { drawTimeChart } from "./chart.js";
 import { $, kw, li, row } from "./dom.js";
+import { refreshCarbon, renderCarbon } from "./carbon.js";
 import { renderSchedule } from "./schedule.js";
 import { dateTime, hms, knownZone, offsetLabel, zoneLabel } from "./time.js";
 
@@ -114,6 +115,7 @@ function clearPage() {
   updateSiteList();
   renderAlerts([]);
   renderSchedule(null, zone());
+  renderCarbon(null, null, null);
   $("commands").tBodies[0].replaceChildren();
   $("control-result").textContent = "";
   $("clock").textContent = "";
@@ -387,6 +389,7 @@ async function refreshSlow(session) {
     if (session !== state.session) return;
     if (site === state.site && schedule.status === 200) renderSchedule(schedule.data, zone());
     if (site === state.site && audit.status === 200) renderAudit(audit.data.items);
+    await refreshCarbon(api, site, () => session === state.session && site === state.site);
   }
   clearTimeout(state.slowTimer);
   state.slowTimer = setTimeout(() => refreshSlow(session), site ? SLOW_MS : 500);
