@@ -27,6 +27,7 @@ from bessai.plant import commands as plant_commands
 from bessai.runtime import commands as runtime_commands
 from bessai.simulator import commands as sim_commands
 from bessai.telemetry import commands as telemetry_commands
+from bessai.vpp import commands as vpp_commands
 
 app = typer.Typer(
     name="bessai",
@@ -70,6 +71,7 @@ market_commands.register(app)
 # `bessai carbon backtest` needs the back-test, a layer above the carbon package.
 analysis_carbon_commands.register(carbon_commands.register(app))
 ledger_commands.register(app)
+vpp_commands.register(app)
 
 
 def main() -> None:
