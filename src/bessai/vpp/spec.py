@@ -9,8 +9,10 @@ OpenAPI 3.0 is not quite JSON Schema: `nullable` becomes a union with null, a bo
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
@@ -48,12 +50,28 @@ def _components() -> dict[str, Any]:
     return {"components": {"schemas": _to_json_schema(schemas)}}
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
+_FORMATS = FormatChecker()
+
+
+@_FORMATS.checks("uri", raises=ValueError)
+def _is_uri(value: object) -> bool:
+    """An absolute URI (RFC 3986: a scheme, then something, no spaces or controls). jsonschema
+    checks "uri" only with an optional package; a webhook URL must be checked here."""
+    if not isinstance(value, str):
+        return True
+    parts = urlsplit(value)
+    rest = value[len(parts.scheme) + 1 :]
+    bad = any(c.isspace() or ord(c) < 32 or c in '<>"{}|\\^`' for c in value)
+    return bool(_SCHEME.match(parts.scheme)) and bool(rest) and not bad
+
+
 @functools.cache
 def validator(schema: str) -> Draft202012Validator:
     """A validator for one schema of the document by name (``eventRequest``, ``report``...)."""
     root = dict(_components())
     root["$ref"] = f"#/components/schemas/{schema}"
-    return Draft202012Validator(root, format_checker=FormatChecker())
+    return Draft202012Validator(root, format_checker=_FORMATS)
 
 
 def problems(schema: str, value: Any) -> list[str]:

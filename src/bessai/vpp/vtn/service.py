@@ -220,6 +220,8 @@ class Vtn:
                 out["targets"] = old.get("targets")  # targets are the business logic's to set
             elif kind.path == "vens":
                 out.pop("targets", None)
+        if kind.path == "vens" and not out.get("clientID"):
+            out["clientID"] = who.client_id  # a VEN_VEN_REQUEST from the business logic
         if kind.path == "resources" and who.role == "ven":
             out.pop("clientID", None)
             out.pop("targets", None) if old is None else out.update(targets=old.get("targets"))
