@@ -197,7 +197,9 @@ class Vtn:
     def _checked(self, kind: Kind, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise VtnError(400, "the body must be a JSON object")
-        fields = {k: v for k, v in body.items() if k not in METADATA}
+        # null for an absent optional field is taken as absent: some clients (ElaadNL's)
+        # send "intervalPeriod": null, which the document does not allow but means nothing.
+        fields = {k: v for k, v in _without_nulls(body).items() if k not in METADATA}
         if kind.path not in ("vens", "resources"):
             fields.pop("objectType", None)
             fields.pop("clientID", None)
@@ -304,6 +306,14 @@ class Vtn:
             await asyncio.wait(self._pending, timeout=2.0)
         if self._http is not None:
             await self._http.aclose()
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _new_id(kind: Kind) -> str:
