@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from bessai.api.app import create_app
 from bessai.config import Config
 from bessai.control.site import CycleRecord
 from bessai.runtime.service import Runtime
@@ -75,6 +76,7 @@ def gateway_config(tmp_path: Path, vtn_url: str, sites: list[tuple[str, str, str
     return Config.model_validate(
         {
             "gateway": {"data_dir": str(tmp_path)},
+            "api": {"dev_mode": True},
             "sites": [site(s, c, p, vtn_url) for s, c, p in sites],
         }
     )
@@ -150,6 +152,23 @@ def check_capped(samples: list[Sample], start: datetime, end: datetime) -> float
     return max(s.grid_w for s in inside)
 
 
+async def check_api_during_event(runtime: Runtime, event_id: str) -> None:
+    """/api/v1/vpp shows the event in force at site-a only; the metrics count it."""
+    transport = httpx.ASGITransport(app=create_app(runtime.monitor, runtime.vens))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        view = (await client.get("/api/v1/vpp")).json()
+        metrics = (await client.get("/metrics")).text
+    sites = {s["site_id"]: s for s in view["sites"]}
+    assert [e["event_id"] for e in sites["site-a"]["active_events"]] == [event_id]
+    assert sites["site-a"]["import_max_w"] == LIMIT_KW * 1000
+    assert sites["site-a"]["vtn_up"] is True
+    assert sites["site-a"]["flex_up_kw"] > 0
+    assert sites["site-b"]["active_events"] == []
+    assert 'bessai_vpp_events_received_total{site="site-a"} 1.0' in metrics
+    assert 'bessai_vpp_flex_capacity_kw{direction="up",site="site-a"}' in metrics
+    assert 'bessai_vpp_active_events{site="site-a"} 1.0' in metrics
+
+
 async def test_capacity_limit_event_end_to_end(vtn_server: RunningVtn, tmp_path: Path) -> None:
     config = gateway_config(
         tmp_path, vtn_server.url, [("site-a", "ven-a", "secret-a"), ("site-b", "ven-b", "secret-b")]
@@ -164,6 +183,8 @@ async def test_capacity_limit_event_end_to_end(vtn_server: RunningVtn, tmp_path:
         start = datetime.now(UTC) + timedelta(seconds=3)
         end = start + timedelta(seconds=10)
         event_id = await asyncio.to_thread(post_event, bl, "site-a", start, 10)
+        await wait_for(lambda: datetime.now(UTC) > start + timedelta(seconds=2), 10, "the event")
+        await check_api_during_event(runtime, event_id)
         await wait_for(lambda: reports_of(vtn_server, event_id), 30, "the report")
         peak_w = check_capped(samples["site-a"], start, end)
         during_b = [s for s in samples["site-b"] if start <= s.ts < end]
@@ -181,6 +202,7 @@ async def test_capacity_limit_event_end_to_end(vtn_server: RunningVtn, tmp_path:
         assert payload(report, "X_BESSAI_PEAK_DEMAND")[0] * 1000 >= peak_w - 1.0
         assert payload(report, "STORAGE_MAX_DISCHARGE_POWER")[0] > 0
         assert runtime.vens["site-b"].status.reports_sent == 0
+        assert runtime.vens["site-a"].status.reports_sent == 1
         settled = end + timedelta(seconds=2 * CYCLE_S)
         await wait_for(lambda: samples["site-a"][-1].ts > settled, 5, "cycles after the event")
         after = [s for s in samples["site-a"] if s.ts > settled]

@@ -25,6 +25,7 @@ from bessai.config import VppConfig
 from bessai.control.controllers import GridLimit, TimedSetpoint
 from bessai.control.safety import Outcome
 from bessai.control.site import CycleRecord, SiteMode, SiteRunner
+from bessai.devices.base import Measurements
 from bessai.vpp.events import (
     DISPATCH,
     EXPORT_LIMIT,
@@ -195,19 +196,25 @@ class Ven:
 
     # -- measuring ---------------------------------------------------------------------------
 
+    def flex(self, m: Measurements | None) -> tuple[float, float] | None:
+        """Power the battery can still shift from where it is now, (up, down) in W: up toward
+        discharge (less import), down toward charge. Charging 3 kW with 5 kW of discharge
+        allowed leaves 8 kW up. None without data or in SAFE."""
+        if m is None or m.soc_pct is None or self.site.failsafe_reason is not None:
+            return None
+        battery_w = m.battery_power_w or 0.0
+        up_w = self.site.guard.power_limit_w(m, charging=False)[0] + battery_w
+        down_w = self.site.guard.power_limit_w(m, charging=True)[0] - battery_w
+        return max(0.0, up_w), max(0.0, down_w)
+
     def on_cycle(self, record: CycleRecord) -> None:
         """Every cycle: flexibility, and each active interval's measured values."""
         m = record.measurements
-        flex_up_w = flex_down_w = None
-        if m.soc_pct is not None and record.failsafe_reason is None:
-            # From where the battery is now: charging 3 kW with 5 kW of discharge allowed
-            # leaves 8 kW "up" (less import); "down" is the charge headroom.
-            battery_w = m.battery_power_w or 0.0
-            flex_up_w = self.site.guard.power_limit_w(m, charging=False)[0] + battery_w
-            flex_down_w = self.site.guard.power_limit_w(m, charging=True)[0] - battery_w
-        if self.metrics is not None and flex_up_w is not None and flex_down_w is not None:
-            self.metrics.flex_kw.labels(self.site.id, "up").set(max(0.0, flex_up_w) / 1000.0)
-            self.metrics.flex_kw.labels(self.site.id, "down").set(max(0.0, flex_down_w) / 1000.0)
+        flex = self.flex(m) if record.failsafe_reason is None else None
+        flex_up_w, flex_down_w = flex if flex is not None else (None, None)
+        if self.metrics is not None and flex is not None:
+            self.metrics.flex_kw.labels(self.site.id, "up").set(flex[0] / 1000.0)
+            self.metrics.flex_kw.labels(self.site.id, "down").set(flex[1] / 1000.0)
         if m.grid_power_w is None or m.battery_power_w is None:
             return
         for interval in self.active(record.ts):
