@@ -5,7 +5,7 @@ each other), and the payload types a battery can honour translated into control 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bessai.vpp.times import FOREVER, parse_datetime, parse_duration
@@ -41,11 +41,22 @@ def intervals(event: dict[str, Any], now: datetime) -> list[Interval]:
         own = item.get("intervalPeriod") or {}
         start = parse_datetime(own["start"], now) if "start" in own else cursor
         length = _duration(own.get("duration")) if "duration" in own else default
-        end = start + length
+        end = _later(start, length)
         payloads = {p["type"]: tuple(p.get("values") or ()) for p in item.get("payloads") or []}
         out.append(Interval(str(event.get("id", "")), int(item["id"]), start, end, payloads))
         cursor = end
     return out
+
+
+#: the end of an interval without one ("P9999Y"): the latest time Python can hold
+END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+
+
+def _later(start: datetime, length: timedelta) -> datetime:
+    try:
+        return start + length
+    except OverflowError:
+        return END_OF_TIME
 
 
 def _duration(text: str | None) -> timedelta:
