@@ -302,9 +302,6 @@ class VppConfig(_Section):
     price_discharge_above: float | None = Field(
         default=None, description="PRICE events: discharge at full power at or above this price"
     )
-    report_every_s: float = Field(
-        default=0.0, ge=0, le=86_400, description="also report during an interval; 0: at its end"
-    )
 
     @model_validator(mode="after")
     def _complete(self) -> Self:
