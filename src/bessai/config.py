@@ -296,6 +296,11 @@ class VppConfig(_Section):
     limit_margin_w: float = Field(
         default=50.0, ge=0, le=1e6, description="stay this far inside a capacity limit"
     )
+    callback_url: str | None = Field(
+        default=None,
+        description="where the VTN can reach this gateway's /api/v1/vpp/notify/<site> route: "
+        "the VEN subscribes by webhook and polls at once when notified; unset: polling only",
+    )
     price_charge_below: float | None = Field(
         default=None, description="PRICE events: charge at full power at or below this price"
     )
@@ -307,6 +312,8 @@ class VppConfig(_Section):
     def _complete(self) -> Self:
         if self.enabled and not (self.vtn_url and self.client_id):
             raise ValueError("an enabled VEN needs vtn_url and client_id")
+        if self.callback_url and not self.callback_url.startswith(("http://", "https://")):
+            raise ValueError(f"callback_url {self.callback_url!r} is not an http(s) URL")
         if self.vtn_url and not self.vtn_url.startswith(("http://", "https://")):
             raise ValueError(f"vtn_url {self.vtn_url!r} is not an http(s) URL")
         low, high = self.price_charge_below, self.price_discharge_above

@@ -90,6 +90,7 @@ def create_app(monitor: Monitor, vens: dict[str, Ven] | None = None) -> FastAPI:
     errors.install(app)
     for module in (system, status, history, carbon, alerts, audit, events, control, vpp):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(vpp.notify_router, prefix=API_PREFIX)
     app.include_router(system.outside)
     app.mount("/static", StaticFiles(directory=system.STATIC_DIR), name="static")
 

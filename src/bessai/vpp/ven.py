@@ -11,9 +11,10 @@ their end and reports go out once the VTN answers again (docs/vpp.md)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import hmac
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +74,7 @@ class VenStatus:
     last_error: str | None = None
     ven_id: str | None = None
     resource_id: str | None = None
+    subscription_id: str | None = None
     events_received: int = 0
     reports_sent: int = 0
 
@@ -103,6 +105,9 @@ class Ven:
         self.closed: set[tuple[str, int]] = set()
         self._ven_targets: set[str] = set()
         self._placed: dict[str, list[Interval]] = {}
+        #: what the VTN must send with a webhook notification (kept in the cache)
+        self.notify_token = secrets.token_urlsafe(24)
+        self._wake = asyncio.Event()
         site.grid_event.margin_w = self.config.limit_margin_w
         self._load()
 
@@ -120,6 +125,7 @@ class Ven:
             return
         self.events = dict(data.get("events", {}))
         self.opted_out = set(data.get("opted_out", []))
+        self.notify_token = str(data.get("notify_token") or self.notify_token)
         self.closed = {(e, int(i)) for e, i in data.get("closed", [])}
         self.reports = {
             r["event_id"]: PendingReport(
@@ -134,6 +140,7 @@ class Ven:
         data = {
             "events": self.events,
             "opted_out": sorted(self.opted_out),
+            "notify_token": self.notify_token,
             "closed": sorted([e, i] for e, i in self.closed),
             "reports": [r.__dict__ for r in self.reports.values()],
         }
@@ -348,6 +355,37 @@ class Ven:
             )
             self.status.resource_id = str(resource["id"])
 
+    async def _subscribe(self) -> None:
+        """With a callback URL: one webhook subscription to events (ours replaces any earlier
+        one of this VEN with the same URL, so restarts do not pile them up)."""
+        url = self.config.callback_url
+        if not url or self.status.subscription_id is not None:
+            return
+        for old in await self._pages("/subscriptions", {"clientName": self.ven_name}):
+            urls = {op.get("callbackUrl") for op in old.get("objectOperations", [])}
+            if url in urls:
+                await self.session.request("DELETE", f"/subscriptions/{old['id']}")
+        operations = [
+            {
+                "objects": ["EVENT", "PROGRAM"],
+                "operations": ["CREATE", "UPDATE", "DELETE"],
+                "callbackUrl": url,
+                "bearerToken": self.notify_token,
+            }
+        ]
+        body = {"clientName": self.ven_name, "objectOperations": operations}
+        made = await self.session.request("POST", "/subscriptions", body=body)
+        self.status.subscription_id = str(made["id"])
+        log.info("subscribed by webhook", site=self.site.id, callback=url)
+
+    def wake(self, token: str) -> bool:
+        """A webhook notification with our token: poll now. The notification's content is not
+        trusted; the poll reads the VTN itself."""
+        if not hmac.compare_digest(token.encode(), self.notify_token.encode()):
+            return False
+        self._wake.set()
+        return True
+
     async def _pages(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         while True:
@@ -372,6 +410,7 @@ class Ven:
     async def poll(self) -> None:
         """Register (once), read programs and events, replace the cached events."""
         await self._register()
+        await self._subscribe()
         program_ids = await self._program_ids()
         events = await self._pages("/events", {})
         fresh = {
@@ -438,8 +477,19 @@ class Ven:
                 await self.cycle()
             except Exception:
                 log.exception("VEN round failed", site=self.site.id)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.config.poll_s)
+            await self._sleep(stop)
+
+    async def _sleep(self, stop: asyncio.Event) -> None:
+        """Until the next poll: `poll_s`, a webhook notification or the stop."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(
+                waits, timeout=self.config.poll_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for task in waits:
+                task.cancel()
+        self._wake.clear()
 
     async def opt_out(self, event_id: str) -> bool:
         """The operator declines an event: it stops acting now and is reported as OPTED_OUT."""

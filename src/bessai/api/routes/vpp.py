@@ -3,7 +3,7 @@ active events, the limits in force, flexibility, last reports) and the operator'
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
 from bessai.api import models
 from bessai.api.deps import AuthFirstRoute, Controller, Ctx, Reader, Site
@@ -12,6 +12,8 @@ from bessai.vpp.times import format_datetime
 from bessai.vpp.ven import Ven
 
 router = APIRouter(route_class=AuthFirstRoute, responses=KEYED)
+#: the VTN's webhook: no API key (the VTN has none), the VEN's own bearer token instead
+notify_router = APIRouter()
 
 
 def _ven_view(ven: Ven, now: datetime) -> models.VppSite:
@@ -78,3 +80,14 @@ async def opt_out(site: Site, event_id: str, ctx: Ctx, _: Controller) -> models.
     if not await ven.opt_out(event_id):
         raise HTTPException(404, f"site {site.id!r} knows no event {event_id!r}")
     return _ven_view(ven, datetime.now(UTC))
+
+
+@notify_router.post("/vpp/notify/{site_id}", status_code=202, include_in_schema=False)
+async def notify(site_id: str, request: Request, ctx: Ctx) -> dict[str, bool]:
+    """A VTN's webhook notification: with the VEN's token, the VEN polls at once. The body is
+    not read; a wrong token or site is one 401, so neither is disclosed."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    ven = ctx.vens.get(site_id)
+    if ven is None or scheme.lower() != "bearer" or not ven.wake(token.strip()):
+        raise HTTPException(401, "unknown site or wrong notification token")
+    return {"accepted": True}
