@@ -57,3 +57,11 @@ async def test_a_damaged_cache_starts_empty(tmp_path: Path) -> None:
         assert ven.events == {}
     finally:
         await ven.session.close()
+
+
+async def test_a_fault_in_measuring_never_reaches_the_cycle(tmp_path: Path) -> None:
+    ven = Ven(runner(tmp_path), tmp_path / "vpp" / "s1.json")
+    try:
+        ven.on_cycle(cast(Any, object()))  # not a CycleRecord: logged, not raised
+    finally:
+        await ven.session.close()

@@ -177,7 +177,7 @@ class Ven:
             if event_id in self.opted_out:
                 continue
             priority = event.get("priority")
-            rank = NO_PRIORITY if priority is None else int(priority)
+            rank = priority if isinstance(priority, int) and priority >= 0 else NO_PRIORITY
             label = event.get("eventName") or event_id
             for interval in self._placed.get(event_id, []):
                 if interval.end <= now:
@@ -215,7 +215,14 @@ class Ven:
         return max(0.0, up_w), max(0.0, down_w)
 
     def on_cycle(self, record: CycleRecord) -> None:
-        """Every cycle: flexibility, and each active interval's measured values."""
+        """Every cycle: flexibility, and each active interval's measured values. Called inside
+        the control cycle: a fault here is logged, never raised into the cycle."""
+        try:
+            self._measure(record)
+        except Exception:
+            log.exception("VEN could not measure this cycle", site=self.site.id)
+
+    def _measure(self, record: CycleRecord) -> None:
         m = record.measurements
         flex = self.flex(m) if record.failsafe_reason is None else None
         flex_up_w, flex_down_w = flex if flex is not None else (None, None)
