@@ -216,3 +216,21 @@ async def test_update_keeps_identity_and_delete_answers_the_object(
     assert (await client.get(f"/events?programID={program_id}", headers=bl)).json()[0][
         "id"
     ] != event_a
+
+
+async def test_the_router_mounts_in_another_app_with_one_call() -> None:
+    """What the fleet backend does: its own app, one include_router, errors still problems."""
+    from fastapi import FastAPI
+
+    from bessai.vpp.vtn.routes import vtn_router
+
+    host = FastAPI()
+    host.include_router(vtn_router(Vtn(CLIENTS)), prefix="/vtn")
+    transport = httpx.ASGITransport(app=host)
+    async with httpx.AsyncClient(transport=transport, base_url="http://fleet/vtn") as c:
+        bl = await token(c, "bl-client", "bl-secret")
+        assert (await c.post("/programs", json={"programName": "p"}, headers=bl)).status_code == 201
+        bad = await c.get("/events?limit=x", headers=bl)
+        assert bad.status_code == 400
+        assert problems("problem", bad.json()) == []
+        assert (await c.get("/programs")).status_code == 401
