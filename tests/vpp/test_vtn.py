@@ -234,3 +234,23 @@ async def test_the_router_mounts_in_another_app_with_one_call() -> None:
         assert bad.status_code == 400
         assert problems("problem", bad.json()) == []
         assert (await c.get("/programs")).status_code == 401
+
+
+async def test_groups_the_business_logic_assigns_reach_the_ven(client: httpx.AsyncClient) -> None:
+    bl = await token(client, "bl-client", "bl-secret")
+    ven = await token(client, "ven-a", "secret-a")
+    reg = await client.post(
+        "/vens",
+        json={"objectType": "VEN_VEN_REQUEST", "venName": "site-a", "targets": ["x"]},
+        headers=ven,
+    )
+    ven_id = reg.json()["id"]
+    assert reg.json().get("targets") is None  # a VEN cannot put itself in a group
+    program = (await client.post("/programs", json={"programName": "g"}, headers=bl)).json()["id"]
+    event = {"programID": program, "targets": ["group-north"], "intervals": []}
+    made = (await client.post("/events", json=event, headers=bl)).json()["id"]
+    assert (await client.get("/events", headers=ven)).json() == []
+    grouped = {"objectType": "BL_VEN_REQUEST", "clientID": "ven-a", "venName": "site-a",
+               "targets": ["group-north"]}  # fmt: skip
+    assert (await client.put(f"/vens/{ven_id}", json=grouped, headers=bl)).status_code == 200
+    assert [e["id"] for e in (await client.get("/events", headers=ven)).json()] == [made]

@@ -417,6 +417,9 @@ class Ven:
     async def poll(self) -> None:
         """Register (once), read programs and events, replace the cached events."""
         await self._register()
+        # The business logic may put the VEN in groups (its targets) at any time.
+        ven = await self.session.request("GET", f"/vens/{self.status.ven_id}")
+        self._ven_targets = set(ven.get("targets") or [])
         await self._subscribe()
         program_ids = await self._program_ids()
         events = await self._pages("/events", {})

@@ -225,8 +225,11 @@ class Vtn:
         if kind.path == "vens" and not out.get("clientID"):
             out["clientID"] = who.client_id  # a VEN_VEN_REQUEST from the business logic
         if kind.path == "resources" and who.role == "ven":
+            # A VEN names its resources; their targets (groups) are the business logic's.
             out.pop("clientID", None)
-            out.pop("targets", None) if old is None else out.update(targets=old.get("targets"))
+            out.pop("targets", None)
+            if old is not None and old.get("targets") is not None:
+                out["targets"] = old["targets"]
         self._check_references(who, kind, out, old)
         return out
 
