@@ -1,4 +1,4 @@
-"""`bessai vpp vtn serve`: refuses to start without clients (one line, exit 2) and serves the
+"""`bessai vpp vtn serve`: refuses to start without clients (a BessaiError: one line) and serves the
 VTN with the clients it is given, from options or BESSAI_VTN_CLIENTS, SQLite-backed."""
 
 from __future__ import annotations
@@ -11,23 +11,24 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+
+from bessai.errors import BessaiError
 
 
-def _run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k != "BESSAI_VTN_CLIENTS"} | env
-    return subprocess.run(
-        [sys.executable, "-m", "bessai.cli", "vpp", "vtn", "serve", *args],
-        capture_output=True, text=True, timeout=60, env=clean,
-    )  # fmt: skip
+def test_no_clients_and_bad_clients_are_one_line_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
 
+    from bessai.cli import app
 
-def test_no_clients_and_bad_clients_are_one_line_errors() -> None:
-    out = _run([])
-    assert out.returncode == 2
-    assert out.stderr.startswith("error: no clients")
-    out = _run(["--client", "just-a-name"])
-    assert out.returncode == 2
-    assert "expected ID:SECRET:ROLE" in out.stderr
+    monkeypatch.delenv("BESSAI_VTN_CLIENTS", raising=False)
+    runner = CliRunner()
+    result = runner.invoke(app, ["vpp", "vtn", "serve"])
+    assert isinstance(result.exception, BessaiError)
+    assert str(result.exception).startswith("no clients")
+    result = runner.invoke(app, ["vpp", "vtn", "serve", "--client", "just-a-name"])
+    assert isinstance(result.exception, BessaiError)
+    assert "expected ID:SECRET:ROLE" in str(result.exception)
 
 
 def _free_port() -> int:
