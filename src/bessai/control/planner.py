@@ -36,6 +36,7 @@ BUILTIN_PRICES = {"crucero-2023": "cen_cmg_crucero220_2022-12_2023.csv"}
 
 
 def price_path(spec: str) -> Path:
+    """The price file a site's `optimizer.prices` names (`builtin:NAME` or a path)."""
     if spec.startswith("builtin:"):
         name = spec.removeprefix("builtin:")
         if name not in BUILTIN_PRICES:

@@ -39,6 +39,7 @@ def json_value(value: Value) -> Any:
 
 
 def poll_to_json(result: PollResult) -> dict[str, Any]:
+    """A poll result as a JSON document (values, units, errors per point)."""
     readings = sorted(result.readings.values(), key=lambda r: (r.point.address, r.profile))
     return {
         "requests": result.requests,
@@ -228,6 +229,7 @@ def profile_check(path: Annotated[Path, typer.Argument(help="Profile JSON file."
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai read`, `bessai write` and `bessai profile`."""
     app.command()(read)
     app.command()(write)
     app.add_typer(profile_app, name="profile")

@@ -280,6 +280,7 @@ def _format_validation_error(source: str, data: object, exc: ValidationError) ->
 
 
 def parse_profile(data: object, source: str) -> Profile:
+    """Validate a profile document; a ProfileError naming the register and field otherwise."""
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:
@@ -287,6 +288,7 @@ def parse_profile(data: object, source: str) -> Profile:
 
 
 def load_profile_file(path: Path) -> Profile:
+    """Read and validate a JSON register profile file; a ProfileError naming the file otherwise."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

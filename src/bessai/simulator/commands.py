@@ -88,4 +88,5 @@ def sim(
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai sim`."""
     app.command()(sim)
