@@ -86,28 +86,43 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: fl
 
 
 @contextlib.contextmanager
+def run_bessai(
+    args: list[str], workdir: Path, env: dict[str, str] | None = None, name: str = "bessai"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`bessai ARGS` in a subprocess (this interpreter, this source tree), stopped by SIGTERM."""
+    log = workdir / f"{name}.log"
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bessai.cli", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=workdir,
+        )
+    try:
+        yield proc
+    finally:
+        _stop(proc)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], workdir: Path, name: str) -> None:
+    """Until `url` answers 200; the process's log in the error when it does not."""
+    _wait_http(url, proc, workdir / f"{name}.log", 60)
+
+
+@contextlib.contextmanager
 def run_gateway(workdir: Path) -> Iterator[Gateway]:
     """`bessai run --config` on a simulator site with the proxy, carbon and a lake sink."""
     http_port, proxy_port = free_port(), free_port()
     config = workdir / "site.toml"
     config.write_text(GATEWAY_TOML.format(http_port=http_port, proxy_port=proxy_port))
-    log = workdir / "gateway.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bessai.cli", "run", "--config", str(config), "--no-status"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=workdir,
-        )
-    try:
+    args = ["run", "--config", str(config), "--no-status"]
+    with run_bessai(args, workdir, name="gateway") as proc:
         url = f"http://{LOOPBACK}:{http_port}"
-        _wait_http(f"{url}/metrics", proc, log, 60)
+        wait_http(f"{url}/metrics", proc, workdir, "gateway")
         wait_for_port(proxy_port, 30)
         yield Gateway(url, proxy_port)
-    finally:
-        _stop(proc)
 
 
 def drive_proxy(port: int) -> None:
