@@ -21,13 +21,14 @@ CHART = DEPLOY / "helm" / "bessai-fleet"
 KUBE_VERSIONS = ["1.25.0", kubernetes_validate.latest_version()]
 FLEET_KEYS = {"http_port", "database_url", "nats_url", "stream", "consumer"}
 # A CRD of the Prometheus Operator: not in the Kubernetes schemas; checked field by field here.
-CRD_KINDS = {"ServiceMonitor"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 FULL = {
     "database": {"existingSecret": "", "url": "postgresql://bessai:pw@db:5432/bessai"},
     "extraSecretEnv": {"BESSAI_FLEET_API_KEY": "k"},
     "extraEnv": {"BESSAI_LOG_LEVEL": "debug"},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    "prometheusRule": {"enabled": True},
     "networkPolicy": {"egressTo": [{"podSelector": {"matchLabels": {"app": "nats"}}}]},
     "topologySpreadConstraints": [
         {
@@ -90,8 +91,9 @@ def test_what_each_value_set_renders() -> None:
     kinds = {name: sorted(d["kind"] for d in render(_values(name))) for name in VALUE_SETS}
     base = ["ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service"]
     assert kinds["default"] == sorted([*base, "ServiceAccount"])
-    assert kinds["production"] == sorted([*base, "ServiceAccount", "ServiceMonitor"])
-    assert kinds["full"] == sorted([*base, "Secret", "ServiceAccount", "ServiceMonitor"])
+    monitoring = ["PrometheusRule", "ServiceMonitor"]
+    assert kinds["production"] == sorted([*base, "ServiceAccount", *monitoring])
+    assert kinds["full"] == sorted([*base, "Secret", "ServiceAccount", *monitoring])
 
 
 def test_helm_lint_strict_finds_nothing() -> None:
@@ -207,3 +209,11 @@ def test_the_values_schema_refuses_bad_values(values: dict[str, Any], message: s
 def test_a_chart_without_a_database_secret_refuses_to_render() -> None:
     with pytest.raises(helm.HelmRenderError, match=r"database\.url or database\.existingSecret"):
         render({"database": {"existingSecret": "", "url": ""}})
+
+
+def test_the_prometheus_rule_is_the_shipped_rules_file() -> None:
+    shipped = DEPLOY / "prometheus" / "rules" / "fleet.rules.yml"
+    assert (CHART / "files" / "fleet.rules.yml").read_text() == shipped.read_text()
+    rule = _by_kind(render(FULL))["PrometheusRule"]
+    assert rule["spec"] == yaml.safe_load(shipped.read_text())
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"

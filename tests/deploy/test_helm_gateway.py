@@ -51,7 +51,7 @@ def render(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize("version", KUBE_VERSIONS)
 def test_every_manifest_validates(values: str, version: str) -> None:
     for kind, doc in render(_values(values)).items():
-        if kind != "ServiceMonitor":  # a Prometheus Operator CRD
+        if kind not in {"ServiceMonitor", "PrometheusRule"}:  # Prometheus Operator CRDs
             kubernetes_validate.validate(doc, version, strict=True)
 
 
@@ -118,3 +118,13 @@ def test_secret_environment_reaches_the_pod() -> None:
 def test_the_values_schema_refuses_bad_values(values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmValuesError):
         render(values)
+
+
+def test_the_prometheus_rule_is_the_shipped_rules_files() -> None:
+    rules = DEPLOY / "prometheus" / "rules"
+    groups = []
+    for name in ("gateway.rules.yml", "security.rules.yml"):
+        assert (CHART / "files" / name).read_text() == (rules / name).read_text()
+        groups += yaml.safe_load((rules / name).read_text())["groups"]
+    rule = render(_values("production"))["PrometheusRule"]
+    assert rule["spec"] == {"groups": groups}
