@@ -7,6 +7,7 @@ reachable offline): `terraform validate` against the provider's schema and `terr
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -40,6 +41,7 @@ def _unquote(text: str) -> str:
     return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
 
 
+@functools.cache
 def _parsed() -> dict[str, list[Any]]:
     merged: dict[str, list[Any]] = {}
     for path in FILES:

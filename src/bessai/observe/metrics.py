@@ -74,6 +74,8 @@ class _RestartsCollector(Collector):
 
 
 class GatewayMetrics:
+    """The cycle's Prometheus instruments, labelled by site, on the gateway's one registry."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
