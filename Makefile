@@ -55,8 +55,8 @@ demo: $(RUN_STAMP)
 	$(RUN_VENV)/bin/bessai run $(if $(PORT),--http-port $(PORT)) $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench deploy
+	$(VENV)/bin/ruff format --check src tests bench deploy
 	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
