@@ -111,10 +111,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
 
 @pytest.mark.parametrize("expr", _targets())
 def test_panel_query_returns_data(live: tuple[str, str], expr: str) -> None:
+    prometheus, _ = live
     reason = _pending(expr)
     if reason is not None:
+        query(prometheus, _substitute(expr))  # valid PromQL even before its service lands
         pytest.skip(reason)
-    prometheus, _ = live
     assert query(prometheus, _substitute(expr)), f"no data: {expr}"
 
 
