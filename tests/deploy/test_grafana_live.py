@@ -9,6 +9,7 @@ test fails until it runs them against the live fleet service / IDS."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -54,6 +55,7 @@ def _targets() -> list[Any]:
                 params.append(
                     pytest.param(
                         target["expr"],
+                        target["legendFormat"],
                         id=f"{path.stem}:{panel['id']}{target['refId']}:{panel['title'][:40]}",
                     )
                 )
@@ -109,14 +111,18 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
             yield prometheus, httpx.get(f"{gateway.url}/metrics", timeout=5).text
 
 
-@pytest.mark.parametrize("expr", _targets())
-def test_panel_query_returns_data(live: tuple[str, str], expr: str) -> None:
+@pytest.mark.parametrize(("expr", "legend"), _targets())
+def test_panel_query_returns_data(live: tuple[str, str], expr: str, legend: str) -> None:
+    """Data for the query, and every label its legend names (`{{site}}`) on every series."""
     prometheus, _ = live
     reason = _pending(expr)
     if reason is not None:
         query(prometheus, _substitute(expr))  # valid PromQL even before its service lands
         pytest.skip(reason)
-    assert query(prometheus, _substitute(expr)), f"no data: {expr}"
+    result = query(prometheus, _substitute(expr))
+    assert result, f"no data: {expr}"
+    for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", legend):
+        assert all(label in series["metric"] for series in result), (legend, result)
 
 
 def test_panels_name_only_exported_metrics_or_recording_rules(live: tuple[str, str]) -> None:
@@ -124,7 +130,7 @@ def test_panels_name_only_exported_metrics_or_recording_rules(live: tuple[str, s
     known = exported_names(metrics_text) | _recording_rules() | {"up"}
     unknown = {}
     for param in _targets():
-        expr = param.values[0]
+        expr = str(param.values[0])
         if _pending(expr) is None:
             missing = metric_names(expr) - known
             if missing:
