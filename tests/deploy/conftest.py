@@ -20,9 +20,3 @@ def prometheus_binary(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} is not installed: run `make system-deps` (Debian package prometheus)")
     return found
-
-
-# The site stack's broker: a real mosquitto on a free loopback port.
-from tests.telemetry.brokers import mosquitto  # noqa: E402
-
-__all__ = ["DEPLOY", "ROOT", "mosquitto", "prometheus_binary"]
