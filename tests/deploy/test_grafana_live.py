@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -195,3 +196,27 @@ def test_uids_are_unique_and_panels_fit_the_grid() -> None:
             assert pos["x"] + pos["w"] <= 24, (path.name, panel["title"])
             assert panel["targets"], (path.name, panel["title"])
     assert len(uids) == len(set(uids)) == 4
+
+
+def test_rules_evaluate_without_error_and_stay_quiet_on_a_healthy_gateway(
+    live: tuple[str, str],
+) -> None:
+    """The shipped rules, loaded by the live Prometheus: every rule evaluates (no many-to-many
+    match, no type error at run time) and no alert fires on a healthy demo gateway."""
+    prometheus, _ = live
+    deadline = time.monotonic() + 10
+    while True:  # every group evaluated at least once (1 s interval)
+        groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        if all(r["health"] != "unknown" for r in rules) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(rules) == sum(
+        len(group["rules"])
+        for name in ("gateway.rules.yml", "security.rules.yml")
+        for group in yaml.safe_load((RULES / name).read_text())["groups"]
+    )
+    broken = {rule["name"]: rule.get("lastError") for rule in rules if rule["health"] != "ok"}
+    assert not broken, broken
+    firing = [r["name"] for r in rules if r["type"] == "alerting" and r["state"] == "firing"]
+    assert not firing, firing
