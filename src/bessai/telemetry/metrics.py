@@ -76,7 +76,10 @@ class TelemetryCollector(Collector):
             "Envelopes dropped by the cap or a full disk (telemetry only).",
             labels=["site", "kind"],
         )
-        for (site, kind), n in sorted(stats.dropped.items()):
+        emitted_counts = self._emitted()
+        # 0 for every (site, kind) emitted so far rather than no sample until the first drop:
+        # `increase()` then sees the first drop, and a dashboard shows 0, not "no data".
+        for (site, kind), n in sorted((dict.fromkeys(emitted_counts, 0) | stats.dropped).items()):
             drops.add_metric([site, kind], float(n))
         yield drops
 
@@ -86,7 +89,7 @@ class TelemetryCollector(Collector):
             "Envelopes committed to the outbox.",
             labels=["site", "kind"],
         )
-        for (site, kind), n in sorted(self._emitted().items()):
+        for (site, kind), n in sorted(emitted_counts.items()):
             emitted.add_metric([site, kind], float(n))
         yield emitted
         not_kept = CounterMetricFamily(
