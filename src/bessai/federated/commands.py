@@ -26,6 +26,7 @@ from bessai.federated.processes import (
     NodeOptions,
     Tls,
     free_port,
+    register_supernode,
     start_superlink,
     start_supernode,
     submit_run,
@@ -68,6 +69,7 @@ class ServeOptions:
     round_timeout_s: float
     run_timeout_s: float
     metrics_port: int | None
+    node_keys: tuple[Path, ...] = ()
 
 
 def _serve_metrics(port: int, metrics: FlMetrics) -> None:
@@ -88,6 +90,8 @@ def serve(opts: ServeOptions) -> dict[str, object]:
     try:
         address = f"{opts.link.host}:{opts.link.port}"
         write_cli_config(work / "flwr", address, opts.link.tls)
+        for key in opts.node_keys:
+            register_supernode(work / "flwr", key)
         run_config: dict[str, object] = {
             "out": str(opts.out.resolve()),
             "status": str(status_path.resolve()),
@@ -169,6 +173,12 @@ def serve_command(
             metavar="",
         ),
     ] = False,
+    node_key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--node-key", help="Public key of a SuperNode allowed in (repeat the option)."
+        ),
+    ] = None,
     metrics_port: Annotated[
         int | None, typer.Option("--metrics-port", help="Serve fl_* metrics on 127.0.0.1:PORT.")
     ] = None,
@@ -192,7 +202,10 @@ def serve_command(
         round_timeout_s,
         run_timeout_s,
         metrics_port,
+        tuple(node_key or ()),
     )
+    if opts.node_keys and not supernode_auth:
+        raise ConfigError("fl serve: --node-key needs --supernode-auth")
     status = serve(opts)
     typer.echo(json.dumps(_summary(status)))
     if status.get("state") != "done":

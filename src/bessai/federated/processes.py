@@ -252,3 +252,21 @@ def submit_run(flwr_home: Path, run_config: dict[str, object], timeout_s: float 
         why = out.get("error") or (done.stderr or done.stdout).strip().splitlines()[-1:]
         raise DataError(f"fl serve: flwr run failed: {why}")
     return str(out.get("run-id", ""))
+
+
+def register_supernode(flwr_home: Path, public_key: Path, timeout_s: float = 60.0) -> None:
+    """Allow the SuperNode holding the private key of ``public_key`` (``flwr supernode
+    register``): with node authentication on, the SuperLink refuses every other node."""
+    args = [flower_exe("flwr"), "supernode", "register", str(public_key), "bessai",
+            "--format", "json"]  # fmt: skip
+    done = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        env=flower_env(flwr_home),
+        timeout=timeout_s,
+        check=False,
+    )
+    if done.returncode != 0:
+        why = (done.stderr or done.stdout).strip().splitlines()[-1:]
+        raise DataError(f"fl serve: registering {public_key} failed: {why}")
