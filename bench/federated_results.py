@@ -31,7 +31,8 @@ import numpy as np
 from bench import DATA
 from bessai.analysis.evaluate import baseline_forecaster, onnx_forecaster, run_strategy
 from bessai.federated.local import LocalTransport
-from bessai.federated.server import Policy, run_ridge
+from bessai.federated.mlp import MlpSpec
+from bessai.federated.server import Policy, run_mlp, run_ridge
 from bessai.federated.site import SiteRows, load_site, site_source
 from bessai.federated.stats import LinearModel
 from bessai.market.options import PriceSource
@@ -117,6 +118,7 @@ def main(out: Path) -> list[dict[str, object]]:
         out / "centralised"
     )
     results: list[dict[str, object]] = []
+    results += mlp_study(rows, out)
     for k, site in enumerate(SITES):
         if not site.judged:
             continue
@@ -132,6 +134,44 @@ def main(out: Path) -> list[dict[str, object]]:
     summary = {"max_abs_coefficient_diff_federated_vs_centralised": diff, "results": results}
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_table(results, diff)
+    return results
+
+
+FEDPROX_MU = 0.1
+
+
+def pooled_site(rows: list[SiteRows]) -> SiteRows:
+    """Every site's rows as one site: the centralised training."""
+    cat = np.concatenate
+    return SiteRows(rows[0].info, cat([r.x for r in rows]), cat([r.y for r in rows]),
+                    cat([r.hour for r in rows]), cat([r.spread for r in rows]),
+                    cat([r.price for r in rows]))  # fmt: skip
+
+
+def mlp_study(rows: list[SiteRows], out: Path) -> list[dict[str, object]]:
+    """The MLP: local-only, FedAvg, FedProx and centralised, judged like the Ridge."""
+    t = LocalTransport(rows)
+    fedavg = run_mlp(t, t.ids(), Policy(min_clients=3), MlpSpec())
+    fedavg.write(out / "mlp-fedavg")
+    fedprox = run_mlp(t, t.ids(), Policy(min_clients=3), MlpSpec(mu=FEDPROX_MU))
+    fedprox.write(out / "mlp-fedprox")
+    central_t = LocalTransport([pooled_site(rows)])
+    central = run_mlp(central_t, [0], Policy(min_clients=1), MlpSpec())
+    central.write(out / "mlp-centralised")
+    results: list[dict[str, object]] = []
+    for k, site in enumerate(SITES):
+        if not site.judged:
+            continue
+        solo_t = LocalTransport([rows[k]])
+        run_mlp(solo_t, [0], Policy(min_clients=1), MlpSpec()).write(out / f"mlp-local-{site.name}")
+        dirs = {"MLP local-only": out / f"mlp-local-{site.name}",
+                "MLP FedAvg": out / "mlp-fedavg",
+                f"MLP FedProx (mu {FEDPROX_MU:g})": out / "mlp-fedprox",
+                "MLP centralised": out / "mlp-centralised"}  # fmt: skip
+        for label, d in dirs.items():
+            r = judge(site, d, label)
+            print(json.dumps(r), file=sys.stderr)
+            results.append(r)
     return results
 
 

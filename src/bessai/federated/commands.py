@@ -70,6 +70,9 @@ class ServeOptions:
     run_timeout_s: float
     metrics_port: int | None
     node_keys: tuple[Path, ...] = ()
+    model: str = "ridge"
+    fit_rounds: int = 30
+    fedprox_mu: float = 0.0
 
 
 def _serve_metrics(port: int, metrics: FlMetrics) -> None:
@@ -99,6 +102,9 @@ def serve(opts: ServeOptions) -> dict[str, object]:
             "expect-clients": opts.expect_clients,
             "wait-s": opts.wait_s,
             "round-timeout-s": opts.round_timeout_s,
+            "model": opts.model,
+            "fit-rounds": opts.fit_rounds,
+            "fedprox-mu": opts.fedprox_mu,
         }
         submit_run(work / "flwr", run_config)
         return _wait_done(link, status_path, metrics, opts.run_timeout_s)
@@ -132,6 +138,14 @@ def _tls(insecure: bool, certfile: Path | None, keyfile: Path | None, ca: Path |
 @fl_app.command("serve")
 def serve_command(
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    model: Annotated[
+        str,
+        typer.Option("--model", help="ridge (exact, 3 rounds) or mlp (FedAvg/FedProx rounds)."),
+    ] = "ridge",
+    fit_rounds: Annotated[int, typer.Option("--fit-rounds", help="MLP: training rounds.")] = 30,
+    fedprox_mu: Annotated[
+        float, typer.Option("--fedprox-mu", help="MLP: FedProx proximal weight (0: FedAvg).")
+    ] = 0.0,
     work_dir: WorkDirOpt = Path("fl-server"),
     host: Annotated[
         str, typer.Option("--host", help="Address the SuperLink listens on.")
@@ -187,6 +201,10 @@ def serve_command(
     model directory, stop."""
     if min_clients < 1:
         raise ConfigError("fl serve: --min-clients must be at least 1")
+    if model not in ("ridge", "mlp"):
+        raise ConfigError(f"fl serve: --model {model!r}; choose ridge or mlp")
+    if fit_rounds < 1 or fedprox_mu < 0:
+        raise ConfigError("fl serve: need --fit-rounds >= 1 and --fedprox-mu >= 0")
     opts = ServeOptions(
         LinkOptions(
             host,
@@ -203,6 +221,9 @@ def serve_command(
         run_timeout_s,
         metrics_port,
         tuple(node_key or ()),
+        model,
+        fit_rounds,
+        fedprox_mu,
     )
     if opts.node_keys and not supernode_auth:
         raise ConfigError("fl serve: --node-key needs --supernode-auth")

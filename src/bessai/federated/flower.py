@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,9 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from bessai.errors import BessaiError, DataError
+from bessai.federated.mlp import MlpSpec
 from bessai.federated.protocol import Payload, answer
-from bessai.federated.server import Policy, run_ridge
+from bessai.federated.server import Policy, run_mlp, run_ridge
 from bessai.federated.site import SiteRows, load_site, site_source
 from bessai.federated.status import StatusFile
 
@@ -79,16 +80,25 @@ class ServerSettings:
     policy: Policy
     expect_clients: int
     wait_s: float
+    model: str = "ridge"
+    mlp: MlpSpec = field(default_factory=MlpSpec)
 
     @classmethod
     def of(cls, config: dict[str, Any]) -> ServerSettings:
         """Read and check the run config."""
+        model = str(config.get("model", "ridge"))
+        if model not in ("ridge", "mlp"):
+            raise DataError(f"federated: unknown model {model!r}; choose ridge or mlp")
         return cls(
             Path(str(config["out"])),
             Path(str(config["status"])),
             Policy(int(config["min-clients"]), float(config["round-timeout-s"])),
             int(config["expect-clients"]),
             float(config["wait-s"]),
+            model,
+            MlpSpec(
+                rounds=int(config.get("fit-rounds", 30)), mu=float(config.get("fedprox-mu", 0.0))
+            ),
         )
 
 
@@ -112,9 +122,12 @@ def server_main(grid: Grid, context: Context) -> None:
     status.start(settings.policy.min_clients)
     try:
         ids = wait_for_sites(grid, settings.expect_clients, settings.wait_s)
-        status.update(connected=len(ids))
+        status.update(connected=len(ids), model=settings.model)
         transport = GridTransport(grid, settings.policy.round_timeout_s)
-        result = run_ridge(transport, ids, settings.policy, on_round=status.round)
+        if settings.model == "mlp":
+            result = run_mlp(transport, ids, settings.policy, settings.mlp, status.round)
+        else:
+            result = run_ridge(transport, ids, settings.policy, on_round=status.round)
         result.write(settings.out)
     except BessaiError as exc:
         status.fail(str(exc))
@@ -161,5 +174,5 @@ def _handler(stage: str) -> Callable[[Message, Context], Message]:
     return handle
 
 
-for _stage in ("moments", "gram", "calibrate"):
+for _stage in ("moments", "gram", "calibrate", "fit"):
     client_app.train(_stage)(_handler(_stage))

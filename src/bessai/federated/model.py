@@ -14,12 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from bessai.errors import DataError
 from bessai.federated.site import FEDERATED_SPEC, SiteInfo
-from bessai.federated.stats import FloatArray, LinearModel, histogram_quantile
+from bessai.federated.stats import FloatArray, PointModel, histogram_quantile
 from bessai.market.bands import QUANTILES, BandCalibration
 from bessai.market.features import BASE_FEATURES
 
@@ -61,16 +63,18 @@ def check_sites(infos: Sequence[SiteInfo]) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class FederatedRidge:
-    """The aggregated model and what the card says about its making."""
+class FederatedModel:
+    """The aggregated model (``kind`` "ridge": a :class:`LinearModel`; "mlp": an
+    :class:`.mlp.MlpModel`) and what the card says about its making."""
 
-    model: LinearModel
+    model: Any
     calibration: BandCalibration
     sites: tuple[SiteInfo, ...]
     rows: dict[str, int]
     rounds: int
     train_loss: float  # mean squared error over every site's rows, price units squared
     extra: dict[str, object] = field(default_factory=dict)
+    kind: str = "ridge"
 
     def card(self) -> dict[str, object]:
         """The model card (the keys the predictor reads, and the federation's)."""
@@ -80,7 +84,7 @@ class FederatedRidge:
         first = self.sites[0]
         return {
             "format": CARD_FORMAT,
-            "model": "ridge",
+            "model": self.kind,
             "features": list(first.features),
             "exog": [],
             "horizon_h": spec.horizon_h,
@@ -96,7 +100,6 @@ class FederatedRidge:
             "timezone": first.timezone,
             "step_s": first.step_s,
             "federated": {
-                "algorithm": "ridge from summed sufficient statistics (exact)",
                 "rounds": self.rounds,
                 "sites": [
                     {
@@ -109,23 +112,47 @@ class FederatedRidge:
                     for s in self.sites
                 ],
                 "train_mse": self.train_loss,
-                "weights": [float(w) for w in self.model.weights],
-                "intercept": self.model.intercept,
-                "alpha": spec.ridge_alpha,
+                **self._coefficients(),
                 **self.extra,
             },
         }
 
+    def _coefficients(self) -> dict[str, object]:
+        if self.kind != "ridge":
+            return {"algorithm": "MLP, FedAvg/FedProx (iterative)"}
+        return {
+            "algorithm": "ridge from summed sufficient statistics (exact)",
+            "weights": [float(w) for w in self.model.weights],
+            "intercept": self.model.intercept,
+            "alpha": FEDERATED_SPEC.ridge_alpha,
+        }
+
+    def _probe(self) -> npt.NDArray[np.float32]:
+        """Rows spread like the training rows, to check the ONNX export on."""
+        m = self.model
+        mean, scale = (
+            (m.scaling.x_mean, m.scaling.x_scale) if self.kind == "mlp" else (m.mean, m.scale)
+        )
+        rng = np.random.default_rng(0)
+        return np.asarray(mean + rng.standard_normal((64, len(mean))) * scale, dtype=np.float32)
+
+    def onnx(self) -> Any:
+        """The model as ONNX (input ``X``, output (n, 1))."""
+        n = len(self.sites[0].features)
+        if self.kind == "mlp":
+            from bessai.federated.mlp import mlp_onnx
+
+            return mlp_onnx(self.model, n)
+        from bessai.market.export import linear_onnx
+
+        return linear_onnx(self.model.weights, self.model.intercept, n)
+
     def write(self, out: Path) -> dict[str, object]:
         """Write ``point.onnx`` and ``card.json`` into ``out``; the ONNX model is checked
         against the float64 coefficients on the way."""
-        from bessai.market.export import linear_onnx
-
         out.mkdir(parents=True, exist_ok=True)
-        n = len(self.model.weights)
-        onnx_model = linear_onnx(self.model.weights, self.model.intercept, n)
-        data = onnx_model.SerializeToString()
-        diff = _onnx_diff(data, self.model)
+        data = self.onnx().SerializeToString()
+        diff = _onnx_diff(data, self.model, self._probe())
         (out / "point.onnx").write_bytes(data)
         card = self.card()
         card["onnx"] = {"max_abs_diff": round(diff, 6), "tolerance": 0.05}
@@ -136,12 +163,10 @@ class FederatedRidge:
         return card
 
 
-def _onnx_diff(data: bytes, model: LinearModel) -> float:
-    """Largest difference between the ONNX model and the float64 one on probe rows."""
+def _onnx_diff(data: bytes, model: PointModel, x: npt.NDArray[np.float32]) -> float:
+    """Largest difference between the ONNX model and the float64 one on rows ``x``."""
     import onnxruntime as ort
 
-    rng = np.random.default_rng(0)
-    x = (model.mean + rng.standard_normal((64, len(model.mean))) * model.scale).astype(np.float32)
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     got = np.asarray(sess.run(None, {"X": x})[0], dtype=np.float64).ravel()
     return float(np.max(np.abs(got - model.predict(x))))

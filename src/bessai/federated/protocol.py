@@ -43,8 +43,10 @@ def answer(rows: SiteRows, stage: str, request: Payload) -> Payload:
     if stage == "moments":
         m = rows.moments()
         i = rows.info
+        x64 = np.asarray(rows.x, dtype=np.float64)
         return {
             "n": m.n, "sum_x": m.sum_x, "sum_y": m.sum_y, "site": i.site, "unit": i.unit,
+            "sum_x2": (x64**2).sum(axis=0), "sum_y2": float(np.sum(rows.y**2)),
             "timezone": i.timezone, "step_s": i.step_s, "features": ",".join(i.features),
             "first_day": i.first_day, "last_day": i.last_day,
         }  # fmt: skip
@@ -55,11 +57,18 @@ def answer(rows: SiteRows, stage: str, request: Payload) -> Payload:
         model = model_from(request)
         hist, sse = rows.residual_histogram(model, float(request["floor"]))
         return {"hist": hist, "sse": sse, "n": rows.n}
+    if stage == "fit":
+        from bessai.federated.mlp import answer_fit
+
+        return answer_fit(rows, request)
     raise DataError(f"federated: unknown stage {stage!r}")
 
 
-def model_request(model: LinearModel, floor: float) -> Payload:
-    """The ``calibrate`` request: the model, and the spread floor."""
+def model_request(model: Any, floor: float) -> Payload:
+    """The ``calibrate`` request: the model (a :class:`LinearModel` or an
+    :class:`.mlp.MlpModel`), and the spread floor."""
+    if not isinstance(model, LinearModel):
+        return {**model.params, **model.scaling.payload(), "kind": "mlp", "floor": floor}
     return {
         "weights": model.weights,
         "intercept": model.intercept,
@@ -70,8 +79,13 @@ def model_request(model: LinearModel, floor: float) -> Payload:
     }
 
 
-def model_from(payload: Payload) -> LinearModel:
+def model_from(payload: Payload) -> Any:
     """The model a ``calibrate`` request carries."""
+    if payload.get("kind") == "mlp":
+        from bessai.federated.mlp import PARAMS, MlpModel, Scaling
+
+        params = {k: _array(payload, k) for k in PARAMS}
+        return MlpModel(params, Scaling.of(payload), ())
     return LinearModel(
         _array(payload, "weights"),
         float(payload["intercept"]),

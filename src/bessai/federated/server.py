@@ -20,15 +20,17 @@ from typing import Protocol
 import numpy as np
 
 from bessai.errors import DataError
+from bessai.federated.mlp import MlpSpec, run_rounds, scaling_from_sums
 from bessai.federated.model import (
-    FederatedRidge,
+    FederatedModel,
     calibration_from_histograms,
     check_sites,
     spread_floor,
 )
 from bessai.federated.protocol import Payload, gram_of, model_request, moments_of
 from bessai.federated.site import SiteInfo
-from bessai.federated.stats import Moments, add_grams, add_moments, solve_ridge
+from bessai.federated.stats import add_grams, add_moments, solve_ridge
+from bessai.market.bands import BandCalibration
 from bessai.market.training import TrainSpec
 
 
@@ -94,23 +96,45 @@ class _Run:
         return replies
 
 
-def run_ridge(
-    transport: Transport,
-    site_ids: Sequence[int],
-    policy: Policy,
-    on_round: Callable[[RoundReport], None] = lambda report: None,
-) -> FederatedRidge:
-    """Train the federated Ridge over the sites ``site_ids``."""
-    run = _Run(transport, policy, on_round)
+def _check_count(site_ids: Sequence[int], policy: Policy) -> None:
     if len(site_ids) < policy.min_clients:
         raise DataError(
             f"federated: {len(site_ids)} sites connected, fewer than the minimum of "
             f"{policy.min_clients}"
         )
-    moments: dict[int, Moments] = {}
-    for k, reply in run.ask("moments", {k: {} for k in site_ids}).items():
-        moments[k], run.sites[k] = moments_of(reply)
-    check_sites([run.sites[k] for k in sorted(moments)])
+
+
+def _moments_round(run: _Run, site_ids: Sequence[int]) -> dict[int, Payload]:
+    """Round 1 for either model: the sites' moments, their info recorded and checked."""
+    replies = run.ask("moments", {k: {} for k in site_ids})
+    for k, reply in replies.items():
+        run.sites[k] = moments_of(reply)[1]
+    check_sites([run.sites[k] for k in sorted(replies)])
+    return replies
+
+
+def _calibrate(
+    run: _Run, model: object, active: list[int], floor: float
+) -> tuple[BandCalibration, float]:
+    """The last round: pooled error histograms -> bands; the train loss (MSE, price units)."""
+    calib = run.ask("calibrate", {k: model_request(model, floor) for k in active})
+    hist = np.sum([np.asarray(v["hist"], dtype=np.float64) for v in calib.values()], axis=0)
+    n_calib = sum(int(v["n"]) for v in calib.values())
+    loss = float(sum(float(v["sse"]) for v in calib.values()) / n_calib)
+    run.on_round(RoundReport(run.rounds, "done", 0, 0, (), loss))
+    return calibration_from_histograms(hist, floor), loss
+
+
+def run_ridge(
+    transport: Transport,
+    site_ids: Sequence[int],
+    policy: Policy,
+    on_round: Callable[[RoundReport], None] = lambda report: None,
+) -> FederatedModel:
+    """Train the federated Ridge over the sites ``site_ids``."""
+    run = _Run(transport, policy, on_round)
+    _check_count(site_ids, policy)
+    moments = {k: moments_of(v)[0] for k, v in _moments_round(run, site_ids).items()}
     active = sorted(moments)
     for _attempt in range(policy.max_gram_attempts):
         pooled = add_moments(moments[k] for k in active)
@@ -126,18 +150,60 @@ def run_ridge(
         )
     grams = {k: gram_of(v) for k, v in replies.items()}
     model = solve_ridge(pooled, add_grams(grams.values()), TrainSpec(model="ridge").ridge_alpha)
-    floor = spread_floor(pooled.mean_x())
-    calib = run.ask("calibrate", {k: model_request(model, floor) for k in active})
-    hist = np.sum([np.asarray(v["hist"], dtype=np.float64) for v in calib.values()], axis=0)
-    n_calib = sum(int(v["n"]) for v in calib.values())
-    loss = float(sum(float(v["sse"]) for v in calib.values()) / n_calib)
-    run.on_round(RoundReport(run.rounds, "done", 0, 0, (), loss))
-    infos = tuple(run.sites[k] for k in active)
-    return FederatedRidge(
+    calibration, loss = _calibrate(run, model, active, spread_floor(pooled.mean_x()))
+    return FederatedModel(
         model,
-        calibration_from_histograms(hist, floor),
-        infos,
+        calibration,
+        tuple(run.sites[k] for k in active),
         {run.sites[k].site: moments[k].n for k in active},
         run.rounds,
         loss,
+    )
+
+
+def run_mlp(
+    transport: Transport,
+    site_ids: Sequence[int],
+    policy: Policy,
+    spec: MlpSpec,
+    on_round: Callable[[RoundReport], None] = lambda report: None,
+) -> FederatedModel:
+    """Train the MLP with FedAvg (``spec.mu == 0``) or FedProx over the sites ``site_ids``;
+    a site that misses a round is out from then on (the minimum still applies)."""
+    run = _Run(transport, policy, on_round)
+    _check_count(site_ids, policy)
+    replies = _moments_round(run, site_ids)
+    moments = {k: moments_of(v)[0] for k, v in replies.items()}
+    pooled = add_moments(moments.values())
+    scaling = scaling_from_sums(
+        pooled.n,
+        pooled.sum_x,
+        np.sum([np.asarray(v["sum_x2"], dtype=np.float64) for v in replies.values()], axis=0),
+        pooled.sum_y,
+        float(sum(float(v["sum_y2"]) for v in replies.values())),
+    )
+    alive = sorted(replies)
+
+    def ask(requests: dict[int, Payload], _round: int) -> dict[int, Payload]:
+        got = run.ask("fit", {k: v for k, v in requests.items() if k in alive})
+        alive[:] = sorted(got)
+        return got
+
+    model = run_rounds(ask, alive, scaling, spec, len(pooled.sum_x))
+    calibration, loss = _calibrate(run, model, alive, spread_floor(pooled.mean_x()))
+    extra: dict[str, object] = {
+        "fedprox_mu": spec.mu,
+        "hidden": spec.hidden,
+        "local_epochs": spec.local_epochs,
+        "fit_rounds": spec.rounds,
+    }
+    return FederatedModel(
+        model,
+        calibration,
+        tuple(run.sites[k] for k in alive),
+        {run.sites[k].site: moments[k].n for k in alive},
+        run.rounds,
+        loss,
+        extra,
+        kind="mlp",
     )

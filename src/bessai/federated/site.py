@@ -19,8 +19,8 @@ from bessai.errors import DataError
 from bessai.federated.stats import (
     FloatArray,
     Gram,
-    LinearModel,
     Moments,
+    PointModel,
     error_histogram,
 )
 from bessai.market.features import baseline_point, feature_names, hour_of, spread_of
@@ -98,7 +98,7 @@ class SiteRows:
         """Round 2: cross-products centred on the pooled means."""
         return Gram.of(self.x, self.y, mean_x, mean_y)
 
-    def residual_histogram(self, model: LinearModel, floor: float) -> tuple[FloatArray, float]:
+    def residual_histogram(self, model: PointModel, floor: float) -> tuple[FloatArray, float]:
         """Round 3: per local hour, the histogram of the model's errors in units of the week's
         spread (floored like :func:`bessai.market.bands.fit_calibration`), and the sum of
         squared errors in price units (the train loss)."""

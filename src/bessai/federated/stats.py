@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,14 @@ import numpy.typing as npt
 from bessai.errors import DataError
 
 FloatArray = npt.NDArray[np.float64]
+
+
+class PointModel(Protocol):
+    """A model of the residual target on raw features (the Ridge, the MLP)."""
+
+    def predict(self, x: npt.NDArray[np.floating[Any]]) -> FloatArray:
+        """The residual forecast."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
