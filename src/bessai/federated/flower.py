@@ -21,8 +21,9 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from bessai.errors import BessaiError, DataError
+from bessai.federated.answers import answer
 from bessai.federated.mlp import MlpSpec
-from bessai.federated.protocol import Payload, answer
+from bessai.federated.protocol import Payload
 from bessai.federated.server import Policy, run_mlp, run_ridge
 from bessai.federated.site import SiteRows, load_site, site_source
 from bessai.federated.status import StatusFile

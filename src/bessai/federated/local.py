@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bessai.federated.protocol import Payload, answer
+from bessai.federated.answers import answer
+from bessai.federated.protocol import Payload
 from bessai.federated.site import SiteRows
 
 

@@ -211,6 +211,17 @@ def run_rounds(ask: AskFit, ids: Sequence[int], scaling: Scaling, spec: MlpSpec,
     return MlpModel(params, scaling, tuple(losses))
 
 
+def mlp_request(model: MlpModel, floor: float) -> Payload:
+    """The ``calibrate`` request of the MLP: its weights and scaling, and the spread floor."""
+    return {**model.params, **model.scaling.payload(), "kind": "mlp", "floor": floor}
+
+
+def mlp_from(payload: Payload) -> MlpModel:
+    """The MLP a ``calibrate`` request carries."""
+    params = {k: np.asarray(payload[k], dtype=np.float64) for k in PARAMS}
+    return MlpModel(params, Scaling.of(payload), ())
+
+
 def mlp_onnx(model: MlpModel, n_features: int) -> Any:
     """The MLP with its scaling as one ONNX graph (input ``X`` float32, output (n, 1))."""
     from onnx import TensorProto, helper, numpy_helper

@@ -31,45 +31,36 @@ Payload = dict[str, Any]
 STAGES: tuple[str, ...] = ("moments", "gram", "calibrate", "fit")
 
 
-def _array(payload: Payload, key: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+def array(payload: Payload, key: str) -> np.ndarray[Any, np.dtype[np.float64]]:
     try:
         return np.asarray(payload[key], dtype=np.float64)
     except KeyError:
         raise DataError(f"federated: the message lacks {key!r}") from None
 
 
-def answer(rows: SiteRows, stage: str, request: Payload) -> Payload:
-    """A site's answer to ``stage`` (the iterative model's ``fit`` is :func:`.mlp.answer_fit`)."""
-    if stage == "moments":
-        m = rows.moments()
-        i = rows.info
-        x64 = np.asarray(rows.x, dtype=np.float64)
-        return {
-            "n": m.n, "sum_x": m.sum_x, "sum_y": m.sum_y, "site": i.site, "unit": i.unit,
-            "sum_x2": (x64**2).sum(axis=0), "sum_y2": float(np.sum(rows.y**2)),
-            "timezone": i.timezone, "step_s": i.step_s, "features": ",".join(i.features),
-            "first_day": i.first_day, "last_day": i.last_day,
-        }  # fmt: skip
-    if stage == "gram":
-        g = rows.gram(_array(request, "mean_x"), float(request["mean_y"]))
-        return {"xx": g.xx, "xy": g.xy, "yy": g.yy, "n": g.n}
-    if stage == "calibrate":
-        model = model_from(request)
-        hist, sse = rows.residual_histogram(model, float(request["floor"]))
-        return {"hist": hist, "sse": sse, "n": rows.n}
-    if stage == "fit":
-        from bessai.federated.mlp import answer_fit
-
-        return answer_fit(rows, request)
-    raise DataError(f"federated: unknown stage {stage!r}")
-
-
-def model_request(model: Any, floor: float) -> Payload:
-    """The ``calibrate`` request: the model (a :class:`LinearModel` or an
-    :class:`.mlp.MlpModel`), and the spread floor."""
-    if not isinstance(model, LinearModel):
-        return {**model.params, **model.scaling.payload(), "kind": "mlp", "floor": floor}
+def moments_answer(rows: SiteRows) -> Payload:
+    """A site's ``moments``: row count, first and second column sums, what its rows are."""
+    m = rows.moments()
+    i = rows.info
+    x64 = np.asarray(rows.x, dtype=np.float64)
     return {
+        "n": m.n, "sum_x": m.sum_x, "sum_y": m.sum_y, "site": i.site, "unit": i.unit,
+        "sum_x2": (x64**2).sum(axis=0), "sum_y2": float(np.sum(rows.y**2)),
+        "timezone": i.timezone, "step_s": i.step_s, "features": ",".join(i.features),
+        "first_day": i.first_day, "last_day": i.last_day,
+    }  # fmt: skip
+
+
+def gram_answer(rows: SiteRows, request: Payload) -> Payload:
+    """A site's ``gram``: cross-products centred on the pooled means the server sent."""
+    g = rows.gram(array(request, "mean_x"), float(request["mean_y"]))
+    return {"xx": g.xx, "xy": g.xy, "yy": g.yy, "n": g.n}
+
+
+def linear_request(model: LinearModel, floor: float) -> Payload:
+    """The ``calibrate`` request of the Ridge: the model, and the spread floor."""
+    return {
+        "kind": "ridge",
         "weights": model.weights,
         "intercept": model.intercept,
         "mean": model.mean,
@@ -79,19 +70,14 @@ def model_request(model: Any, floor: float) -> Payload:
     }
 
 
-def model_from(payload: Payload) -> Any:
-    """The model a ``calibrate`` request carries."""
-    if payload.get("kind") == "mlp":
-        from bessai.federated.mlp import PARAMS, MlpModel, Scaling
-
-        params = {k: _array(payload, k) for k in PARAMS}
-        return MlpModel(params, Scaling.of(payload), ())
+def linear_from(payload: Payload) -> LinearModel:
+    """The Ridge a ``calibrate`` request carries."""
     return LinearModel(
-        _array(payload, "weights"),
+        array(payload, "weights"),
         float(payload["intercept"]),
-        _array(payload, "coef"),
-        _array(payload, "mean"),
-        _array(payload, "scale"),
+        array(payload, "coef"),
+        array(payload, "mean"),
+        array(payload, "scale"),
     )
 
 
@@ -106,9 +92,9 @@ def moments_of(reply: Payload) -> tuple[Moments, SiteInfo]:
         str(reply["first_day"]),
         str(reply["last_day"]),
     )
-    return Moments(int(reply["n"]), _array(reply, "sum_x"), float(reply["sum_y"])), info
+    return Moments(int(reply["n"]), array(reply, "sum_x"), float(reply["sum_y"])), info
 
 
 def gram_of(reply: Payload) -> Gram:
     """A ``gram`` answer, read back."""
-    return Gram(_array(reply, "xx"), _array(reply, "xy"), float(reply["yy"]), int(reply["n"]))
+    return Gram(array(reply, "xx"), array(reply, "xy"), float(reply["yy"]), int(reply["n"]))

@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from bessai.errors import DataError
+from bessai.federated.answers import calibrate_request
 from bessai.federated.mlp import MlpSpec, run_rounds, scaling_from_sums
 from bessai.federated.model import (
     FederatedModel,
@@ -27,7 +28,7 @@ from bessai.federated.model import (
     check_sites,
     spread_floor,
 )
-from bessai.federated.protocol import Payload, gram_of, model_request, moments_of
+from bessai.federated.protocol import Payload, gram_of, moments_of
 from bessai.federated.site import SiteInfo
 from bessai.federated.stats import add_grams, add_moments, solve_ridge
 from bessai.market.bands import BandCalibration
@@ -117,7 +118,7 @@ def _calibrate(
     run: _Run, model: object, active: list[int], floor: float
 ) -> tuple[BandCalibration, float]:
     """The last round: pooled error histograms -> bands; the train loss (MSE, price units)."""
-    calib = run.ask("calibrate", {k: model_request(model, floor) for k in active})
+    calib = run.ask("calibrate", {k: calibrate_request(model, floor) for k in active})
     hist = np.sum([np.asarray(v["hist"], dtype=np.float64) for v in calib.values()], axis=0)
     n_calib = sum(int(v["n"]) for v in calib.values())
     loss = float(sum(float(v["sse"]) for v in calib.values()) / n_calib)
