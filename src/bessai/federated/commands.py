@@ -227,6 +227,7 @@ def serve_command(
     )
     if opts.node_keys and not supernode_auth:
         raise ConfigError("fl serve: --node-key needs --supernode-auth")
+    opts.link.tls.server_args()  # a missing certificate is named before anything starts
     status = serve(opts)
     typer.echo(json.dumps(_summary(status)))
     if status.get("state") != "done":
