@@ -89,7 +89,7 @@ class TelemetryCollector(Collector):
             "Envelopes committed to the outbox.",
             labels=["site", "kind"],
         )
-        for (site, kind), n in sorted(emitted_counts.items()):
+        for (site, kind), n in sorted(self._emitted().items()):
             emitted.add_metric([site, kind], float(n))
         yield emitted
         not_kept = CounterMetricFamily(
