@@ -239,6 +239,7 @@ class Analyst:
 
     catalog: Catalog
     models: Models
+    gateway: bool = False  # served by a gateway (the live dashboard is there too)
     cache: ResultCache = field(default_factory=ResultCache)
     jobs: Jobs = field(init=False)
 

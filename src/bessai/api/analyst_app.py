@@ -48,7 +48,7 @@ class AnalystContext:
     config: ApiConfig
 
 
-def make_analyst(prices: list[Path], model_roots: list[Path]) -> Analyst:
+def make_analyst(prices: list[Path], model_roots: list[Path], *, gateway: bool = False) -> Analyst:
     """The catalog (the shipped sample and ``prices``) and the models under ``model_roots``."""
     files: list[tuple[str, Path]] = []
     for path in prices:
@@ -56,7 +56,7 @@ def make_analyst(prices: list[Path], model_roots: list[Path]) -> Analyst:
         while key in [k for k, _ in files] or key == "crucero-2023":
             key += "-2"
         files.append((key, path))
-    return Analyst(Catalog(files, price_path), Models.found(model_roots))
+    return Analyst(Catalog(files, price_path), Models.found(model_roots), gateway=gateway)
 
 
 def gateway_analyst(config: Config) -> Analyst:
@@ -69,7 +69,7 @@ def gateway_analyst(config: Config) -> Analyst:
             prices.append(Path(spec))
         if site.optimizer.forecaster.startswith("model:"):
             roots.append(Path(site.optimizer.forecaster.removeprefix("model:")))
-    return make_analyst(prices, [r for r in roots if r.is_dir()])
+    return make_analyst(prices, [r for r in roots if r.is_dir()], gateway=True)
 
 
 def create_analyst_app(api_cfg: ApiConfig, keys: KeyStore, analyst: Analyst) -> FastAPI:

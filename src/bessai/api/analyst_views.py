@@ -137,6 +137,7 @@ class SeriesOut(BaseModel):
 
 
 class CatalogOut(BaseModel):
+    gateway: bool = Field(description="served by a gateway (its live dashboard is at /)")
     series: list[SeriesOut]
     forecasters: list[str]
     settlements: list[str]

@@ -112,6 +112,7 @@ async def get_catalog(analyst: AnalystDep) -> CatalogOut:
     except BessaiError as exc:
         raise HTTPException(400, str(exc)) from None
     return CatalogOut(
+        gateway=analyst.gateway,
         series=[series_out(e) for e in entries],
         forecasters=[*BUILTIN_FORECASTERS, *analyst.models.names()],
         settlements=list(SETTLEMENTS),
