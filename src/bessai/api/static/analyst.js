@@ -163,7 +163,7 @@ function drawSlots(slots, unit, plan) {
   const start = points[0].t, end = points[points.length - 1].t + stepMs;
   $("prices-card").hidden = false;  // before drawing: a chart takes its card's width
   // Price chart: the band first (behind), then the forecast and the real price.
-  const price = drawTimeChart($("chart-price"), points, start, end, { height: 220, zone: z, gapMs: stepMs * 1.5,
+  const price = drawTimeChart($("chart-price"), points, start, end, { height: 200, zone: z, gapMs: stepMs * 1.5,
     series: [{ key: "p10", cls: "edge" }, { key: "p90", cls: "edge" }, { key: "fc", cls: "fc" },
       { key: "price", cls: "real" }], yTitle: unit, minSpan: 10, yFormat: (v) => Number(v.toFixed(0)) + "" });
   const banded = points.filter((p) => p.p10 !== null && p.p90 !== null);
@@ -274,7 +274,7 @@ function drawCurve(r) {
   $("curve-card").hidden = false;
   const points = r.curve.map((p) => ({ t: Date.parse(p.day + "T12:00:00Z"), net: p.cumulative_net, perfect: p.cumulative_perfect }));
   const start = points[0].t - 43200000, end = points[points.length - 1].t + 43200000;
-  drawTimeChart($("chart-curve"), points, start, end, { height: 220, zone: z, gapMs: 86400000 * 40,
+  drawTimeChart($("chart-curve"), points, start, end, { height: 200, zone: z, gapMs: 86400000 * 40,
     series: [{ key: "perfect", cls: "perfect" }, { key: "net", cls: "net" }], yTitle: cur, minSpan: 10,
     yFormat: (v) => Math.abs(v) >= 10000 ? (v / 1000).toFixed(0) + "k" : Number(v.toFixed(0)) + "" });
   $("curve-card").hidden = false;
@@ -305,7 +305,7 @@ async function runSweep() {
 function drawSweep(r, vary) {
   const svg = $("chart-sweep"), cur = r.unit.split("/")[0];
   svg.toggleAttribute("hidden", false);  // before measuring its width
-  const W = Math.max(320, Math.round(svg.getBoundingClientRect().width) || 600), H = 220;
+  const W = Math.max(320, Math.round(svg.getBoundingClientRect().width) || 600), H = 200;
   const m = { l: 60, r: 44, t: 10, b: 30 };
   svg.setAttribute("viewBox", "0 0 " + W + " " + H);
   const n = r.points.length, band = (W - m.l - m.r) / n;
