@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from bessai.api.analyst import MAX_PENDING, BusyError, Jobs, ResultCache
 from bessai.api.analyst_app import create_analyst_app, make_analyst
 from bessai.api.keys import KeyStore
 from bessai.cli import app as cli
@@ -222,3 +225,83 @@ async def test_catalog_upload_and_errors(client: httpx.AsyncClient, data_dir: Pa
     assert "/api/v1/analyst/backtests" in spec["paths"]
     no_key = await client.get("/api/v1/analyst/catalog", headers={"X-API-Key": ""})
     assert no_key.status_code == 401
+
+
+async def test_trained_model_directory_is_a_forecaster_equal_to_forecast_eval(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    prices = ["--prices", str(data_dir / VALDIVIA)]
+    model = tmp_path / "models" / "ridge-valdivia"
+    trained = runner.invoke(
+        cli, ["forecast", "train", *prices, "--kind", "ridge", "--out", str(model),
+              "--from", "2023-01-01", "--to", "2023-03-31"],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    keys = make_keys(tmp_path / "keys.json")
+    analyst = make_analyst([data_dir / VALDIVIA], [tmp_path / "models"])
+    app = create_analyst_app(ApiConfig(), KeyStore(tmp_path / "keys.json"), analyst)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://test",
+        headers={"Authorization": f"Bearer {keys['read']}"},
+    ) as client:
+        catalog = (await client.get("/api/v1/analyst/catalog")).json()
+        assert "model:ridge-valdivia" in catalog["forecasters"]
+        body = {"series": "cen-cmg-valdivia220-2023", "forecaster": "model:ridge-valdivia",
+                "day": "2023-06-14"}  # fmt: skip
+        answer = await client.post("/api/v1/analyst/day", json=body)
+        assert answer.status_code == 200, answer.text
+        doc = answer.json()
+    evaluated = _cli("forecast", "eval", "--model", str(model), *prices,
+                     "--from", "2023-06-14", "--to", "2023-06-14")  # fmt: skip
+    row = next(r for r in evaluated["results"] if r["strategy"] == "ridge")
+    for key in ("net_revenue", "perfect_daily_net", "capture_vs_daily_perfect", "days"):
+        assert doc["kpis"][key] == row[key], key
+    assert all(s["p10"] <= s["p50"] <= s["p90"] for s in doc["slots"])
+
+
+async def test_the_gateway_serves_the_analyst_page_and_routes(
+    make_api: Callable[..., Any],
+) -> None:
+    api = await make_api()
+    async with api.client(headers=api.auth("read")) as client:
+        catalog = (await client.get("/api/v1/analyst/catalog")).json()
+        assert catalog["gateway"] is True
+        assert [s["id"] for s in catalog["series"]] == ["crucero-2023"]
+        page = await client.get("/analyst")
+        assert page.status_code == 200
+        assert 'src="/static/analyst.js"' in page.text
+        day = {"series": "crucero-2023", "forecaster": "persistence", "day": "2023-06-14"}
+        answer = await client.post("/api/v1/analyst/day", json=day)
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["slots"]) == 24
+        spec = (await client.get("/api/v1/openapi.json")).json()
+        assert "/api/v1/analyst/sweeps" in spec["paths"]
+        dashboard = await client.get("/")
+        assert 'href="/analyst"' in dashboard.text
+
+
+def test_jobs_are_bounded_deduplicated_and_cached() -> None:
+    release = threading.Event()
+    jobs = Jobs(ResultCache(size=8))
+
+    def slow(progress: Any) -> str:
+        progress(0, 1)
+        release.wait(10)
+        progress(1, 1)
+        return "result"
+
+    first = jobs.submit("backtest", "k0", slow)
+    assert jobs.submit("backtest", "k0", slow) is first  # the same inputs: the same job
+    for i in range(1, MAX_PENDING):
+        jobs.submit("backtest", f"k{i}", slow)
+    with pytest.raises(BusyError, match="retry when one has finished"):
+        jobs.submit("backtest", "one-too-many", slow)
+    release.set()
+    deadline = time.monotonic() + 10
+    while first.state != "done":
+        assert time.monotonic() < deadline, first
+        time.sleep(0.01)
+    again = jobs.submit("backtest", "k0", slow)
+    assert (again.state, again.cached, again.result) == ("done", True, "result")
+    assert again.id != first.id

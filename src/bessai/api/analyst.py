@@ -28,6 +28,8 @@ from bessai.market.prices import PriceSeries, load_prices
 SHIPPED = {"crucero-2023": "builtin:crucero-2023"}
 MAX_UPLOADS = 8
 MAX_JOBS = 64
+#: Jobs queued or running at once; more are refused (503) rather than stacked behind them.
+MAX_PENDING = 4
 MAX_CACHED = 128
 
 JobState = Literal["queued", "running", "done", "failed"]
@@ -167,6 +169,10 @@ class ResultCache:
                 self._items.popitem(last=False)
 
 
+class BusyError(BessaiError):
+    """Too many jobs queued or running."""
+
+
 class Jobs:
     """Long computations, one at a time in a worker thread (the machine's other core stays
     with the gateway), deduplicated and cached by their inputs. The worker is a daemon thread:
@@ -194,6 +200,11 @@ class Jobs:
                 return running
             job = Job(uuid.uuid4().hex[:12], kind, key)
             cached = self.cache.get(key)
+            if cached is None and len(self._running) >= MAX_PENDING:
+                raise BusyError(
+                    f"{len(self._running)} analyst jobs are queued or running (at most "
+                    f"{MAX_PENDING}); retry when one has finished"
+                )
             if cached is not None:
                 job.state, job.result, job.cached = "done", cached, True
                 job.finished = job.created

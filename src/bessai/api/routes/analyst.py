@@ -10,13 +10,14 @@ Results are cached by their inputs (the prices' fingerprint included): asking ag
 # No `from __future__ import annotations`: FastAPI resolves route annotations where defined.
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from bessai.analysis.analyst import BUILTIN_FORECASTERS, Study
+from bessai.analysis.analyst import BUILTIN_FORECASTERS, Progress, Study
 from bessai.analysis.settle import SETTLEMENTS
-from bessai.api.analyst import Analyst, Job, SeriesEntry, cache_key
+from bessai.api.analyst import Analyst, BusyError, Job, SeriesEntry, cache_key
 from bessai.api.analyst_views import (
     CatalogOut,
     DayIn,
@@ -38,6 +39,7 @@ from bessai.errors import BessaiError
 #: A `day` or a range the series cannot answer, or prices that do not load.
 BAD_STUDY: Responses = {400: problem("a study the series cannot answer (the detail says why)")}
 STARTED: Responses = {202: {"model": JobOut, "description": "the job runs: poll it"}}
+BUSY: Responses = {503: problem("too many analyst jobs queued or running (Retry-After)")}
 UNKNOWN: Responses = {404: problem("unknown series or job")}
 
 
@@ -85,6 +87,13 @@ def _study(body: DayIn | RangeIn, entry: SeriesEntry) -> Study:
         raise HTTPException(400, str(exc)) from None
     _check_days(entry, study)
     return study
+
+
+def _submit(analyst: Analyst, kind: str, key: str, work: Callable[[Progress], Any]) -> Job:
+    try:
+        return analyst.jobs.submit(kind, key, work)
+    except BusyError as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
 
 
 def _job_out(job: Job, response: Response) -> JobOut:
@@ -156,7 +165,7 @@ async def post_day(body: DayIn, analyst: AnalystDep) -> DayOut:
     "/backtests",
     response_model=JobOut,
     status_code=200,
-    responses={**STARTED, **BODY, **BAD_STUDY, **UNKNOWN},
+    responses={**STARTED, **BODY, **BAD_STUDY, **UNKNOWN, **BUSY},
 )
 async def post_backtest(body: RangeIn, response: Response, analyst: AnalystDep) -> JobOut:
     """Back-test a range of days (`bessai backtest --from --to --json`): 202 with a job to
@@ -164,8 +173,8 @@ async def post_backtest(body: RangeIn, response: Response, analyst: AnalystDep) 
     entry = await _entry(analyst, body.series)
     _study(body, entry)
     key = cache_key("backtest", entry.fingerprint, _inputs(body))
-    job = analyst.jobs.submit(
-        "backtest", key, lambda progress: range_view(entry, body, analyst.models, progress)
+    job = _submit(
+        analyst, "backtest", key, lambda progress: range_view(entry, body, analyst.models, progress)
     )
     return _job_out(job, response)
 
@@ -174,7 +183,7 @@ async def post_backtest(body: RangeIn, response: Response, analyst: AnalystDep) 
     "/sweeps",
     response_model=JobOut,
     status_code=200,
-    responses={**STARTED, **BODY, **BAD_STUDY, **UNKNOWN},
+    responses={**STARTED, **BODY, **BAD_STUDY, **UNKNOWN, **BUSY},
 )
 async def post_sweep(body: SweepIn, response: Response, analyst: AnalystDep) -> JobOut:
     """The range's back-test at each battery size given (how big should it be): net revenue,
@@ -182,8 +191,8 @@ async def post_sweep(body: SweepIn, response: Response, analyst: AnalystDep) -> 
     entry = await _entry(analyst, body.series)
     _study(body, entry)
     key = cache_key("sweep", entry.fingerprint, _inputs(body))
-    job = analyst.jobs.submit(
-        "sweep", key, lambda progress: sweep_view(entry, body, analyst.models, progress)
+    job = _submit(
+        analyst, "sweep", key, lambda progress: sweep_view(entry, body, analyst.models, progress)
     )
     return _job_out(job, response)
 
