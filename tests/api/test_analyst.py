@@ -305,3 +305,13 @@ def test_jobs_are_bounded_deduplicated_and_cached() -> None:
     again = jobs.submit("backtest", "k0", slow)
     assert (again.state, again.cached, again.result) == ("done", True, "result")
     assert again.id != first.id
+
+
+def test_analyst_serve_says_what_it_needs() -> None:
+    no_keys = runner.invoke(cli, ["analyst", "serve"])
+    assert no_keys.exit_code != 0
+    assert "needs API keys" in str(no_keys.exception)
+    no_file = runner.invoke(cli, ["analyst", "serve", "--dev", "--prices", "/nowhere.csv"])
+    assert "/nowhere.csv: no such file or directory" in str(no_file.exception)
+    wide = runner.invoke(cli, ["analyst", "serve", "--dev", "--host", "0.0.0.0"])
+    assert "loopback only" in str(wide.exception)

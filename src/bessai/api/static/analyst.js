@@ -10,7 +10,7 @@ const KEY_STORE = "bessai.key";
 const POLL_MS = 300;
 
 const state = { key: sessionStorage.getItem(KEY_STORE), session: 0, catalog: null, day: null,
-  filter: "all", job: 0 };
+  filter: "all", job: 0, socStart: 50 };
 
 async function api(method, path, body) {
   const init = { method, headers: { Authorization: "Bearer " + state.key } };
@@ -116,6 +116,7 @@ function battery() {
 }
 
 function study() {
+  state.socStart = number("soc-start", "SOC start");
   return { series: $("series").value, forecaster: $("forecaster").value, battery: battery(),
     settlement: $("settlement").value };
 }
@@ -187,8 +188,9 @@ function drawSlots(slots, unit, plan) {
       height: Math.abs(y - y0).toFixed(1), class: p.kw > 0 ? "bar-charge" : "bar-discharge" }));
   }
   const socY = (v) => plan_.y0 - v / 100 * (plan_.y0 - plan_.y1);
-  let d = "";
-  points.forEach((p, i) => { d += (i ? "L" : "M") + plan_.X(p.t + stepMs).toFixed(1) + " " + socY(p.psoc).toFixed(1) + " "; });
+  // The SOC at the end of each slot, from the SOC the study starts at.
+  let d = "M" + plan_.X(start).toFixed(1) + " " + socY(state.socStart).toFixed(1) + " ";
+  for (const p of points) d += "L" + plan_.X(p.t + stepMs).toFixed(1) + " " + socY(p.psoc).toFixed(1) + " ";
   svg.appendChild(svgEl("path", { d, class: "series s-soc" }));
   for (const v of [0, 50, 100]) {
     svg.appendChild(svgEl("text", { x: plan_.x1 - 3, y: socY(v) + (v === 100 ? 12 : -3), class: "tick soc-tick",
