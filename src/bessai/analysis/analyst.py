@@ -23,7 +23,7 @@ from bessai.analysis.result import BacktestResult
 from bessai.analysis.settle import SETTLEMENTS
 from bessai.errors import ConfigError
 from bessai.market.bands import Bands
-from bessai.market.baselines import BandForecaster, Forecaster
+from bessai.market.baselines import FORECASTERS, BandForecaster, Forecaster
 from bessai.market.days import FORECAST_HISTORY_H
 from bessai.market.predictor import OnnxModel, check_model_dir
 from bessai.market.prices import PriceSeries
@@ -123,17 +123,46 @@ class _Recorder:
         return Bands(p10=q[:, 0], p50=q[:, 1], p90=q[:, 2])
 
 
-def _recorder(forecaster: str, series: PriceSeries, models: Models) -> _Recorder | None:
-    """The recording forecaster for ``forecaster`` (None: perfect foresight has no forecast)."""
+def _point_only(name: str) -> QuantileForecaster:
+    """A baseline without its bands (NaN): the empirical quantiles cost twice the forecast,
+    and a long back-test or a sweep does not show them."""
+    point_fn = FORECASTERS[name]
+
+    def run(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
+        point = point_fn(history, target, tz)
+        nan = np.full(len(point), np.nan)
+        return np.stack([nan, point, nan, point], axis=1)
+
+    return run
+
+
+def _memoized(quantiles: QuantileForecaster) -> QuantileForecaster:
+    """The same forecaster, each day's forecast computed once: a sweep asks for the same days
+    at every size (the forecast does not depend on the battery)."""
+    memo: dict[pd.Timestamp, FloatArray] = {}
+
+    def run(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
+        if target[0] not in memo:
+            memo[target[0]] = quantiles(history, target, tz)
+        return memo[target[0]]
+
+    return run
+
+
+def _quantiles(
+    forecaster: str, series: PriceSeries, models: Models, bands: bool
+) -> QuantileForecaster | None:
+    """The forecaster called ``forecaster`` (None: perfect foresight has no forecast); without
+    ``bands`` a baseline gives its point forecast only."""
     if forecaster == "perfect":
         return None
     if forecaster.startswith(MODEL_PREFIX):
-        return _Recorder(models.quantiles(forecaster, series))
+        return models.quantiles(forecaster, series)
     base = "week-mean" if forecaster == "rule" else forecaster
     if base not in ("week-mean", "persistence"):
         known = ", ".join([*BUILTIN_FORECASTERS, *models.names()])
         raise ConfigError(f"unknown forecaster {forecaster!r}; choose one of {known}")
-    return _Recorder(baseline_forecaster(base))
+    return baseline_forecaster(base) if bands else _point_only(base)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +175,20 @@ class Outcome:
 
 
 def run_study(
-    series: PriceSeries, study: Study, models: Models, on_day: Progress | None = None
+    series: PriceSeries,
+    study: Study,
+    models: Models,
+    on_day: Progress | None = None,
+    *,
+    bands: bool = True,
+    quantiles: QuantileForecaster | None = None,
 ) -> Outcome:
     """The back-test of ``study`` (`bessai backtest` with the same options), recording the
-    forecaster's bands."""
-    recorder = _recorder(study.forecaster, series, models)
+    forecaster's bands (a baseline's only with ``bands``; a trained model always has them).
+    ``quantiles`` replaces the forecaster the study names (a sweep's memoized one)."""
+    if quantiles is None:
+        quantiles = _quantiles(study.forecaster, series, models, bands)
+    recorder = None if quantiles is None else _Recorder(quantiles)
     forecasters: dict[str, Forecaster] | None = None
     band_forecasters: dict[str, BandForecaster] | None = None
     history_h: float | None = None
@@ -235,6 +273,8 @@ def mean_confidence(outcome: Outcome) -> float | None:
     if not outcome.bands:
         return None
     q = np.concatenate([q for _, q in outcome.bands])
+    if np.isnan(q[:, 0]).all():
+        return None
     bands = Bands(p10=q[:, 0], p50=q[:, 1], p90=q[:, 2])
     return round(float(np.mean(bands.confidence())), 4)
 
@@ -257,6 +297,8 @@ def sweep(
     """The study's back-test at each size (the same days, forecaster and SOC plan);
     ``on_day(done, total)`` counts days over all sizes."""
     out: list[tuple[Size, BacktestResult]] = []
+    forecast = _quantiles(study.forecaster, series, models, bands=False)
+    shared = None if forecast is None else _memoized(forecast)
     for k, size in enumerate(sizes):
 
         def progress(done: int, total: int, k: int = k) -> None:
@@ -264,5 +306,6 @@ def sweep(
                 on_day(k * total + done, len(sizes) * total)
 
         sized = study.sized(size.power_kw, size.capacity_kwh)
-        out.append((size, run_study(series, sized, models, progress).result))
+        outcome = run_study(series, sized, models, progress, bands=False, quantiles=shared)
+        out.append((size, outcome.result))
     return out

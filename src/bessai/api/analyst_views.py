@@ -295,7 +295,8 @@ def day_view(entry: SeriesEntry, body: DayIn, models: Models) -> DayOut:
 def range_view(entry: SeriesEntry, body: RangeIn, models: Models, on_day: Progress) -> RangeOut:
     """A range of days: the back-test's KPIs and its daily curve beside perfect foresight."""
     study = body.study()
-    outcome = run_study(entry.series, study, models, on_day)
+    # The band is shown (and costs twice the forecast) only where the slots are.
+    outcome = run_study(entry.series, study, models, on_day, bands=study.days <= MAX_SLOT_DAYS)
     r = outcome.result
     cum = np.cumsum([d.net_revenue for d in r.days])
     cum_perfect = np.cumsum([d.perfect_net for d in r.days])
