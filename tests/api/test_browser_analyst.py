@@ -128,6 +128,8 @@ def test_analyst_page_crucero_and_valdivia_two_sizes_day_and_month(
 
     assert isinstance(page, Page)
     errors = watch_errors(page)
+    polls: list[int] = []
+    page.on("response", lambda r: polls.append(r.status) if "/analyst/jobs/" in r.url else None)
     with analyst_process(data_dir, tmp_path) as server:
         page.goto(server.base_url + "/")
         page.fill("#key", server.key)
@@ -170,6 +172,11 @@ def test_analyst_page_crucero_and_valdivia_two_sizes_day_and_month(
         _same(bt, month["kpis"])
         expect(page.locator("#curve-card")).to_be_visible()
         expect(page.locator("#curve-caption")).to_contain_text("31 days")
+        # The page followed the job's progress (202 while it ran), then hid the bar.
+        assert 202 in polls, polls
+        assert polls[-1] == 200, polls
+        assert " of 31 days" in page.locator("#progress-text").text_content()
+        expect(page.locator("#progress-box")).to_be_hidden()
         screenshot(page, "analyst-crucero-month-500kw-1mwh.png")
 
         # Valdivia, loaded through the page (the API's upload), both sizes, a day and a month.

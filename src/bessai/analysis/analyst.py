@@ -95,6 +95,15 @@ class Models:
     def names(self) -> list[str]:
         return [MODEL_PREFIX + name for name in sorted(self.dirs)]
 
+    def version(self, forecaster: str) -> str | None:
+        """When the model's card was last written (None: not a model), so a retrained model
+        does not answer from a result cached for the old one."""
+        path = self.dirs.get(forecaster.removeprefix(MODEL_PREFIX))
+        if not forecaster.startswith(MODEL_PREFIX) or path is None:
+            return None
+        card = path / "card.json"
+        return str(card.stat().st_mtime_ns) if card.is_file() else None
+
     def quantiles(self, forecaster: str, series: PriceSeries) -> QuantileForecaster:
         """The model called ``model:<name>``, checked against the series' unit and step."""
         name = forecaster.removeprefix(MODEL_PREFIX)

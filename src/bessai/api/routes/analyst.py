@@ -105,9 +105,11 @@ def _job_out(job: Job, response: Response) -> JobOut:
     )  # fmt: skip
 
 
-def _inputs(body: Any) -> dict[str, Any]:
+def _inputs(body: DayIn | RangeIn, analyst: Analyst) -> dict[str, Any]:
+    """What a result depends on besides the prices: the request and the model's version."""
     data: dict[str, Any] = body.model_dump(mode="json")
     data.pop("series", None)
+    data["model_version"] = analyst.models.version(body.forecaster)
     return data
 
 
@@ -149,7 +151,7 @@ async def post_day(body: DayIn, analyst: AnalystDep) -> DayOut:
     forecaster the plan equals `bessai optimize --from DAY --to DAY`."""
     entry = await _entry(analyst, body.series)
     _study(body, entry)
-    key = cache_key("day", entry.fingerprint, _inputs(body))
+    key = cache_key("day", entry.fingerprint, _inputs(body, analyst))
     cached = analyst.cache.get(key)
     if isinstance(cached, DayOut):
         return cached
@@ -172,7 +174,7 @@ async def post_backtest(body: RangeIn, response: Response, analyst: AnalystDep) 
     poll, or 200 with the finished job when the same inputs were computed before."""
     entry = await _entry(analyst, body.series)
     _study(body, entry)
-    key = cache_key("backtest", entry.fingerprint, _inputs(body))
+    key = cache_key("backtest", entry.fingerprint, _inputs(body, analyst))
     job = _submit(
         analyst, "backtest", key, lambda progress: range_view(entry, body, analyst.models, progress)
     )
@@ -190,7 +192,7 @@ async def post_sweep(body: SweepIn, response: Response, analyst: AnalystDep) -> 
     capture of perfect foresight and cycles per size. A job, like `/backtests`."""
     entry = await _entry(analyst, body.series)
     _study(body, entry)
-    key = cache_key("sweep", entry.fingerprint, _inputs(body))
+    key = cache_key("sweep", entry.fingerprint, _inputs(body, analyst))
     job = _submit(
         analyst, "sweep", key, lambda progress: sweep_view(entry, body, analyst.models, progress)
     )
