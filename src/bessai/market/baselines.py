@@ -15,6 +15,7 @@ import pandas as pd
 
 from bessai.errors import ConfigError, DataError
 from bessai.market.bands import Bands
+from bessai.market.scenarios import days_back
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -73,15 +74,69 @@ def empirical_bands(
     return Bands(p10=np.minimum(p10, point), p50=point, p90=np.maximum(p90, point))
 
 
+def _ends_the_day_before(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> bool:
+    """Whether the history ends with the step right before ``target`` and the target starts a
+    local day (at midnight, or at 01:00 when DST skips midnight): the day-ahead case, forecast
+    from whole local days."""
+    if history.empty or len(target) == 0:
+        return False
+    start = target[0].tz_convert(tz)
+    last = history.index[-1]
+    step = target[1] - target[0] if len(target) > 1 else pd.Timedelta(hours=1)
+    return bool(last + step == target[0] and last.tz_convert(tz).date() != start.date())
+
+
+def _same_time_before(
+    history: pd.Series, target: pd.DatetimeIndex, tz: str, days: int
+) -> FloatArray:
+    """Mean of the last ``days`` known prices 24 h, 48 h, ... before each target step: the
+    day-ahead profile when the history ends at midnight, else (a re-plan during the day, or
+    prices published with a lag) the most recent price of each step's time of day."""
+    if _ends_the_day_before(history, target, tz):
+        return _profile(history, days, target, tz)
+    return np.asarray(np.nanmean(days_back(history, target, days), axis=0), dtype=np.float64)
+
+
 def persistence(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
-    """Yesterday's price at the same local time of day."""
-    return _profile(history, 1, target, tz)
+    """The latest known price at the same time of day (yesterday's, day-ahead)."""
+    return _same_time_before(history, target, tz, 1)
 
 
 def week_mean(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
-    """Mean of the last seven days at the same local time of day."""
-    return _profile(history, 7, target, tz)
+    """Mean of the last seven known prices at the same time of day."""
+    return _same_time_before(history, target, tz, 7)
+
+
+#: Decay per hour of the latest anomaly in ``week-mean-ar``; chosen on Crucero 2022 re-planned
+#: hourly with a 1 h publication lag (docs/benchmarks.md, "Closing the gap"), never on 2023.
+ANOMALY_DECAY_PER_H = 0.9
+
+
+def anomaly_decay(decay_per_h: float) -> Forecaster:
+    """The week-mean plus the latest known price's departure from its own week-mean, fading by
+    ``decay_per_h`` per hour of lead: prices stay high (or at zero) for hours, so the last one
+    known says more about the next few hours than the week does, and nothing a day later."""
+    if not 0.0 <= decay_per_h < 1.0:
+        raise ConfigError(f"forecast: the anomaly decay must be in [0, 1), not {decay_per_h:g}")
+
+    def forecast(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
+        base = week_mean(history, target, tz)
+        known = history.dropna()
+        if known.empty:
+            return base
+        last_at = known.index[-1]
+        last_index = pd.DatetimeIndex([last_at])
+        before = known.iloc[:-1]
+        anomaly = float(known.iloc[-1]) - float(np.nanmean(days_back(before, last_index, 7)))
+        lead_h = np.asarray((target - last_at) / pd.Timedelta(hours=1), dtype=np.float64)
+        return np.asarray(base + anomaly * decay_per_h**lead_h, dtype=np.float64)
+
+    return forecast
 
 
 #: The naive forecasters by name (the back-test adds `perfect` and `rule` of its own).
-FORECASTERS: dict[str, Forecaster] = {"persistence": persistence, "week-mean": week_mean}
+FORECASTERS: dict[str, Forecaster] = {
+    "persistence": persistence,
+    "week-mean": week_mean,
+    "week-mean-ar": anomaly_decay(ANOMALY_DECAY_PER_H),
+}
