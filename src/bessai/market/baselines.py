@@ -112,6 +112,10 @@ def week_mean(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArr
 ANOMALY_DECAY_PER_H = 0.9
 
 
+#: Steps of a week at the coarsest common step (hourly): the floor's window.
+_WEEK_STEPS = 168
+
+
 def anomaly_decay(decay_per_h: float) -> Forecaster:
     """The week-mean plus the latest known price's departure from its own week-mean, fading by
     ``decay_per_h`` per hour of lead: prices stay high (or at zero) for hours, so the last one
@@ -129,7 +133,10 @@ def anomaly_decay(decay_per_h: float) -> Forecaster:
         before = known.iloc[:-1]
         anomaly = float(known.iloc[-1]) - float(np.nanmean(days_back(before, last_index, 7)))
         lead_h = np.asarray((target - last_at) / pd.Timedelta(hours=1), dtype=np.float64)
-        return np.asarray(base + anomaly * decay_per_h**lead_h, dtype=np.float64)
+        # Never below the lowest price of the last week: a price at zero under a week-mean
+        # of 50 would otherwise forecast negative prices the CMg never has.
+        floor = min(float(known.iloc[-_WEEK_STEPS:].min()), float(base.min()))
+        return np.maximum(base + anomaly * decay_per_h**lead_h, floor)
 
     return forecast
 

@@ -150,12 +150,36 @@ def build_scenario_lp(pb: ScenarioProblem) -> ScenarioLp:
     bnd = bal + k_n * n  # SOC bound rows
     term = 2 * k_n * n + np.arange(k_n)
     prev_r, prev_c = bal[:, 1:].ravel(), e_col[:, :-1].ravel()
+    m = k_n * n
+    rhs = np.zeros((k_n, n))
+    rhs[:, 0] = e0
+    if s.e_min_kwh <= e0 <= s.e_max_kwh:
+        # A start inside the bounds: the SOC bounds are column bounds (half the rows), and
+        # the slack columns stay at zero.
+        lower[e_col], upper[e_col] = s.e_min_kwh, s.e_max_kwh
+        upper[lo_col] = upper[hi_col] = 0.0
+        term = k_n * n + np.arange(k_n)
+        rows = np.concatenate([bal.ravel()] * 3 + [prev_r, term, term])
+        cols = np.concatenate(
+            [e_col.ravel(), c_col.ravel(), d_col.ravel(), prev_c, e_col[:, -1], fin_col]
+        )
+        vals = np.concatenate(
+            [
+                np.ones(m),
+                np.full(m, -s.eta_charge * dt),
+                np.full(m, dt / s.eta_discharge),
+                -np.ones(len(prev_r)),
+                np.ones(2 * k_n),
+            ]
+        )
+        row_lower = np.concatenate([rhs.ravel(), np.full(k_n, e_final)])
+        row_upper = np.concatenate([rhs.ravel(), np.full(k_n, np.inf)])
+        return ScenarioLp(cost, lower, upper, row_lower, row_upper, rows, cols, vals, c_col, d_col)
     rows = np.concatenate([bal.ravel()] * 3 + [prev_r] + [bnd.ravel()] * 3 + [term, term])
     flat_e = e_col.ravel()
     blocks = [flat_e, c_col.ravel(), d_col.ravel(), prev_c, flat_e, lo_col.ravel()]
     blocks.extend([hi_col.ravel(), e_col[:, -1], fin_col])
     cols = np.concatenate(blocks)
-    m = k_n * n
     vals = np.concatenate(
         [
             np.ones(m),
@@ -169,8 +193,6 @@ def build_scenario_lp(pb: ScenarioProblem) -> ScenarioLp:
             np.ones(k_n),
         ]
     )
-    rhs = np.zeros((k_n, n))
-    rhs[:, 0] = e0
     row_lower = np.concatenate([rhs.ravel(), np.full(m, s.e_min_kwh), np.full(k_n, e_final)])
     row_upper = np.concatenate([rhs.ravel(), np.full(m, s.e_max_kwh), np.full(k_n, np.inf)])
     return ScenarioLp(cost, lower, upper, row_lower, row_upper, rows, cols, vals, c_col, d_col)
