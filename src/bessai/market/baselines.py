@@ -116,22 +116,23 @@ ANOMALY_DECAY_PER_H = 0.9
 _WEEK_STEPS = 168
 
 
-def anomaly_decay(decay_per_h: float) -> Forecaster:
-    """The week-mean plus the latest known price's departure from its own week-mean, fading by
-    ``decay_per_h`` per hour of lead: prices stay high (or at zero) for hours, so the last one
-    known says more about the next few hours than the week does, and nothing a day later."""
+def anomaly_decay(decay_per_h: float, days: int = 7) -> Forecaster:
+    """The mean of the last ``days`` days at the same time of day plus the latest known price's
+    departure from its own such mean, fading by ``decay_per_h`` per hour of lead: prices stay
+    high (or at zero) for hours, so the last one known says more about the next few hours than
+    the days do, and nothing a day later."""
     if not 0.0 <= decay_per_h < 1.0:
         raise ConfigError(f"forecast: the anomaly decay must be in [0, 1), not {decay_per_h:g}")
 
     def forecast(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
-        base = week_mean(history, target, tz)
+        base = _same_time_before(history, target, tz, days)
         known = history.dropna()
         if known.empty:
             return base
         last_at = known.index[-1]
         last_index = pd.DatetimeIndex([last_at])
         before = known.iloc[:-1]
-        anomaly = float(known.iloc[-1]) - float(np.nanmean(days_back(before, last_index, 7)))
+        anomaly = float(known.iloc[-1]) - float(np.nanmean(days_back(before, last_index, days)))
         lead_h = np.asarray((target - last_at) / pd.Timedelta(hours=1), dtype=np.float64)
         # Never below the lowest price of the last week: a price at zero under a week-mean
         # of 50 would otherwise forecast negative prices the CMg never has.
