@@ -9,10 +9,10 @@ vary the anomaly decay (the Python API: ``anomaly_decay(decay)``).
 
 Protocol (printed by the script): nothing is chosen on 2023.
 
-1. **selection**: Crucero 2022 (the forecasters read only prices before each plan; the naive
-   ones need no training, so "train up to Y-2" is empty here): the anomaly decay of
-   ``week-mean-ar`` and the scenario count are chosen on Crucero 2022, re-planned hourly with a
-   1 h lag;
+1. **selection**: Crucero 2022 (the forecasters read only prices before each plan; they have
+   no trained parameters, so "train up to Y-2" is empty here): the window of ``recent-mean``
+   (daily plans), the anomaly decay and the window of the ``-ar`` forecasters (re-planned
+   hourly with a 1 h lag) are chosen on Crucero 2022;
 2. **test**: Crucero 2023 and Valdivia 2023 (from 2023-01-02, the first day with history), run
    once with those settings. Valdivia has no earlier year in the repository: its settings are
    Crucero 2022's.
@@ -45,6 +45,8 @@ only the hour up to the next re-plan is executed; same planning step as the gate
 (bessai.optimize.horizon.plan_horizon).
 scenario: the two-stage LP on the last 7 days' shapes around the point (recourse after the
 committed hour); on a daily plan (everything committed) it equals the point plan on the mean.
+forecasters: persistence, week-mean (7 days), recent-mean (RECENT_DAYS days), and the -ar
+ones: the mean plus the latest known price's departure from its own mean, fading per hour.
 selection on Crucero 2022 only; test on Crucero 2023 and Valdivia 2023, run once."""
 
 
@@ -57,7 +59,8 @@ class Row:
     forecaster: str
     lag_h: int | None = None  # None: daily plan
     scenario_days: int = 0
-    decay: float | None = None  # week-mean-ar's decay when not the default
+    decay: float | None = None  # an -ar forecaster's decay when not the default
+    days: int | None = None  # a recent-mean's window when not the default
 
     @property
     def plan(self) -> str:
@@ -68,7 +71,9 @@ class Row:
 
     @property
     def name(self) -> str:
-        return self.forecaster if self.decay is None else f"{self.forecaster} ({self.decay:g})"
+        tags = [f"decay {self.decay:g}"] if self.decay is not None else []
+        tags += [f"{self.days} d"] if self.days is not None else []
+        return self.forecaster + (f" ({', '.join(tags)})" if tags else "")
 
     def command(self) -> str:
         cmd = (
@@ -89,21 +94,28 @@ def rows(stage: str) -> list[Row]:
         out += [Row(*s, "week-mean"), Row(*s, "persistence"), Row(*s, "week-mean", 1)]
         out += [Row(*s, "week-mean-ar", 1, 0, d) for d in (0.7, 0.8, 0.9, 0.95)]
         out += [Row(*s, "week-mean-ar", 1, 7)]
+        out += [Row(*s, "recent-mean", days=d) for d in (10, 14, 21, 28, 42, 56)]
+        out += [Row(*s, "recent-mean-ar", 1, days=d) for d in (14, 21, 28)]
     if stage in ("test", "all"):
         for file, first in ((CRUCERO, date(2023, 1, 1)), (VALDIVIA, date(2023, 1, 2))):
             t = ("test", file, first, date(2023, 12, 31))
-            out += [Row(*t, f) for f in ("persistence", "week-mean", "week-mean-ar")]
-            out += [Row(*t, "week-mean", 0, 7)]
-            out += [Row(*t, f, 1) for f in ("persistence", "week-mean", "week-mean-ar")]
-            out += [Row(*t, f, lag) for f in ("week-mean", "week-mean-ar") for lag in (6, 24)]
-            out += [Row(*t, f, 1, 7) for f in ("week-mean", "week-mean-ar")]
+            out += [Row(*t, f) for f in ("persistence", "week-mean", "recent-mean")]
+            out += [Row(*t, "recent-mean-ar"), Row(*t, "week-mean", scenario_days=7)]
+            out += [Row(*t, f, 1) for f in ("persistence", "week-mean", "recent-mean-ar")]
+            out += [Row(*t, "recent-mean-ar", lag) for lag in (6, 24)]
+            out += [Row(*t, "recent-mean-ar", 1, 7)]
     return out
 
 
 def run_row(row: Row) -> dict[str, object]:
     from bessai.analysis.backtest import backtest
     from bessai.analysis.intraday import Replan
-    from bessai.market.baselines import anomaly_decay
+    from bessai.market.baselines import (
+        ANOMALY_DECAY_PER_H,
+        RECENT_DAYS,
+        anomaly_decay,
+        recent_mean,
+    )
     from bessai.market.prices import load_prices
     from bessai.optimize import StorageSpec
 
@@ -115,7 +127,15 @@ def run_row(row: Row) -> dict[str, object]:
         replan = Replan(1, row.lag_h, row.scenario_days)
     elif row.scenario_days:
         replan = Replan(24, 0, row.scenario_days)  # one plan a day, all of it committed
-    forecasters = None if row.decay is None else {row.forecaster: anomaly_decay(row.decay)}
+    forecasters = None
+    if row.decay is not None or row.days is not None:
+        days = RECENT_DAYS if row.days is None else row.days
+        if row.forecaster.endswith("-ar"):
+            decay = ANOMALY_DECAY_PER_H if row.decay is None else row.decay
+            base = 7 if row.forecaster == "week-mean-ar" else days
+            forecasters = {row.forecaster: anomaly_decay(decay, base)}
+        else:
+            forecasters = {row.forecaster: recent_mean(days)}
     result = backtest(
         load_prices(DATA / row.file),
         row.forecaster,

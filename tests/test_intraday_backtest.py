@@ -16,7 +16,13 @@ from bessai.analysis.intraday import Replan, Replanner
 from bessai.analysis.settle import settle_plant
 from bessai.cli import app
 from bessai.errors import ConfigError, DataError
-from bessai.market.baselines import FORECASTERS, anomaly_decay, persistence, week_mean
+from bessai.market.baselines import (
+    FORECASTERS,
+    anomaly_decay,
+    persistence,
+    recent_mean,
+    week_mean,
+)
 from bessai.market.prices import PriceSeries, load_prices
 from bessai.market.scenarios import days_back, empirical_scenarios
 from bessai.optimize import StorageSpec
@@ -100,6 +106,16 @@ def test_anomaly_forecast_starts_at_the_last_price_and_fades(valdivia: PriceSeri
     assert "week-mean-ar" in FORECASTERS
     with pytest.raises(ConfigError, match="decay"):
         anomaly_decay(1.0)
+
+
+def test_recent_mean_averages_the_window(valdivia: PriceSeries) -> None:
+    k = int(valdivia.index.get_indexer([pd.Timestamp("2023-06-10 04:00", tz="UTC")])[0])
+    history, target = valdivia.prices.iloc[:k], valdivia.index[k : k + 24]
+    f = recent_mean(28)(history, target, valdivia.timezone)
+    assert f == pytest.approx(np.nanmean(days_back(history, target, 28), axis=0))
+    assert {"recent-mean", "recent-mean-ar"} <= set(FORECASTERS)
+    with pytest.raises(ConfigError, match="at least one day"):
+        recent_mean(0)
 
 
 def test_no_price_at_all_is_named() -> None:

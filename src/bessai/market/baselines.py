@@ -112,6 +112,25 @@ def week_mean(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArr
 ANOMALY_DECAY_PER_H = 0.9
 
 
+#: Days averaged by ``recent-mean`` and ``recent-mean-ar``: the window that earned most on
+#: Crucero 2022 (7, 10, 14, 21, 28, 42 and 56 days tried; docs/benchmarks.md), never on 2023.
+RECENT_DAYS = 28
+
+
+def recent_mean(days: int) -> Forecaster:
+    """The mean of the last ``days`` known prices at the same time of day: longer than a week,
+    it averages out more of the spikes a plan cannot time, at the cost of following a change of
+    regime more slowly (which ``recent-mean-ar``'s latest-price term makes up for)."""
+    if days < 1:
+        raise ConfigError(f"forecast: the window must be at least one day, not {days}")
+
+    def forecast(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
+        # Per target step, not per local day: a gap or a DST day only drops its own steps.
+        return np.asarray(np.nanmean(days_back(history, target, days), axis=0), dtype=np.float64)
+
+    return forecast
+
+
 #: Steps of a week at the coarsest common step (hourly): the floor's window.
 _WEEK_STEPS = 168
 
@@ -147,4 +166,6 @@ FORECASTERS: dict[str, Forecaster] = {
     "persistence": persistence,
     "week-mean": week_mean,
     "week-mean-ar": anomaly_decay(ANOMALY_DECAY_PER_H),
+    "recent-mean": recent_mean(RECENT_DAYS),
+    "recent-mean-ar": anomaly_decay(ANOMALY_DECAY_PER_H, RECENT_DAYS),
 }
