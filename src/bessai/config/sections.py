@@ -214,6 +214,14 @@ class OptimizerConfig(_Section):
         "battery.replacement_cost_per_kwh and the LFP degradation model (docs/optimizer.md)",
     )
     cycles_per_day: float | None = Field(default=None, gt=0)
+    scenario_days: int = Field(
+        default=0,
+        ge=0,
+        le=28,
+        description="plan on this many price scenarios (the shapes of the last days around the "
+        "forecast) with recourse after the next re-plan; 0 = plan on the point forecast "
+        "(docs/optimizer.md)",
+    )
     co2_price_per_t: float = Field(
         default=0.0,
         ge=0,

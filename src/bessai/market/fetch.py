@@ -231,9 +231,16 @@ class CenClient:
         raise AssertionError("unreachable")
 
     def day(self, day: date) -> Iterator[dict[str, Any]]:
-        """Every record the API holds for ``day`` (all buses), page by page."""
+        """Every CMg record the API holds for ``day`` (all buses), page by page."""
+        where = "{day} page {page} record {k}"
+        for page, k, rec in self.records(day, self.settings.path):
+            yield normalise(rec, where.format(day=day, page=page, k=k))
+
+    def records(self, day: date, path: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """(page, index, record) of every record of resource ``path`` for ``day``, following
+        either paging shape (module docstring)."""
         s = self.settings
-        url: str = s.path
+        url: str = path
         params: dict[str, str | int] | None = {
             "startDate": day.isoformat(),
             "endDate": day.isoformat(),
@@ -250,7 +257,7 @@ class CenClient:
             for k, rec in enumerate(records):
                 if not isinstance(rec, dict):
                     raise FetchError(f"{day} page {page} record {k}: not an object")
-                yield normalise(rec, f"{day} page {page} record {k}")
+                yield page, k, rec
             if "next" in body:  # v2: follow the link (it carries the key and the filters)
                 if not body["next"]:
                     return
