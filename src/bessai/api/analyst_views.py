@@ -226,6 +226,7 @@ class JobOut(BaseModel):
 
 
 def series_out(entry: SeriesEntry) -> SeriesOut:
+    """A price series as the API lists it."""
     s = entry.series
     return SeriesOut(
         id=entry.id, source=entry.source, name=entry.name, node=s.node, unit=s.unit,
@@ -235,6 +236,7 @@ def series_out(entry: SeriesEntry) -> SeriesOut:
 
 
 def kpis_out(outcome: Outcome) -> Kpis:
+    """The KPIs of an outcome, with the mean confidence of its forecast."""
     return Kpis(**kpis(outcome.result), mean_confidence=mean_confidence(outcome))
 
 
