@@ -200,6 +200,16 @@ class ControllersConfig(_Section):
     manual_override_default_s: float = Field(default=60.0, gt=0, le=86400)
     manual_override_max_s: float = Field(default=3600.0, gt=0, le=86400)
     time_of_use: list[TimeOfUseRule] = Field(default_factory=list)
+    policy: str | None = Field(
+        default=None,
+        pattern=r"^onnx:.+",
+        description="learned dispatch: onnx:DIR, an exported policy (`bessai policy train`); it "
+        "takes the plan's place and falls back to the plan when it cannot be used "
+        "(docs/policy.md); needs the optimizer",
+    )
+    policy_max_ms: float = Field(
+        default=10.0, gt=0, le=1000, description="an inference slower than this falls back"
+    )
 
 
 class OptimizerConfig(_Section):
@@ -290,6 +300,15 @@ class SiteConfig(_Section):
             raise ValueError(
                 f"safety.stale_after_s {self.safety.stale_after_s:g} is shorter than one cycle "
                 f"({self.cycle_s:g} s): every cycle would be stale"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _policy_has_a_plan(self) -> Self:
+        if self.controllers.policy is not None and not self.optimizer.enabled:
+            raise ValueError(
+                "controllers.policy needs optimizer.enabled: the policy reads the planner's "
+                "forecast and falls back to its plan"
             )
         return self
 
@@ -736,7 +755,7 @@ def resolve_paths(config: Config, base: Path) -> None:
 
 def _resolve_site_paths(site: SiteConfig, under: Callable[[Path], Path]) -> None:
     """Files named by sites: a price file (not `builtin:`), a trained forecaster (`model:`),
-    a scenario file (not a built-in scenario name)."""
+    an exported policy (`onnx:`), a scenario file (not a built-in scenario name)."""
     from bessai.simulator.scenario import BUILTIN_SCENARIOS
 
     optimizer = site.optimizer
@@ -745,6 +764,9 @@ def _resolve_site_paths(site: SiteConfig, under: Callable[[Path], Path]) -> None
     if optimizer.forecaster.startswith("model:"):
         model = optimizer.forecaster.removeprefix("model:")
         optimizer.forecaster = f"model:{under(Path(model))}"
+    if site.controllers.policy is not None:
+        policy = site.controllers.policy.removeprefix("onnx:")
+        site.controllers.policy = f"onnx:{under(Path(policy))}"
     scenario = site.simulator.scenario
     if scenario is not None and scenario not in BUILTIN_SCENARIOS:
         site.simulator.scenario = str(under(Path(scenario)))
