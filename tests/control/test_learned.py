@@ -7,15 +7,18 @@ import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from bessai.config import SiteConfig
 from bessai.control.audit import AuditLog
 from bessai.control.planner import SchedulePlanner
 from bessai.control.safety import Outcome
 from bessai.control.site import CycleRecord, SiteMode, SiteRunner
+from bessai.observe.policy import attach_policy
 from bessai.policy.card import load_card
 from bessai.simulator.server import SimulatorServer
 from tests.policy.conftest import POLICY, write_graph_policy
@@ -137,3 +140,21 @@ async def test_no_plan_yet_means_no_policy(
 def test_policy_needs_the_optimizer() -> None:
     with pytest.raises(ValueError, match=r"controllers\.policy needs optimizer\.enabled"):
         SiteConfig.model_validate({"id": "x", "controllers": {"policy": "onnx:p"}})
+
+
+async def test_metrics_show_decisions_fallbacks_and_latency(
+    sim: SimulatorServer, make_runner: Callable[..., SiteRunner]
+) -> None:
+    runner, planner = _policy_site(make_runner, POLICY, policy_max_ms=1000.0)
+    await _cycles(runner, planner, 3)
+    registry = CollectorRegistry()
+    attach_policy(SimpleNamespace(sites={runner.id: runner}), registry)
+    assert registry.get_sample_value("bessai_policy_decisions_total", {"site": "t1"}) == 4
+    # The first cycle had no forecast yet.
+    labels = {"site": "t1", "kind": "input"}
+    assert registry.get_sample_value("bessai_policy_fallbacks_total", labels) == 1
+    p99 = registry.get_sample_value(
+        "bessai_policy_inference_ms", {"site": "t1", "quantile": "0.99"}
+    )
+    assert p99 is not None
+    assert 0 < p99 < 1000
