@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from typer.testing import CliRunner
 
+from bessai.cli import app
 from bessai.config import SiteConfig
 from bessai.control.audit import AuditLog
 from bessai.control.planner import SchedulePlanner
@@ -158,3 +160,23 @@ async def test_metrics_show_decisions_fallbacks_and_latency(
     )
     assert p99 is not None
     assert 0 < p99 < 1000
+
+
+def test_config_check_warns_of_a_policy_that_cannot_dispatch(tmp_path: Path) -> None:
+    config = tmp_path / "site.toml"
+    config.write_text(
+        "[[sites]]\n"
+        'id = "a"\n'
+        "[sites.optimizer]\nenabled = true\n"
+        f'[sites.controllers]\npolicy = "onnx:{POLICY}"\n'
+        "[[sites]]\n"
+        'id = "b"\n'
+        "[sites.optimizer]\nenabled = true\n"
+        '[sites.controllers]\npolicy = "onnx:missing"\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["config", "check", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "site a: controllers.policy" not in result.stderr  # 15 kWh / 5 kW: 3 h fits
+    assert "# warning: site b: controllers.policy: model missing or unusable" in result.stderr
+    assert "the plan dispatches instead" in result.stderr

@@ -28,6 +28,22 @@ log = structlog.get_logger("bessai.policy")
 LATENCY_WINDOW = 1000
 
 
+def duration_h(battery: BatteryConfig) -> float:
+    """Hours the battery holds at full discharge power: what a policy's card is checked on."""
+    return battery.capacity_kwh * 1000.0 / battery.max_discharge_w
+
+
+def policy_problem(spec: str, battery: BatteryConfig, step: timedelta, unit: str) -> str | None:
+    """Why the policy `spec` would not dispatch a site (it would fall back to the plan for
+    good), or None: `bessai config check` says it before the gateway starts."""
+    try:
+        policy = OnnxPolicy(Path(spec.removeprefix("onnx:")))
+    except PolicyError as exc:
+        return f"model missing or unusable: {exc}"
+    mismatch = policy.card.mismatch(step.total_seconds() / 3600.0, unit, duration_h(battery))
+    return None if mismatch is None else f"card does not match the site: {mismatch}"
+
+
 class FallbackError(Exception):
     """This decision cannot come from the policy: `kind` (missing, card, slow, nan, input) and
     why, in words."""
@@ -76,8 +92,8 @@ class LearnedDispatch:
         self._step = step
         if self.policy is None:
             return
-        duration_h = self.battery.capacity_kwh * 1000.0 / self.battery.max_discharge_w
-        mismatch = self.policy.card.mismatch(step.total_seconds() / 3600.0, price_unit, duration_h)
+        hours = step.total_seconds() / 3600.0
+        mismatch = self.policy.card.mismatch(hours, price_unit, duration_h(self.battery))
         if mismatch is not None:
             self._broken("card", f"card does not match the site: {mismatch}")
 
