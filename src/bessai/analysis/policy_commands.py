@@ -12,7 +12,6 @@ from rich.progress import TaskID
 from rich.table import Table
 
 from bessai.analysis.backtest import backtest
-from bessai.analysis.policy_backtest import PolicyBacktest, policy_backtest
 from bessai.analysis.result import BacktestResult
 from bessai.market.options import (
     ColumnOpt,
@@ -28,7 +27,6 @@ from bessai.market.options import (
 from bessai.optimize.options import CapacityOpt, PowerOpt, WearOpt
 from bessai.optimize.storage import StorageSpec
 from bessai.policy.commands import PolicyDirOpt, policy_app
-from bessai.policy.runner import OnnxPolicy
 
 
 def register() -> None:
@@ -53,6 +51,10 @@ def eval_command(
 ) -> None:
     """Back-test the policy beside the LP on the same forecast and the rule engine: capture
     of the daily perfect foresight, and equivalent full cycles."""
+    # onnxruntime loads only for this command, not for every `bessai` start.
+    from bessai.analysis.policy_backtest import PolicyBacktest, policy_backtest
+    from bessai.policy.runner import OnnxPolicy
+
     storage = StorageSpec(
         max_charge_kw=power_kw, capacity_kwh=capacity_kwh, degradation_per_mwh=degradation
     )

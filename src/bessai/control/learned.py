@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -20,7 +21,17 @@ from bessai.control.controllers import Proposal, ScheduleController
 from bessai.devices.base import Measurements
 from bessai.errors import PolicyError
 from bessai.policy.observation import SiteView, observation
-from bessai.policy.runner import OnnxPolicy
+
+if TYPE_CHECKING:
+    from bessai.policy.runner import OnnxPolicy
+
+
+def _load(spec: str) -> OnnxPolicy:
+    # onnxruntime loads with the first site that runs a policy, not with every `bessai` start.
+    from bessai.policy.runner import OnnxPolicy
+
+    return OnnxPolicy(Path(spec.removeprefix("onnx:")))
+
 
 log = structlog.get_logger("bessai.policy")
 
@@ -37,7 +48,7 @@ def policy_problem(spec: str, battery: BatteryConfig, step: timedelta, unit: str
     """Why the policy `spec` would not dispatch a site (it would fall back to the plan for
     good), or None: `bessai config check` says it before the gateway starts."""
     try:
-        policy = OnnxPolicy(Path(spec.removeprefix("onnx:")))
+        policy = _load(spec)
     except PolicyError as exc:
         return f"model missing or unusable: {exc}"
     mismatch = policy.card.mismatch(step.total_seconds() / 3600.0, unit, duration_h(battery))
@@ -69,7 +80,7 @@ class LearnedDispatch:
         #: a problem that holds for every decision (missing model, card mismatch)
         self.problem: tuple[str, str] | None = None
         try:
-            self.policy = OnnxPolicy(Path(spec.removeprefix("onnx:")))
+            self.policy = _load(spec)
         except PolicyError as exc:
             self._broken("missing", f"model missing or unusable: {exc}")
         self._forecast: tuple[float, ...] = ()
