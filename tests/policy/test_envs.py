@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 
 import bessai  # noqa: F401 - registers bessai/BESS-v0
 from bessai.plant.env import BessEnv
@@ -69,3 +70,7 @@ def test_windows_of_the_wrong_shape_are_named() -> None:
     prices = np.full(48, 40.0)
     with pytest.raises(ValueError, match="observed_prices_usd_mwh must be 48 rows of 25"):
         BessEnv(prices, 1.0, observed_prices_usd_mwh=np.zeros((48, 24)))
+
+
+def test_the_default_env_passes_gymnasiums_checker() -> None:
+    check_env(gym.make("bessai/BESS-v0").unwrapped, skip_render_check=True)
