@@ -6,7 +6,6 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -41,6 +40,7 @@ def write_graph_policy(directory: Path, card: PolicyCard, value: float) -> Path:
 
 @pytest.fixture
 def trained_card() -> PolicyCard:
+    """The committed policy's card."""
     return load_card(POLICY)
 
 
@@ -50,7 +50,3 @@ def policy_copy(tmp_path: Path) -> Path:
     out = tmp_path / "policy"
     shutil.copytree(POLICY, out)
     return out
-
-
-def finite(values: np.ndarray) -> bool:
-    return bool(np.all(np.isfinite(values)))
