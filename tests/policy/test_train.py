@@ -57,6 +57,10 @@ def test_check_finds_a_graph_that_is_not_the_network(tmp_path: Path) -> None:
     out = tmp_path / "p"
     export_policy(ActorCritic(24, hidden=8), ExportInfo(24, 1.0, 100.0, 4.0), out, None)
     assert check_policy(out) < 1e-4
+    clockless = tmp_path / "clockless"
+    net = ActorCritic(24, hidden=8, use_clock=False)
+    export_policy(net, ExportInfo(24, 1.0, 100.0, 4.0), clockless, None)
+    assert check_policy(clockless) < 1e-4
     other = ActorCritic(24, hidden=8)
     saved = torch.load(out / WEIGHTS_FILE, weights_only=True)
     saved["state_dict"] = other.state_dict()

@@ -69,6 +69,13 @@ def train_command(
     duration_h: Annotated[
         float, typer.Option("--duration-h", help="Battery hours at full power.")
     ] = 4.0,
+    clock: Annotated[
+        bool,
+        typer.Option(
+            "--clock/--no-clock",
+            help="Let the network read the hour of day, or only the forecast's shape.",
+        ),
+    ] = True,
     max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
 ) -> None:
     """Train PPO on bessai/BESS-v0 over real prices, the observation holding the day-ahead
@@ -87,6 +94,7 @@ def train_command(
         num_envs=num_envs,
         seed=seed,
         max_wall_s=None if max_minutes is None else max_minutes * 60.0,
+        use_clock=clock,
     )
     spec = TrainSpec(forecaster=forecaster, duration_h=duration_h, ppo=ppo)
     started = time.perf_counter()

@@ -61,11 +61,13 @@ def export_policy(net: ActorCritic, info: ExportInfo, out: Path, curve: Curve | 
             opset_version=17,
             dynamo=False,
         )
-    hidden = net.actor[0].out_features
-    torch.save(
-        {"state_dict": net.state_dict(), "forecast_steps": info.forecast_steps, "hidden": hidden},
-        out / WEIGHTS_FILE,
-    )
+    saved = {
+        "state_dict": net.state_dict(),
+        "forecast_steps": info.forecast_steps,
+        "hidden": net.actor[0].out_features,
+        "use_clock": net.features.use_clock,
+    }
+    torch.save(saved, out / WEIGHTS_FILE)
     card = PolicyCard(
         forecast_steps=info.forecast_steps,
         step_hours=info.step_hours,
@@ -105,7 +107,8 @@ def load_network(directory: Path) -> ActorCritic:
     if not path.is_file():
         raise PolicyError(f"{path} is missing: nothing to check the ONNX graph against")
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    net = ActorCritic(int(saved["forecast_steps"]), int(saved["hidden"]))
+    use_clock = bool(saved.get("use_clock", True))
+    net = ActorCritic(int(saved["forecast_steps"]), int(saved["hidden"]), use_clock)
     net.load_state_dict(saved["state_dict"])
     return net.eval()
 

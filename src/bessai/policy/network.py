@@ -26,10 +26,12 @@ def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
 class Features(nn.Module):
     """The observation of `bessai/BESS-v0` turned into what the MLPs read."""
 
-    def __init__(self, forecast_steps: int) -> None:
+    def __init__(self, forecast_steps: int, use_clock: bool = True) -> None:
         super().__init__()
         self.width = forecast_steps + 1
-        self.n_out = 2 + self.width + 2 + 2
+        #: without the clock the policy must read the day's shape from the forecast alone
+        self.use_clock = use_clock
+        self.n_out = 2 + self.width + 2 + (2 if use_clock else 0)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         soc_temp = obs[:, 0:2]
@@ -38,15 +40,18 @@ class Features(nn.Module):
         level = window.mean(dim=1, keepdim=True)
         spread = window.std(dim=1, keepdim=True, unbiased=False) + _FLAT
         shape = (window - level) / spread
-        return torch.cat([soc_temp, shape, level, torch.log(spread), clock], dim=1)
+        parts = [soc_temp, shape, level, torch.log(spread)]
+        if self.use_clock:
+            parts.append(clock)
+        return torch.cat(parts, dim=1)
 
 
 class ActorCritic(nn.Module):
     """Gaussian policy (mean from the actor, one learned log-std) and a value head."""
 
-    def __init__(self, forecast_steps: int, hidden: int = 64) -> None:
+    def __init__(self, forecast_steps: int, hidden: int = 64, use_clock: bool = True) -> None:
         super().__init__()
-        self.features = Features(forecast_steps)
+        self.features = Features(forecast_steps, use_clock)
         self.actor = _mlp(self.features.n_out, hidden, 1)
         self.critic = _mlp(self.features.n_out, hidden, 1)
         self.log_std = nn.Parameter(torch.full((1,), -0.5))

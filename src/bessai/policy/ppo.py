@@ -39,6 +39,8 @@ class PpoSettings:
     value_coef: float = 0.5
     max_grad_norm: float = 0.5
     hidden: int = 64
+    #: read the hour of day (the observation's sin/cos) or only the forecast's shape
+    use_clock: bool = True
     #: stop after this much wall time even if fewer steps ran (the machine may be shared)
     max_wall_s: float | None = None
 
@@ -135,7 +137,7 @@ def train_ppo(
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)
     torch.set_num_threads(1)
-    net = ActorCritic(venv.task.forecast_steps, settings.hidden)
+    net = ActorCritic(venv.task.forecast_steps, settings.hidden, settings.use_clock)
     opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     per_iteration = venv.task.episode_steps * venv.num_envs
     iterations = max(1, settings.total_steps // per_iteration)
