@@ -26,8 +26,8 @@ from bessai.market import commands as market_commands
 from bessai.modbus import commands as modbus_commands
 from bessai.optimize import commands as optimize_commands
 from bessai.plant import commands as plant_commands
-from bessai.runtime import analyst_commands
 from bessai.policy import commands as policy_commands
+from bessai.runtime import analyst_commands
 from bessai.runtime import commands as runtime_commands
 from bessai.simulator import commands as sim_commands
 from bessai.telemetry import commands as telemetry_commands

@@ -379,7 +379,9 @@ def backtest(
     strategy = strategy_of(forecaster, forecasters, band_forecasters, risk)
     days, excluded = backtest_days(series, first_day, last_day, min_history_h)
     target = soc_initial_pct if soc_final_pct is None else soc_final_pct
-    run = RollingRun(series, storage, settle, days, excluded, soc_initial_pct, target, carbon, replan)
+    run = RollingRun(
+        series, storage, settle, days, excluded, soc_initial_pct, target, carbon, replan
+    )
     for k, day in enumerate(days):
         run.day(day, strategy)
         if on_day is not None:
