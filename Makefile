@@ -17,8 +17,9 @@ PORT ?=
 ARGS ?=
 # Debian packages the tests need, named after their binary: the brokers the telemetry tests start
 # on free loopback ports, openssl (their throw-away TLS certificates) and the headless browser of
-# the dashboard test. Upcoming work adds postgresql and prometheus here.
-SYSTEM_DEPS := mosquitto nats-server openssl chromium
+# the dashboard test, and prometheus (promtool and a real server for the deployment tests).
+# Upcoming work adds postgresql here.
+SYSTEM_DEPS := mosquitto nats-server openssl chromium prometheus
 
 # ElaadNL's openadr3-client needs Python >= 3.12: the VTN's interoperability test runs it from
 # this venv, made when a python3.12 is on the PATH (pyenv has one); without it the test skips.
@@ -69,8 +70,8 @@ demo: $(RUN_STAMP)
 	$(RUN_VENV)/bin/bessai run $(if $(PORT),--http-port $(PORT)) $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench deploy
+	$(VENV)/bin/ruff format --check src tests bench deploy
 	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)

@@ -23,6 +23,8 @@ BENCHMARKS: list[str] = [
     "forecast",
     "ledger",
     "vpp",
+    "deploy",
+    "policy",
 ]
 
 
