@@ -18,6 +18,7 @@ from bessai.carbon import commands as carbon_commands
 from bessai.config import configured_lake
 from bessai.control import commands as control_commands
 from bessai.errors import BessaiError
+from bessai.fleet import commands as fleet_commands
 from bessai.ledger import commands as ledger_commands
 from bessai.logging import configure_logging
 from bessai.market import commands as market_commands
@@ -70,6 +71,7 @@ market_commands.register(app)
 # `bessai carbon backtest` needs the back-test, a layer above the carbon package.
 analysis_carbon_commands.register(carbon_commands.register(app))
 ledger_commands.register(app)
+fleet_commands.register(app)
 
 
 def main() -> None:
