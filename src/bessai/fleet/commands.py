@@ -37,6 +37,12 @@ ConfigOpt = Annotated[
 
 
 def _settings(config: Path | None, http_port: int | None = None) -> FleetSettings:
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:
+        raise BessaiError(
+            "the fleet backend needs the fleet extra: pip install 'bessai[fleet]'"
+        ) from None
     from bessai.fleet.settings import FleetSettings, load_fleet_settings
 
     settings = load_fleet_settings(config)
