@@ -166,18 +166,6 @@ def status_table(view: FleetView) -> Table:
     return table
 
 
-def view_json(view: FleetView) -> dict[str, Any]:
-    """The view as the API's JSON."""
-    from bessai.fleet import models
-
-    return models.Fleet(
-        at=view.at,
-        stale_after_s=0.0,
-        totals=models.FleetTotalsOut.model_validate(view.totals),
-        sites=[models.FleetSite.model_validate(s) for s in view.sites],
-    ).model_dump(mode="json", exclude={"stale_after_s"})
-
-
 @fleet_app.command("status")
 def status(
     config: ConfigOpt = None,
@@ -187,7 +175,9 @@ def status(
     settings = _settings(config)
     view = asyncio.run(_load(settings))
     if as_json:
-        typer.echo(json.dumps(view_json(view), indent=2))
+        from bessai.fleet.context import fleet_document
+
+        typer.echo(json.dumps(fleet_document(view, settings.fleet), indent=2))
         return
     if not view.sites:
         typer.echo("the fleet has not heard from any site yet")

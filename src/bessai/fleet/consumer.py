@@ -35,6 +35,8 @@ log = structlog.get_logger("bessai.fleet")
 
 #: Seconds a fetch waits for messages before it returns empty-handed.
 FETCH_WAIT_S = 1.0
+#: Fetched batches waiting for the writer (each holds up to `batch_size` unacked messages).
+PREFETCH_BATCHES = 2
 #: Seconds between two refreshes of the consumer's lag.
 LAG_EVERY_S = 2.0
 #: Back-off of a failed database write or NATS call.
@@ -160,27 +162,46 @@ class FleetConsumer:
         log.info("fleet consumer bound", stream=self.config.stream, consumer=self.config.consumer)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """The consume loop, plus the lag poller beside it."""
+        """Fetch batches while the writer stores the previous ones: the database works on
+        one batch while this process fetches and parses the next (at most PREFETCH_BATCHES
+        wait), and the lag poller runs beside both."""
+        queue: asyncio.Queue[list[Msg] | None] = asyncio.Queue(maxsize=PREFETCH_BATCHES)
+        writer = asyncio.create_task(self._writer(queue, stop), name="fleet-writer")
         lag = asyncio.create_task(self._poll_lag(stop), name="fleet-lag")
         try:
-            backoff = RETRY_INITIAL_S
-            while not stop.is_set():
-                try:
-                    msgs = await self._fetch()
-                except NATS_ERRORS as exc:
-                    self.stats.connected = False
-                    log.info("fleet fetch failed; retrying", error=str(exc) or type(exc).__name__)
-                    await _sleep_or_stop(stop, backoff)
-                    backoff = min(backoff * 2, RETRY_MAX_S)
-                    continue
-                self.stats.connected = True
-                backoff = RETRY_INITIAL_S
-                if msgs:
-                    await self.handle(msgs, stop)
+            await self._fetch_loop(queue, stop, writer)
         finally:
             lag.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await lag
+            if not writer.done():
+                await queue.put(None)
+                await writer
+
+    async def _fetch_loop(
+        self,
+        queue: asyncio.Queue[list[Msg] | None],
+        stop: asyncio.Event,
+        writer: asyncio.Task[None],
+    ) -> None:
+        backoff = RETRY_INITIAL_S
+        while not stop.is_set() and not writer.done():
+            try:
+                msgs = await self._fetch()
+            except NATS_ERRORS as exc:
+                self.stats.connected = False
+                log.info("fleet fetch failed; retrying", error=str(exc) or type(exc).__name__)
+                await _sleep_or_stop(stop, backoff)
+                backoff = min(backoff * 2, RETRY_MAX_S)
+                continue
+            self.stats.connected = True
+            backoff = RETRY_INITIAL_S
+            if msgs:
+                await queue.put(msgs)
+
+    async def _writer(self, queue: asyncio.Queue[list[Msg] | None], stop: asyncio.Event) -> None:
+        while (msgs := await queue.get()) is not None:
+            await self.handle(msgs, stop)
 
     async def _fetch(self) -> list[Msg]:
         assert self._sub is not None
@@ -199,22 +220,40 @@ class FleetConsumer:
                 good.append(msg)
             except BadEnvelopeError as exc:
                 await self._reject(msg, exc)
-        if rows:
-            new = await self._write(rows, stop)
-            if new is None:
-                return  # stopping before the write succeeded: the stream redelivers
-            self.stats.written_total += new
-            self.stats.duplicates_total += len(rows) - new
-            self.stats.batches_total += 1
+        if rows and not await self._store(rows, good, stop):
+            return  # stopping before the write succeeded: the stream redelivers
         for msg in good:
             with contextlib.suppress(*NATS_ERRORS):
                 await msg.ack()
+
+    async def _store(self, rows: list[StageRow], msgs: list[Msg], stop: asyncio.Event) -> bool:
+        """Write the rows; a value the database refuses (a \\u0000 in a string, a number
+        jsonb cannot hold) would fail its batch forever, so the batch is split until the
+        refused messages are alone, and those are rejected. False when stopped first."""
+        try:
+            new = await self._write(rows, stop)
+        except asyncpg.DataError as exc:
+            if len(rows) == 1:
+                await self._reject(msgs[0], BadEnvelopeError(f"refused by the database: {exc}"))
+                return True
+            half = len(rows) // 2
+            return await self._store(rows[:half], msgs[:half], stop) and await self._store(
+                rows[half:], msgs[half:], stop
+            )
+        if new is None:
+            return False
+        self.stats.written_total += new
+        self.stats.duplicates_total += len(rows) - new
+        self.stats.batches_total += 1
+        return True
 
     async def _write(self, rows: list[StageRow], stop: asyncio.Event) -> int | None:
         backoff = RETRY_INITIAL_S
         while True:
             try:
                 return await write_batch(self.pool, rows)
+            except asyncpg.DataError:
+                raise
             except DB_ERRORS as exc:
                 self.stats.db_errors_total += 1
                 log.warning("fleet database write failed; retrying the batch", error=str(exc))

@@ -14,7 +14,13 @@ from bessai.telemetry.envelope import ID_PATTERN, KINDS, SEQ_MAX
 
 _ID_RE = re.compile(ID_PATTERN)
 
-#: (site_id, boot_id, seq, ts, kind, device_id, historical, values as JSON text)
+
+def _non_finite(token: str) -> float:
+    # Python's parser takes NaN and Infinity, PostgreSQL's jsonb (rightly) does not.
+    raise BadEnvelopeError("values hold NaN or Infinity (use null)")
+
+
+#: (site_id, boot_id, seq, ts, kind, device_id, historical, the envelope as JSON text)
 StageRow = tuple[str, str, int, datetime, str, str | None, bool, str]
 
 
@@ -34,7 +40,9 @@ def _text(doc: dict[str, Any], name: str, pattern: re.Pattern[str] | None) -> st
 def parse_envelope(data: bytes) -> StageRow:
     """One message body as a stage row; raises BadEnvelopeError naming what is wrong."""
     try:
-        doc = json.loads(data)
+        doc = json.loads(data, parse_constant=_non_finite)
+    except BadEnvelopeError:
+        raise
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadEnvelopeError(f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -62,8 +70,7 @@ def parse_envelope(data: bytes) -> StageRow:
     if not isinstance(values, dict):
         raise BadEnvelopeError("values is not an object")
     historical = bool(doc.get("historical", False))
-    try:
-        data_json = json.dumps(values, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        raise BadEnvelopeError("values hold NaN or Infinity (use null)") from None
-    return (site_id, boot_id, seq, ts, kind, device_id, historical, data_json)
+    text = data.decode()
+    # The body goes to the database as it came (jsonb parses it there); the database keeps
+    # its `values`. Re-serialising here would double the parsing cost per message.
+    return (site_id, boot_id, seq, ts, kind, device_id, historical, text)

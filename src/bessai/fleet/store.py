@@ -36,7 +36,8 @@ CREATE TEMP TABLE IF NOT EXISTS fleet_stage (
 WRITE_SQL = """
 WITH ins AS (
     INSERT INTO envelopes (site_id, boot_id, seq, ts, kind, device_id, historical, data)
-    SELECT DISTINCT ON (site_id, boot_id, seq) *
+    SELECT DISTINCT ON (site_id, boot_id, seq)
+           site_id, boot_id, seq, ts, kind, device_id, historical, data->'values'
     FROM fleet_stage ORDER BY site_id, boot_id, seq
     ON CONFLICT DO NOTHING
     RETURNING site_id, boot_id, seq, ts, kind, data
