@@ -95,6 +95,44 @@ async def _publish(port: int, n: int) -> tuple[int, float]:
     return sent, elapsed
 
 
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu_s(pid: int, children_done: bool = False) -> float:
+    """CPU seconds of one process (user + system), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if children_done:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime (reaped children)
+    return ticks * TICK_S
+
+
+def _tree_cpu_s(root: int) -> float:
+    """CPU seconds of a process and its live and finished children (PostgreSQL's backends)."""
+    total = _proc_cpu_s(root, children_done=True)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == root:
+            total += _proc_cpu_s(int(stat.parent.name))
+    return total
+
+
+def _cpu_now(pg: PgCluster, nats_pid: int) -> dict[str, float]:
+    postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+    own = os.times()
+    return {
+        "consumer": own.user + own.system,
+        "postgres": _tree_cpu_s(postmaster),
+        "nats": _proc_cpu_s(nats_pid),
+    }
+
+
 async def _count(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
@@ -104,11 +142,12 @@ async def _count(dsn: str) -> int:
         await conn.close()
 
 
-async def _ingest_in_process(dsn: str, nats_port: int, sent: int) -> dict[str, Any]:
+async def _ingest_in_process(dsn: str, nats_port: int, sent: int, cpu: Any) -> dict[str, Any]:
     config = FleetConfig(nats_url=f"nats://127.0.0.1:{nats_port}", consumer="bench-one")
     pool = await open_pool(DbOptions(dsn, max_size=2))
     consumer = FleetConsumer(config, pool)
     stop = asyncio.Event()
+    cpu_before = cpu()
     started = time.perf_counter()
     await consumer.start()
     task = asyncio.create_task(consumer.run(stop))
@@ -116,6 +155,7 @@ async def _ingest_in_process(dsn: str, nats_port: int, sent: int) -> dict[str, A
     while stats.written_total + stats.duplicates_total < sent:
         await asyncio.sleep(0.01)
     elapsed = time.perf_counter() - started
+    cpu_after = cpu()
     stop.set()
     await task
     await consumer.close()
@@ -129,6 +169,10 @@ async def _ingest_in_process(dsn: str, nats_port: int, sent: int) -> dict[str, A
         "messages_per_s": round(sent / elapsed),
         "rows_per_s": round(stats.written_total / elapsed),
         "batch_size": config.batch_size,
+        # CPU per message of each component: what the machine's load cannot inflate.
+        "cpu_us_per_message": {
+            name: round((cpu_after[name] - cpu_before[name]) / sent * 1e6, 1) for name in cpu_after
+        },
     }
 
 
@@ -175,7 +219,11 @@ async def _ingest(pg: PgCluster, tmp: Path) -> dict[str, Any]:
     nats_srv.start()
     try:
         sent, publish_s = await _publish(nats_srv.port, N)
-        one = await _ingest_in_process(await _fresh_db(pg), nats_srv.port, sent)
+        assert nats_srv.proc is not None
+        pid = nats_srv.proc.pid
+        one = await _ingest_in_process(
+            await _fresh_db(pg), nats_srv.port, sent, lambda: _cpu_now(pg, pid)
+        )
         two = await _ingest_two_processes(await _fresh_db(pg), nats_srv.port, N, tmp)
     finally:
         nats_srv.kill()
