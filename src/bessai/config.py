@@ -781,6 +781,8 @@ def resolve_paths(config: Config, base: Path) -> None:
                     "key_file": under_opt(sink.key_file),
                 }
             )
+        elif sink.type == "pubsub":
+            sink = sink.model_copy(update={"credentials_file": under_opt(sink.credentials_file)})
         else:
             sink = sink.model_copy(update={"tls_ca_file": under_opt(sink.tls_ca_file)})
         sinks.append(sink)
