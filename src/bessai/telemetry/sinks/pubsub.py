@@ -41,7 +41,7 @@ def idempotency_key(row: OutboxRow) -> str:
 def make_publisher(config: PubSubSinkConfig) -> Any:
     """A PublisherClient with message ordering, for Google Cloud or an emulator."""
     try:
-        from google.cloud import pubsub_v1
+        import google.cloud.pubsub_v1 as pubsub_v1
     except ImportError:
         raise SinkError(
             "the pubsub sink needs the gcp extra: pip install 'bessai[gcp]'", sink=config.name
