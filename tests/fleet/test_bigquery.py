@@ -51,23 +51,36 @@ def test_rows_and_merge() -> None:
     assert "WHEN MATCHED" not in sql  # never rewrites what BigQuery holds
 
 
-def _bqemulator() -> str | None:
-    return os.environ.get("BQEMULATOR") or shutil.which("bqemulator")
+HARNESS = Path(__file__).with_name("bq_harness.py")
+
+
+def _bqemulator_python() -> str | None:
+    """A Python that can import bqemulator: BQEMULATOR_PYTHON, or the one of a `bqemulator`
+    on PATH (its pins clash with the project's venv, so it lives in its own)."""
+    explicit = os.environ.get("BQEMULATOR_PYTHON")
+    if explicit:
+        return explicit
+    script = shutil.which("bqemulator")
+    if script is None:
+        return None
+    python = Path(script).with_name("python")
+    return str(python) if python.exists() else None
 
 
 @pytest.fixture
 def bq_endpoint(tmp_path: Path) -> Iterator[str]:
-    binary = _bqemulator()
-    if binary is None:
+    python = _bqemulator_python()
+    if python is None:
         pytest.skip(
             "bqemulator is not installed (PyPI `bqemulator`; its pins clash with this venv, "
-            "so install it in its own and point BQEMULATOR at its executable)"
+            "so install it in a venv of its own and set BQEMULATOR_PYTHON to its python)"
         )
     port = free_port()
     log = (tmp_path / "bq.log").open("wb")
     proc = subprocess.Popen(
-        [binary, "start", "--host", LOOPBACK, "--port", str(port),
-         "--project", "bessai-test", "--data-dir", str(tmp_path / "bq")],
+        [python, str(HARNESS), "start", "--rest-host", LOOPBACK, "--rest-port", str(port),
+         "--grpc-host", LOOPBACK, "--grpc-port", str(free_port()), "--ephemeral",
+         "--project", "bessai-test", "--log-level", "warning"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
@@ -88,7 +101,10 @@ async def test_a_replayed_day_is_deduplicated(fleet_dsn: str, bq_endpoint: str) 
     try:
         await write_batch(pool, [parse_envelope(envelope(s, q, soc_pct=1.0))
                                  for s in ("a", "b") for q in range(20)])  # fmt: skip
-        target = BigQueryTarget("bessai-test", "fleet", "envelopes", endpoint=bq_endpoint)
+        # bqemulator has no multipart upload (load jobs): stage with insertAll instead.
+        target = BigQueryTarget(
+            "bessai-test", "fleet", "envelopes", endpoint=bq_endpoint, stage_with="insert"
+        )
         first = await export_day(pool, target, day)
         assert (first.rows_read, first.rows_inserted) == (40, 40)
         again = await export_day(pool, target, day)

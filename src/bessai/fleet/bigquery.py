@@ -56,6 +56,10 @@ class BigQueryTarget:
     credentials_file: Path | None = None
     #: an emulator or test server (http://host:port); anonymous credentials
     endpoint: str | None = None
+    #: how rows reach the staging table: load jobs (no streaming cost; the default) or the
+    #: streaming insertAll API (for servers without multipart uploads, such as bqemulator).
+    #: Either way the MERGE, not BigQuery's insertId, is what de-duplicates.
+    stage_with: str = "load"
 
     def ref(self, table: str | None = None) -> str:
         """`project.dataset.table`."""
@@ -161,6 +165,24 @@ def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield rows[i : i + CHUNK_ROWS]
 
 
+def _stage(client: Any, target: BigQueryTarget, stage_ref: str, rows: list[dict[str, Any]]) -> None:
+    from google.cloud import bigquery
+
+    if target.stage_with == "insert":
+        # No row ids: insertId de-duplication is best-effort anyway; the MERGE collapses
+        # whatever a retried insert doubled.
+        errors = client.insert_rows_json(stage_ref, rows, row_ids=[None] * len(rows))
+        if errors:
+            raise ExportError(f"BigQuery refused staged rows: {str(errors[:3])[:300]}")
+        return
+    job = client.load_table_from_json(
+        rows,
+        stage_ref,
+        job_config=bigquery.LoadJobConfig(schema=_schema(), write_disposition="WRITE_APPEND"),
+    )
+    job.result()
+
+
 def load_and_merge(
     client: Any, target: BigQueryTarget, day: date, rows: list[dict[str, Any]]
 ) -> int:
@@ -173,14 +195,7 @@ def load_and_merge(
     try:
         client.create_table(bigquery.Table(stage_ref, schema=_schema()))
         for chunk in _chunks(rows):
-            job = client.load_table_from_json(
-                chunk,
-                stage_ref,
-                job_config=bigquery.LoadJobConfig(
-                    schema=_schema(), write_disposition="WRITE_APPEND"
-                ),
-            )
-            job.result()
+            _stage(client, target, stage_ref, chunk)
         query = client.query(
             merge_sql(target, staging),
             job_config=bigquery.QueryJobConfig(

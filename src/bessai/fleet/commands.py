@@ -267,6 +267,9 @@ def export_bigquery(
     endpoint: Annotated[
         str | None, typer.Option(help="An emulator's URL (anonymous), e.g. http://127.0.0.1:9050.")
     ] = None,
+    stage_with: Annotated[
+        str, typer.Option(help="load (load jobs) or insert (streaming API, for emulators).")
+    ] = "load",
 ) -> None:
     """Copy the fleet database's envelopes to BigQuery, one UTC day per load + MERGE;
     re-exporting a day inserts only what BigQuery lacks (dedup on site, boot, seq)."""
@@ -282,8 +285,10 @@ def export_bigquery(
     if last < first or (last - first).days > 366:
         raise BessaiError(f"--from {first} --to {last}: give 1 to 367 days, in order")
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    if stage_with not in ("load", "insert"):
+        raise BessaiError(f"--stage-with {stage_with!r}: use load or insert")
     target = BigQueryTarget(project, dataset, table, credentials_file=credentials_file,
-                            endpoint=endpoint)  # fmt: skip
+                            endpoint=endpoint, stage_with=stage_with)  # fmt: skip
     for result in asyncio.run(_export(_settings(config), target, days)):
         typer.echo(
             f"{result.day}: {result.rows_read} envelopes read, {result.rows_inserted} new in "
