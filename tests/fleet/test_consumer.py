@@ -67,3 +67,53 @@ async def test_duplicates_once_poison_terminated(
         await consumer.close()
         await pool.close()
         await conn.close()
+
+
+async def test_a_slow_or_lost_database_delays_but_loses_nothing(
+    fleet_dsn: str, nats_server: BrokerProcess
+) -> None:
+    """The table locked by someone else (a slow database), then the consumer's connections
+    killed (a lost one): consumption stalls and the lag shows it, then everything lands once."""
+    conn = await asyncpg.connect(fleet_dsn)
+    await migrate(conn)
+    pool = await open_pool(DbOptions(fleet_dsn))
+    config = FleetConfig(nats_url=f"nats://{LOOPBACK}:{nats_server.port}", batch_size=50)
+    consumer = FleetConsumer(config, pool)
+    stop = asyncio.Event()
+    await publish(nats_server.port, [envelope("a", s) for s in range(100)])
+    locker = await asyncpg.connect(fleet_dsn)
+    tx = locker.transaction()
+    await tx.start()
+    await locker.execute("LOCK TABLE envelopes IN ACCESS EXCLUSIVE MODE")
+    await consumer.start()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await asyncio.sleep(2.5)
+        assert consumer.stats.written_total == 0
+        assert consumer.stats.lag_messages == 100  # all still pending or unacked
+        # Kill the consumer's blocked connection: the write fails and is retried.
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND pid <> $1",
+            locker.get_server_pid(),
+        )
+        await tx.rollback()
+        js_more = [envelope("a", s) for s in range(100, 150)]
+        nc = await nats.connect(f"nats://{LOOPBACK}:{nats_server.port}")
+        for body in js_more:
+            await nc.jetstream().publish("bessai.v1.a._.telemetry", body)
+        await nc.close()
+        for _ in range(200):
+            if await conn.fetchval("SELECT count(*) FROM envelopes") == 150:
+                break
+            await asyncio.sleep(0.05)
+        assert await conn.fetchval("SELECT count(*) FROM envelopes") == 150
+        assert consumer.stats.db_errors_total >= 1
+    finally:
+        stop.set()
+        await task
+        await consumer.close()
+        await pool.close()
+        await locker.close()
+        await conn.close()
