@@ -257,10 +257,9 @@ def export_bigquery(
         str | None, typer.Option("--to", help="Last UTC day (default: --from).")
     ] = None,
     config: ConfigOpt = None,
-    dataset: Annotated[str, typer.Option(help="BigQuery dataset.")] = "bessai",
-    table: Annotated[str, typer.Option(help="Target table (day-partitioned on ts).")] = (
-        "envelopes"
-    ),
+    table: Annotated[
+        str, typer.Option(help="DATASET.TABLE of the target (day-partitioned on ts).")
+    ] = "bessai.envelopes",
     credentials_file: Annotated[
         Path | None, typer.Option(help="Service account key; default: ADC.")
     ] = None,
@@ -287,7 +286,10 @@ def export_bigquery(
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     if stage_with not in ("load", "insert"):
         raise BessaiError(f"--stage-with {stage_with!r}: use load or insert")
-    target = BigQueryTarget(project, dataset, table, credentials_file=credentials_file,
+    dataset, _, table_name = table.partition(".")
+    if not dataset or not table_name:
+        raise BessaiError(f"--table {table!r}: write DATASET.TABLE, e.g. bessai.envelopes")
+    target = BigQueryTarget(project, dataset, table_name, credentials_file=credentials_file,
                             endpoint=endpoint, stage_with=stage_with)  # fmt: skip
     for result in asyncio.run(_export(_settings(config), target, days)):
         typer.echo(
