@@ -26,6 +26,7 @@ from nats.js.errors import NotFoundError
 
 from bessai.config import FleetConfig
 from bessai.errors import BessaiError
+from bessai.fleet.puller import Puller
 from bessai.fleet.rows import BadEnvelopeError, StageRow, parse_envelope
 from bessai.fleet.store import write_batch
 from bessai.telemetry.config import NatsSinkConfig
@@ -129,6 +130,20 @@ async def ensure_stream(js: JetStreamContext, config: FleetConfig) -> None:
             await js.add_stream(stream_config(sink))
 
 
+async def ensure_consumer(js: JetStreamContext, config: FleetConfig) -> None:
+    """Create the durable consumer unless it exists (then bind to it as it is: another
+    process may have created it, with the same settings)."""
+    try:
+        await js.consumer_info(config.stream, config.consumer)
+    except NotFoundError:
+        # Two processes starting at once both create it: the same config is accepted twice,
+        # and a refusal means another process's settings won, which this one then shares.
+        try:
+            await js.add_consumer(config.stream, consumer_config(config))
+        except nats.js.errors.BadRequestError as exc:
+            log.warning("fleet consumer exists with other settings", error=str(exc))
+
+
 class FleetConsumer:
     """Fetch, parse, write, ack: one batch at a time, for as long as `stop` is not set."""
 
@@ -137,7 +152,8 @@ class FleetConsumer:
         self.pool = pool
         self.stats = ConsumerStats()
         self._nc: NatsClient | None = None
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._js: JetStreamContext | None = None
+        self._puller: Puller | None = None
 
     async def start(self) -> None:
         """Connect and bind to the durable consumer (created when absent)."""
@@ -145,12 +161,9 @@ class FleetConsumer:
         js = self._nc.jetstream(timeout=10)
         try:
             await ensure_stream(js, self.config)
-            self._sub = await js.pull_subscribe(
-                f"{self.config.subject_prefix}.>",
-                durable=self.config.consumer,
-                stream=self.config.stream,
-                config=consumer_config(self.config),
-            )
+            await ensure_consumer(js, self.config)
+            puller = Puller(self._nc, self.config.stream, self.config.consumer)
+            await puller.start()
         except NATS_ERRORS as exc:
             await self.close()
             raise BessaiError(
@@ -158,6 +171,7 @@ class FleetConsumer:
                 f"{self.config.stream!r} at {self.config.nats_url}: "
                 f"{str(exc) or type(exc).__name__}"
             ) from None
+        self._js, self._puller = js, puller
         self.stats.connected = True
         log.info("fleet consumer bound", stream=self.config.stream, consumer=self.config.consumer)
 
@@ -204,11 +218,8 @@ class FleetConsumer:
             await self.handle(msgs, stop)
 
     async def _fetch(self) -> list[Msg]:
-        assert self._sub is not None
-        try:
-            return await self._sub.fetch(self.config.batch_size, timeout=FETCH_WAIT_S)
-        except nats.errors.TimeoutError:
-            return []
+        assert self._puller is not None
+        return await self._puller.fetch(self.config.batch_size, FETCH_WAIT_S)
 
     async def handle(self, msgs: list[Msg], stop: asyncio.Event) -> None:
         """Store one fetched batch, then ack it; poison messages are terminated."""
@@ -274,8 +285,8 @@ class FleetConsumer:
     async def _poll_lag(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             with contextlib.suppress(*NATS_ERRORS):
-                if self._sub is not None:
-                    info = await self._sub.consumer_info()
+                if self._js is not None:
+                    info = await self._js.consumer_info(self.config.stream, self.config.consumer)
                     self.stats.lag_messages = int(info.num_pending or 0) + int(
                         info.num_ack_pending or 0
                     )
@@ -283,7 +294,11 @@ class FleetConsumer:
 
     async def close(self) -> None:
         """Leave the consumer to the other processes (unacked messages are redelivered)."""
-        nc, self._nc, self._sub = self._nc, None, None
+        nc, puller = self._nc, self._puller
+        self._nc, self._js, self._puller = None, None, None
+        if puller is not None:
+            with contextlib.suppress(Exception):
+                await puller.close()
         self.stats.connected = False
         if nc is not None:
             with contextlib.suppress(Exception):
