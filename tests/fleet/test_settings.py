@@ -61,3 +61,25 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, message: str) -> Non
     path.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_fleet_settings(path, environ={})
+
+
+def test_serve_errors_are_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.fleet.harness import fleet_config_file
+
+    config = fleet_config_file(tmp_path, "postgresql://nobody@127.0.0.1:1/none", 1, 0)
+    run = subprocess.run(
+        [sys.executable, "-m", "bessai.cli", "fleet", "serve", "--config", str(config)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "cannot connect to the fleet database postgresql://nobody@127.0.0.1:1/none" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_the_example_file_loads() -> None:
+    example = DOC.parents[1] / "examples" / "fleet.toml"
+    settings = load_fleet_settings(example, environ={})
+    assert settings.fleet.http_port == 8090

@@ -36,6 +36,27 @@ def db_options(settings: FleetSettings, max_size: int = 4) -> DbOptions:
     )
 
 
+def _port_free(host: str, port: int) -> None:
+    """A busy port as one line naming the key, before uvicorn logs a traceback and exits."""
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is already in use: choose another with "
+                    "fleet.http_port or --http-port (0 = any free port)"
+                ) from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 class _Server(uvicorn.Server):
     """uvicorn inside our loop; the service owns the signals."""
 
@@ -99,6 +120,7 @@ class FleetService:
     async def _serve_http(self) -> None:
         assert self.ctx is not None
         fleet = self.settings.fleet
+        _port_free(fleet.http_host, fleet.http_port)
         proxies = self.settings.api.trusted_proxies
         server = _Server(
             uvicorn.Config(
