@@ -225,3 +225,41 @@ async def test_emulator_delivers_in_order_per_site(
     subscriber.close()
     assert seen == {site: list(range(30)) for site in SITES}
     assert keys == {f"{r.site_id}:boot1:{r.seq}" for r in batch}
+
+
+async def test_pipeline_keeps_rows_until_pubsub_stored_them(
+    fake: FakePublisher, tmp_path: Path
+) -> None:
+    """Outbox -> forwarder -> Pub/Sub: while the service refuses (not retryable), every row
+    stays in the outbox; once it accepts, all arrive, each site in seq order."""
+    from brokers import wait_until
+
+    from bessai.telemetry import Record, TelemetryConfig, TelemetryPipeline
+
+    fake.fail = [grpc.StatusCode.PERMISSION_DENIED] * 1000
+    config = TelemetryConfig.model_validate(
+        {
+            "outbox_path": tmp_path / "o.sqlite",
+            "sinks": [{"type": "pubsub", "project": "bessai-test", "topic": "telemetry",
+                       "emulator_host": f"{LOOPBACK}:{fake.port}", "backoff_initial_s": 0.1,
+                       "backoff_max_s": 0.2}],
+        }
+    )  # fmt: skip
+    pipeline = TelemetryPipeline(config)
+    await pipeline.start()
+    try:
+        for i in range(20):
+            await pipeline.emit_async([Record(site, {"cycle": i}) for site in SITES])
+        await wait_until(lambda: fake.calls >= 3, 10.0, "publish attempts")
+        assert fake.stored == []
+        assert pipeline.outbox.pending_for("pubsub")[0] == 60
+        fake.fail = []
+        assert await pipeline.drain(20.0)
+    finally:
+        await pipeline.stop()
+    for site, seqs in fake.by_site().items():
+        assert sorted(set(seqs)) == list(range(20)), site
+        assert seqs == sorted(seqs), site
+    boot = pipeline.boot_id
+    keys = {m.attributes["idempotency_key"] for m in fake.stored}
+    assert keys == {f"{site}:{boot}:{seq}" for site in SITES for seq in range(20)}
