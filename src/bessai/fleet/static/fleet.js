@@ -35,8 +35,12 @@ function sparkline(points) {
   const values = points.map((p) => p.values.soc_pct).filter((v) => v !== null);
   if (values.length > 1) {
     const line = document.createElementNS(ns, "polyline");
+    // Scaled to the site's own range (at least 5 points of SOC), so a slow drift shows.
+    const low = Math.min(...values);
+    const span = Math.max(5, Math.max(...values) - low);
     const step = 120 / (values.length - 1);
-    line.setAttribute("points", values.map((v, i) => `${(i * step).toFixed(1)},${(24 - (v / 100) * 24).toFixed(1)}`).join(" "));
+    const y = (v) => (23 - ((v - low) / span) * 22).toFixed(1);
+    line.setAttribute("points", values.map((v, i) => `${(i * step).toFixed(1)},${y(v)}`).join(" "));
     svg.appendChild(line);
   }
   return svg;
