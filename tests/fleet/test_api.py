@@ -31,8 +31,6 @@ from bessai.fleet.rows import parse_envelope
 from bessai.fleet.store import DbOptions, open_pool, write_batch
 from tests.fleet.harness import fleet_config_file
 
-NOW = datetime.now(UTC)
-
 #: site -> (soc %, capacity kWh, max charge W, max discharge W, safety, age s, alarms)
 SITES: dict[str, tuple[float, float, float, float, str, float, str]] = {
     "north": (50.0, 10.0, 5000.0, 5000.0, "normal", 1.0, ""),
@@ -57,8 +55,10 @@ async def seed(dsn: str) -> None:
     await conn.close()
     pool = await open_pool(DbOptions(dsn))
     rows = []
+    # Ages count from now, when the test runs (not when the module was imported).
+    now = datetime.now(UTC)
     for site, (soc, cap, ch, dis, safety, age, alarms) in SITES.items():
-        ts = NOW - timedelta(seconds=age)
+        ts = now - timedelta(seconds=age)
         # An hour of history, one envelope a minute, SOC rising to its current value.
         for i in range(60):
             values = {"soc_pct": soc - (59 - i) * 0.1, "battery_power_w": 1000.0,
@@ -151,7 +151,7 @@ async def test_keys_as_on_the_gateway(fleet: Fleet) -> None:
 
 
 async def test_history_is_downsampled(fleet: Fleet) -> None:
-    start = (NOW - timedelta(hours=2)).isoformat()
+    start = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
     async with fleet.client() as client:
         res = await client.get(
             "/api/v1/fleet/sites/north/history",
