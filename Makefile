@@ -18,8 +18,9 @@ ARGS ?=
 # Debian packages the tests need, named after their binary: the brokers the telemetry tests start
 # on free loopback ports, openssl (their throw-away TLS certificates) and the headless browser of
 # the dashboard test, and prometheus (promtool and a real server for the deployment tests).
-# Upcoming work adds postgresql here.
 SYSTEM_DEPS := mosquitto nats-server openssl chromium prometheus
+# The fleet tests start PostgreSQL (initdb/pg_ctl, off PATH under /usr/lib/postgresql).
+PG_DEPS := postgresql
 
 .PHONY: demo test lint typecheck pytest bench system-deps install install-run clean
 
@@ -45,6 +46,7 @@ system-deps:
 	for bin in $(SYSTEM_DEPS); do \
 	  command -v $$bin >/dev/null 2>&1 || test -x /usr/sbin/$$bin || missing="$$missing $$bin"; \
 	done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing $(PG_DEPS)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \

@@ -24,6 +24,7 @@ BENCHMARKS: list[str] = [
     "ledger",
     "deploy",
     "policy",
+    "fleet",
 ]
 
 
