@@ -32,6 +32,7 @@ STAGES: tuple[str, ...] = ("moments", "gram", "calibrate", "fit")
 
 
 def array(payload: Payload, key: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """The field ``key`` as a float64 array, or an error naming it."""
     try:
         return np.asarray(payload[key], dtype=np.float64)
     except KeyError:
