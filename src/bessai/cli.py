@@ -25,6 +25,7 @@ from bessai.market import commands as market_commands
 from bessai.modbus import commands as modbus_commands
 from bessai.optimize import commands as optimize_commands
 from bessai.plant import commands as plant_commands
+from bessai.runtime import analyst_commands
 from bessai.runtime import commands as runtime_commands
 from bessai.simulator import commands as sim_commands
 from bessai.telemetry import commands as telemetry_commands
@@ -72,6 +73,7 @@ market_commands.register(app)
 analysis_carbon_commands.register(carbon_commands.register(app))
 ledger_commands.register(app)
 fl_commands.register(app)
+analyst_commands.register(app)
 
 
 def main() -> None:

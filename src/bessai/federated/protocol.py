@@ -32,7 +32,7 @@ STAGES: tuple[str, ...] = ("moments", "gram", "calibrate", "fit")
 
 
 def array(payload: Payload, key: str) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """The field ``key`` as a float64 array, or an error naming it."""
+    """The float array a message carries under `key`; a DataError naming the key if absent."""
     try:
         return np.asarray(payload[key], dtype=np.float64)
     except KeyError:

@@ -41,6 +41,7 @@ _VERSIONED = ("numpy", "pandas", "scikit-learn", "lightgbm", "onnx", "onnxruntim
 
 
 def library_versions() -> dict[str, str]:
+    """The versions of the libraries a model was trained and exported with, for its card."""
     out = {"python": platform.python_version()}
     for name in _VERSIONED:
         try:
