@@ -165,7 +165,7 @@ def test_a_site_dying_mid_round_does_not_stall_or_corrupt_it(federation: Federat
     federation.join(SITES[1], "--drop-at", "gram")
     federation.join(SITES[2])
     done = federation.serve(
-        "--min-clients", "2", "--expect-clients", "3", "--round-timeout-s", "30"
+        "--min-clients", "2", "--expect-clients", "3", "--round-timeout-s", "45"
     )
     assert done.returncode == 0, done.stderr[-2000:]
     status = json.loads(federation.status())
