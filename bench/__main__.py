@@ -23,6 +23,7 @@ BENCHMARKS: list[str] = [
     "forecast",
     "ledger",
     "deploy",
+    "policy",
     "federated",
 ]
 

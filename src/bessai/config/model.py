@@ -64,6 +64,15 @@ class SiteConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _policy_has_a_plan(self) -> Self:
+        if self.controllers.policy is not None and not self.optimizer.enabled:
+            raise ValueError(
+                "controllers.policy needs optimizer.enabled: the policy reads the planner's "
+                "forecast and falls back to its plan"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _known_timezone(self) -> Self:
         try:
             ZoneInfo(self.timezone)
@@ -194,7 +203,7 @@ def resolve_paths(config: Config, base: Path) -> None:
 
 def _resolve_site_paths(site: SiteConfig, under: Callable[[Path], Path]) -> None:
     """Files named by sites: a price file (not `builtin:`), a trained forecaster (`model:`),
-    a scenario file (not a built-in scenario name)."""
+    an exported policy (`onnx:`), a scenario file (not a built-in scenario name)."""
     from bessai.simulator.scenario import BUILTIN_SCENARIOS
 
     optimizer = site.optimizer
@@ -203,6 +212,9 @@ def _resolve_site_paths(site: SiteConfig, under: Callable[[Path], Path]) -> None
     if optimizer.forecaster.startswith("model:"):
         model = optimizer.forecaster.removeprefix("model:")
         optimizer.forecaster = f"model:{under(Path(model))}"
+    if site.controllers.policy is not None:
+        policy = site.controllers.policy.removeprefix("onnx:")
+        site.controllers.policy = f"onnx:{under(Path(policy))}"
     scenario = site.simulator.scenario
     if scenario is not None and scenario not in BUILTIN_SCENARIOS:
         site.simulator.scenario = str(under(Path(scenario)))

@@ -177,6 +177,16 @@ class ControllersConfig(_Section):
     manual_override_default_s: float = Field(default=60.0, gt=0, le=86400)
     manual_override_max_s: float = Field(default=3600.0, gt=0, le=86400)
     time_of_use: list[TimeOfUseRule] = Field(default_factory=list)
+    policy: str | None = Field(
+        default=None,
+        pattern=r"^onnx:.+",
+        description="learned dispatch: onnx:DIR, an exported policy (`bessai policy train`); it "
+        "takes the plan's place and falls back to the plan when it cannot be used "
+        "(docs/policy.md); needs the optimizer",
+    )
+    policy_max_ms: float = Field(
+        default=10.0, gt=0, le=1000, description="an inference slower than this falls back"
+    )
 
 
 class OptimizerConfig(_Section):

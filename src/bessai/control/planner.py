@@ -117,6 +117,8 @@ class SchedulePlanner:
         self.plans = 0
         self.failures = 0
         site.schedule.max_age = timedelta(seconds=config.max_plan_age_s)
+        if site.learned is not None:
+            site.learned.fit(self.prices.step, self.prices.unit)
 
     def _offset(self, now: datetime) -> timedelta:
         """Replay maps now onto the same moment of the price file's last full year."""
@@ -205,6 +207,8 @@ class SchedulePlanner:
             log.error("planning failed", site=self.site.id, error=str(exc))
             return None
         self.site.schedule.load(plan.schedule, plan.start, now, plan.bands)
+        if self.site.learned is not None:
+            self.site.learned.load_forecast(plan.forecast, plan.start, now)
         self.last_plan = plan
         self.plans += 1
         log.info(
