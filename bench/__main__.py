@@ -25,6 +25,7 @@ BENCHMARKS: list[str] = [
     "deploy",
     "policy",
     "fleet",
+    "federated",
 ]
 
 
