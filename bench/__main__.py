@@ -23,6 +23,7 @@ BENCHMARKS: list[str] = [
     "forecast",
     "ledger",
     "policy",
+    "deploy",
 ]
 
 

@@ -19,6 +19,7 @@ from bessai.carbon import commands as carbon_commands
 from bessai.config import configured_lake
 from bessai.control import commands as control_commands
 from bessai.errors import BessaiError
+from bessai.federated import commands as fl_commands
 from bessai.ledger import commands as ledger_commands
 from bessai.logging import configure_logging
 from bessai.market import commands as market_commands
@@ -26,6 +27,7 @@ from bessai.modbus import commands as modbus_commands
 from bessai.optimize import commands as optimize_commands
 from bessai.plant import commands as plant_commands
 from bessai.policy import commands as policy_commands
+from bessai.runtime import analyst_commands
 from bessai.runtime import commands as runtime_commands
 from bessai.simulator import commands as sim_commands
 from bessai.telemetry import commands as telemetry_commands
@@ -74,6 +76,8 @@ analysis_carbon_commands.register(carbon_commands.register(app))
 ledger_commands.register(app)
 policy_commands.register(app)
 analysis_policy_commands.register()
+fl_commands.register(app)
+analyst_commands.register(app)
 
 
 def main() -> None:

@@ -127,5 +127,6 @@ def config_check(
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai audit` and `bessai config check`."""
     app.command()(audit)
     app.add_typer(config_app, name="config")
