@@ -22,8 +22,8 @@ BENCHMARKS: list[str] = [
     "api",
     "forecast",
     "ledger",
-    "policy",
     "deploy",
+    "policy",
 ]
 
 

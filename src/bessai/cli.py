@@ -74,10 +74,10 @@ market_commands.register(app)
 # `bessai carbon backtest` needs the back-test, a layer above the carbon package.
 analysis_carbon_commands.register(carbon_commands.register(app))
 ledger_commands.register(app)
-policy_commands.register(app)
-analysis_policy_commands.register()
 fl_commands.register(app)
 analyst_commands.register(app)
+policy_commands.register(app)
+analysis_policy_commands.register()
 
 
 def main() -> None:

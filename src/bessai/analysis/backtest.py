@@ -281,6 +281,7 @@ class RollingRun:
         return Replanner.of(self.series, strategy.point, bands, base, how)
 
     def book(self, day: Day, forecast: FloatArray, done: Settlement, perfect: Settlement) -> None:
+        """Count one executed day beside its perfect foresight, and carry its SOC over."""
         i, j = day[1] - self.days[0][1], day[2] - self.days[0][1]
         # Through days left out since the last booked day the battery idled at its SOC.
         self.arrays["soc"][self.booked_end : i] = self.soc_now
