@@ -18,8 +18,9 @@ ARGS ?=
 # Debian packages the tests need, named after their binary: the brokers the telemetry tests start
 # on free loopback ports, openssl (their throw-away TLS certificates) and the headless browser of
 # the dashboard test, and prometheus (promtool and a real server for the deployment tests).
-# Upcoming work adds postgresql here.
 SYSTEM_DEPS := mosquitto nats-server openssl chromium prometheus
+# The fleet tests start PostgreSQL (initdb/pg_ctl, off PATH under /usr/lib/postgresql).
+PG_DEPS := postgresql
 
 # ElaadNL's openadr3-client needs Python >= 3.12: the VTN's interoperability test runs it from
 # this venv, made when a python3.12 is on the PATH (pyenv has one); without it the test skips.
@@ -60,6 +61,7 @@ system-deps:
 	for bin in $(SYSTEM_DEPS); do \
 	  command -v $$bin >/dev/null 2>&1 || test -x /usr/sbin/$$bin || missing="$$missing $$bin"; \
 	done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing $(PG_DEPS)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \

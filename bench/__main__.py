@@ -25,6 +25,8 @@ BENCHMARKS: list[str] = [
     "vpp",
     "deploy",
     "policy",
+    "fleet",
+    "federated",
 ]
 
 

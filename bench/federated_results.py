@@ -49,6 +49,8 @@ STORAGE = StorageSpec(
 
 @dataclass(frozen=True)
 class Site:
+    """A site of the study: name, price file, training window, judged or not."""
+
     name: str
     prices: Path
     first: str
@@ -79,6 +81,7 @@ def sklearn_pooled(rows: list[SiteRows]) -> LinearModel:
 
 
 def judge(site: Site, model_dir: Path, label: str) -> dict[str, object]:
+    """MAE and back-test capture of the model in ``model_dir`` at ``site``."""
     series = PriceSource(site.prices, last=EVAL_LAST).load_window(_quiet())
     fc = (
         baseline_forecaster("week-mean")
@@ -106,6 +109,7 @@ def _quiet():  # type: ignore[no-untyped-def]
 
 
 def main(out: Path) -> list[dict[str, object]]:
+    """Train every model, judge it, write results.json and print the table."""
     out.mkdir(parents=True, exist_ok=True)
     rows = [load_site(s.name, site_source(s.prices, first=s.first, last=s.last)) for s in SITES]
     print(json.dumps({"rows": {r.info.site: r.n for r in rows}}), file=sys.stderr)
@@ -176,6 +180,7 @@ def mlp_study(rows: list[SiteRows], out: Path) -> list[dict[str, object]]:
 
 
 def print_table(results: list[dict[str, object]], diff: float) -> None:
+    """The Markdown table of docs/benchmarks.md."""
     print(
         "| site (own history) | model | MAE USD/MWh | capture vs daily perfect | net revenue USD |"
     )

@@ -20,6 +20,7 @@ from bessai.config import configured_lake
 from bessai.control import commands as control_commands
 from bessai.errors import BessaiError
 from bessai.federated import commands as fl_commands
+from bessai.fleet import commands as fleet_commands
 from bessai.ledger import commands as ledger_commands
 from bessai.logging import configure_logging
 from bessai.market import commands as market_commands
@@ -80,6 +81,7 @@ fl_commands.register(app)
 analyst_commands.register(app)
 policy_commands.register(app)
 analysis_policy_commands.register()
+fleet_commands.register(app)
 
 
 def main() -> None:

@@ -128,3 +128,23 @@ def test_the_prometheus_rule_is_the_shipped_rules_files() -> None:
         groups += yaml.safe_load((rules / name).read_text())["groups"]
     rule = render(_values("production"))["PrometheusRule"]
     assert rule["spec"] == {"groups": groups}
+
+
+def test_api_keys_from_a_secret_are_the_key_file_the_gateway_reads(tmp_path: Path) -> None:
+    manifests = render(_values("production"))
+    pod = manifests["StatefulSet"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "api-keys")
+    volume = next(v for v in pod["volumes"] if v["name"] == "api-keys")
+    assert volume["secret"]["secretName"] == "bessai-gateway-plant-01-keys"
+    assert mount["readOnly"] is True
+    toml = tmp_path / "site.toml"
+    toml.write_text(manifests["ConfigMap"]["data"]["site.toml"])
+    config, overridden = load_config(
+        toml, environ={"BESSAI_API__KEYS_FILE": env["BESSAI_API__KEYS_FILE"]}
+    )
+    assert overridden == ["api.keys_file"]
+    assert str(config.keys_file) == f"{mount['mountPath']}/api_keys.json"
+    default = render({})["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]
+    assert "BESSAI_API__KEYS_FILE" not in {e["name"] for e in default["env"]}

@@ -28,6 +28,7 @@ def test_status_file_and_metrics(tmp_path: Path) -> None:
     data = json.loads(result.output)
     assert data["state"] == "done"
     assert data["rounds"][1]["dropped"] == [7]
+    assert data["rounds"][1]["finished_utc"].endswith("Z")
     prom = runner.invoke(app, ["fl", "status", "--work-dir", str(tmp_path), "--prometheus"])
     assert "fl_rounds_total 2.0" in prom.output
     assert "fl_train_loss 123.5" in prom.output

@@ -1,5 +1,6 @@
 """A real Flower deployment on loopback: `bessai fl serve` (SuperLink + ServerApp) and three
-`bessai fl join` (SuperNode + ClientApp), one per site, as separate processes.
+`bessai fl join` (SuperNode + ClientApp), one per site, as separate processes; the first test
+over TLS (a throw-away CA), the dropout test insecure.
 
 Needs Flower (the `fl` extra). Flower 1.41 pins an older web stack than the rest of the dev
 environment may carry; BESSAI_FL_PYTHON names a Python that has `bessai[fl]`'s dependencies
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,17 +49,53 @@ def env() -> dict[str, str]:
     return out
 
 
+def make_certs(d: Path) -> dict[str, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 (IP SAN), made with openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("openssl not found (Makefile SYSTEM_DEPS installs it)")
+    d.mkdir()
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=d)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "1", "-subj", "/CN=bessai-fl-test-ca")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")  # fmt: skip
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "san.ext")  # fmt: skip
+    return {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key"}
+
+
 class Federation:
-    """Three `bessai fl join` processes on one SuperLink port; stopped at teardown."""
+    """`bessai fl join` processes on one SuperLink port, over TLS with a throw-away CA or
+    insecure; stopped at teardown."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.port = free_port()
         self.joins: list[subprocess.Popen[bytes]] = []
+        self.certs: dict[str, Path] | None = None
+
+    def use_tls(self) -> None:
+        self.certs = make_certs(self.tmp / "pki")
+
+    def client_tls(self) -> list[str]:
+        if self.certs is None:
+            return ["--insecure"]
+        return ["--root-certificates", str(self.certs["ca"])]
+
+    def server_tls(self) -> list[str]:
+        if self.certs is None:
+            return ["--insecure"]
+        return ["--ssl-certfile", str(self.certs["cert"]), "--ssl-keyfile",
+                str(self.certs["key"]), "--ssl-ca-certfile", str(self.certs["ca"])]  # fmt: skip
 
     def join(self, spec: SiteSpec, *extra: str) -> None:
         args = bessai_cmd(
-            "fl", "join", "--superlink", f"127.0.0.1:{self.port}", "--insecure",
+            "fl", "join", "--superlink", f"127.0.0.1:{self.port}", *self.client_tls(),
             "--prices", str(spec.prices), "--site", spec.site,
             "--from", spec.first, "--to", spec.last,
             "--log", str(self.tmp / f"{spec.site}.log"), *extra,
@@ -67,7 +105,7 @@ class Federation:
     def serve(self, *extra: str) -> subprocess.CompletedProcess[str]:
         args = bessai_cmd(
             "fl", "serve", "--out", str(self.tmp / "model"), "--work-dir",
-            str(self.tmp / "server"), "--port", str(self.port), "--insecure",
+            str(self.tmp / "server"), "--port", str(self.port), *self.server_tls(),
             "--wait-s", "90", "--run-timeout-s", "300", *extra,
         )  # fmt: skip
         return subprocess.run(args, env=env(), capture_output=True, text=True, timeout=420)
@@ -105,6 +143,7 @@ def pooled_vector(specs: list[SiteSpec]) -> np.ndarray:
 
 
 def test_three_supernodes_train_the_centralised_model(federation: Federation) -> None:
+    federation.use_tls()
     for spec in SITES:
         federation.join(spec)
     done = federation.serve("--min-clients", "3", "--expect-clients", "3")
@@ -126,7 +165,7 @@ def test_a_site_dying_mid_round_does_not_stall_or_corrupt_it(federation: Federat
     federation.join(SITES[1], "--drop-at", "gram")
     federation.join(SITES[2])
     done = federation.serve(
-        "--min-clients", "2", "--expect-clients", "3", "--round-timeout-s", "30"
+        "--min-clients", "2", "--expect-clients", "3", "--round-timeout-s", "45"
     )
     assert done.returncode == 0, done.stderr[-2000:]
     status = json.loads(federation.status())

@@ -30,6 +30,7 @@ from bessai.config.services import (
     AlertsConfig,
     ApiConfig,
     CarbonConfig,
+    FleetConfig,
     LedgerConfig,
     ProxyConfig,
 )
@@ -96,6 +97,7 @@ class Config(_Section):
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     carbon: CarbonConfig = Field(default_factory=CarbonConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
     #: read by `bessai market fetch` (API key, base URL), which validates it
     market: dict[str, Any] = Field(default_factory=dict)
 
@@ -193,6 +195,8 @@ def resolve_paths(config: Config, base: Path) -> None:
                     "key_file": under_opt(sink.key_file),
                 }
             )
+        elif sink.type == "pubsub":
+            sink = sink.model_copy(update={"credentials_file": under_opt(sink.credentials_file)})
         else:
             sink = sink.model_copy(update={"tls_ca_file": under_opt(sink.tls_ca_file)})
         sinks.append(sink)

@@ -13,7 +13,7 @@ from pydantic import (
     model_validator,
 )
 
-from bessai.config.sections import _Section
+from bessai.config.sections import Pct, _Section
 
 
 class ApiConfig(_Section):
@@ -197,4 +197,60 @@ class LedgerConfig(_Section):
     )
     co2_method: Literal["marginal", "average"] = Field(
         default="marginal", description="factor of the CO2 a credit states"
+    )
+
+
+class FleetConfig(_Section):
+    """`bessai fleet serve`: the fleet backend that consumes the gateways' JetStream stream
+    into PostgreSQL (docs/fleet.md). A gateway ignores this table; a fleet-only file may
+    hold just `[fleet]` (plus `[api]` for its keys)."""
+
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://bessai@127.0.0.1:5432/bessai"),
+        description="PostgreSQL DSN; BESSAI_FLEET_DATABASE_URL overrides it (keep the "
+        "password out of the file)",
+    )
+    readonly_database_url: SecretStr | None = Field(
+        default=None,
+        description="DSN of a read-only role for `bessai fleet query`; default database_url "
+        "in a read-only transaction",
+    )
+    database_tls_ca_file: Path | None = Field(
+        default=None, description="CA bundle: verify the PostgreSQL server (sslmode verify-full)"
+    )
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        min_length=1,
+        description="NATS server(s), comma-separated (a cluster's seed servers)",
+    )
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_token: SecretStr | None = None
+    nats_tls_ca_file: Path | None = None
+    stream: str = Field(default="BESSAI", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    subject_prefix: str = Field(default="bessai.v1", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    consumer: str = Field(
+        default="bessai-fleet",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="durable consumer shared by every `fleet serve` process (they split the work)",
+    )
+    batch_size: int = Field(default=1_000, ge=1, le=100_000, description="messages per fetch")
+    max_ack_pending: int = Field(
+        default=20_000, ge=1, le=1_000_000, description="unacknowledged messages in flight"
+    )
+    ack_wait_s: float = Field(
+        default=30.0, gt=0, le=3_600, description="redelivered when not acked within this"
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8090, ge=0, le=65535)
+    stale_after_s: float = Field(
+        default=60.0, gt=0, le=86_400, description="a site not heard from for this long is stale"
+    )
+    flex_horizon_h: float = Field(
+        default=1.0, gt=0, le=48, description="horizon of the flexibility totals"
+    )
+    soc_min_pct: Pct = Field(default=5.0, description="floor of the discharge flexibility")
+    soc_max_pct: Pct = Field(default=98.0, description="ceiling of the charge flexibility")
+    data_dir: Path = Field(
+        default=Path("var"), description="API keys (api.keys_file) live here; relative to the file"
     )

@@ -36,6 +36,10 @@ def cycle_records(record: CycleRecord, previous_alarms: frozenset[str] | None) -
                 "mode": record.mode.value,
                 "data_age_s": record.data_age_s,
                 "cycle_duration_s": round(record.duration_s, 4),
+                # What the fleet needs for its totals and flexibility (docs/fleet.md).
+                "capacity_kwh": None if m.capacity_wh is None else m.capacity_wh / 1000,
+                "max_charge_w": m.max_charge_w,
+                "max_discharge_w": m.max_discharge_w,
             },
             ts=record.ts,
         )

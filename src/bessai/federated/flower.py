@@ -44,10 +44,12 @@ def encode(payload: Payload) -> RecordDict:
 def decode(content: RecordDict) -> Payload:
     """The payload of a message."""
     out: Payload = {}
-    if "arrays" in content:
-        out.update({k: v.numpy() for k, v in content["arrays"].items()})
-    if "config" in content:
-        out.update(dict(content["config"]))
+    arrays = content.get("arrays")
+    if isinstance(arrays, ArrayRecord):
+        out.update({k: v.numpy() for k, v in arrays.items()})
+    config = content.get("config")
+    if isinstance(config, ConfigRecord):
+        out.update(dict(config))
     return out
 
 

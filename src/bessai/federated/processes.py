@@ -47,6 +47,9 @@ def flower_env(flwr_home: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     bin_dir = str(Path(flower_exe("flower-superlink")).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    # Flower reports anonymous usage events to its makers by default; a site sends nothing
+    # it was not asked to.
+    env["FLWR_TELEMETRY_ENABLED"] = "0"
     if flwr_home is not None:
         env["FLWR_HOME"] = str(flwr_home)
     return env
@@ -181,7 +184,9 @@ def start_superlink(opts: LinkOptions) -> Managed:
     if opts.supernode_auth:
         args.append("--enable-supernode-auth")
     opts.state_dir.mkdir(parents=True, exist_ok=True)
-    link = Managed("SuperLink", args, opts.state_dir / "superlink.log", flower_env())
+    # FLWR_HOME: the bundles the SuperLink unpacks stay in the work directory, not in ~/.flwr.
+    env = flower_env(opts.state_dir / "flwr")
+    link = Managed("SuperLink", args, opts.state_dir / "superlink.log", env)
     wait_listening(link, opts.host, opts.port)
     return link
 
@@ -214,7 +219,8 @@ def start_supernode(opts: NodeOptions) -> Managed:
     ]  # fmt: skip
     if opts.auth_key is not None:
         args += ["--auth-supernode-private-key", str(opts.auth_key)]
-    node = Managed("SuperNode", args, opts.log, flower_env())
+    home = opts.log.with_name(f"{opts.log.stem}.flwr")  # its unpacked bundles, beside its log
+    node = Managed("SuperNode", args, opts.log, flower_env(home))
     wait_listening(node, "127.0.0.1", opts.api_port)
     return node
 

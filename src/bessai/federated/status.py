@@ -53,7 +53,8 @@ class StatusFile:
         if report.train_loss is not None:
             self.data["train_loss"] = report.train_loss
         if report.stage != "done":
-            self.data["rounds"].append({**asdict(report), "dropped": list(report.dropped)})
+            entry = {**asdict(report), "dropped": list(report.dropped), "finished_utc": _now()}
+            self.data["rounds"].append(entry)
             self.data["rounds_total"] = report.round_no
             self.data["state"] = "running"
         self._write()
