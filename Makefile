@@ -22,7 +22,12 @@ SYSTEM_DEPS := mosquitto nats-server openssl chromium prometheus
 # The fleet tests start PostgreSQL (initdb/pg_ctl, off PATH under /usr/lib/postgresql).
 PG_DEPS := postgresql
 
-.PHONY: demo test lint typecheck pytest bench system-deps install install-run clean
+# ElaadNL's openadr3-client needs Python >= 3.12: the VTN's interoperability test runs it from
+# this venv, made when a python3.12 is on the PATH (pyenv has one); without it the test skips.
+OA3_VENV ?= .venv-oa3-py312
+OA3_STAMP := $(OA3_VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest bench system-deps install install-run oa3-venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +44,16 @@ $(RUN_STAMP): pyproject.toml
 install: $(STAMP)
 
 install-run: $(RUN_STAMP)
+
+$(OA3_STAMP):
+	@py312="$$(python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null)"; \
+	[ -n "$$py312" ] || py312="$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | tail -n 1)"; \
+	if [ -n "$$py312" ]; then \
+	  "$$py312" -m venv $(OA3_VENV) && $(OA3_VENV)/bin/python -m pip install --quiet 'openadr3-client>=2.4' \
+	  && touch $(OA3_STAMP); \
+	else echo "no python3.12: the openadr3-client interoperability test will skip"; fi
+
+oa3-venv: $(OA3_STAMP)
 
 # Installed from Debian when missing.
 system-deps:
@@ -64,7 +79,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps oa3-venv
 	$(PY) -m pytest -q
 
 test: lint typecheck pytest
@@ -73,4 +88,4 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(RUN_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(RUN_VENV) $(OA3_VENV) .mypy_cache .ruff_cache .pytest_cache

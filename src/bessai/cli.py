@@ -32,6 +32,7 @@ from bessai.runtime import analyst_commands
 from bessai.runtime import commands as runtime_commands
 from bessai.simulator import commands as sim_commands
 from bessai.telemetry import commands as telemetry_commands
+from bessai.vpp import commands as vpp_commands
 
 app = typer.Typer(
     name="bessai",
@@ -75,6 +76,7 @@ market_commands.register(app)
 # `bessai carbon backtest` needs the back-test, a layer above the carbon package.
 analysis_carbon_commands.register(carbon_commands.register(app))
 ledger_commands.register(app)
+vpp_commands.register(app)
 fl_commands.register(app)
 analyst_commands.register(app)
 policy_commands.register(app)

@@ -28,11 +28,13 @@ READ_ROUTES = [
     "/api/v1/sites/t1/schedule",
     "/api/v1/alerts",
     "/api/v1/audit",
+    "/api/v1/vpp",
 ]
 CONTROL_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/api/v1/sites/t1/override", {"setpoint_w": 1000, "duration_s": 30}),
     ("DELETE", "/api/v1/sites/t1/override", None),
     ("POST", "/api/v1/sites/t1/mode", {"mode": "safe"}),
+    ("POST", "/api/v1/sites/t1/vpp/events/e1/opt-out", None),
 ]
 
 

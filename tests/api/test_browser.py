@@ -51,6 +51,7 @@ def test_dashboard_logs_in_shows_live_soc_and_enforces_roles(
     expect(page.locator("#safety")).to_have_text(re.compile("normal|limited"))
     expect(page.locator("#schedule-caption")).to_contain_text("USD/MWh")
     expect(page.locator("#schedule-table tr.active")).to_have_count(1)
+    expect(page.locator("#vpp-note")).to_contain_text("no OpenADR VEN on this site")
     page.click("#override-form button[type=submit]")
     expect(page.locator("#control-result")).to_contain_text("403 Forbidden")
     expect(page.locator("#control-result")).to_contain_text("need a control key")

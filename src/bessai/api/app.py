@@ -31,11 +31,13 @@ from bessai.api.routes import (
     history,
     status,
     system,
+    vpp,
 )
 from bessai.api.security import Authorizer, BodyLimit, SecurityHeaders
 from bessai.config import Config, is_loopback
 from bessai.errors import ConfigError
 from bessai.observe.monitor import Monitor
+from bessai.vpp.ven import Ven
 
 API_PREFIX = "/api/v1"
 DESCRIPTION = (
@@ -66,11 +68,13 @@ def _openapi(app: FastAPI, max_page_size: int) -> dict[str, Any]:
     return app.openapi_schema or {}
 
 
-def create_app(monitor: Monitor) -> FastAPI:
-    """The API, dashboard, /health and /metrics of one running gateway."""
+def create_app(monitor: Monitor, vens: dict[str, Ven] | None = None) -> FastAPI:
+    """The API, dashboard, /health and /metrics of one running gateway (`vens`: the sites'
+    OpenADR VENs, shown under /api/v1/vpp)."""
     config = monitor.gateway.config
     api_cfg = config.api
-    ctx = ApiContext(monitor, Authorizer(api_cfg, KeyStore(config.keys_file)), EventHub())
+    authorizer = Authorizer(api_cfg, KeyStore(config.keys_file))
+    ctx = ApiContext(monitor, authorizer, EventHub(), dict(vens or {}))
     for runner in monitor.gateway.sites.values():
         runner.listeners.append(ctx.hub.notify)
     monitor.alerts.listeners.append(ctx.hub.notify)
@@ -88,8 +92,9 @@ def create_app(monitor: Monitor) -> FastAPI:
     app.state.analyst = gateway_analyst(config)
     app.openapi = lambda: _openapi(app, api_cfg.max_page_size)  # type: ignore[method-assign]
     errors.install(app)
-    for module in (system, status, history, carbon, alerts, audit, events, control, analyst):
+    for module in (system, status, history, carbon, alerts, audit, events, control, analyst, vpp):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(vpp.notify_router, prefix=API_PREFIX)
     app.include_router(system.outside)
     app.include_router(analyst_page)
     app.mount("/static", StaticFiles(directory=system.STATIC_DIR), name="static")

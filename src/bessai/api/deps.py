@@ -15,7 +15,7 @@ OpenAPI spec and hands the principal to the route (without checking the key twic
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Query, Request, Response, Security
@@ -30,6 +30,7 @@ from bessai.config import ApiConfig
 from bessai.control.gateway import Gateway
 from bessai.control.site import SiteRunner
 from bessai.observe.monitor import Monitor
+from bessai.vpp.ven import Ven
 
 #: The highest page size any configuration may allow (`api.max_page_size` is at most this).
 PAGE_SIZE_CEILING = 10_000
@@ -78,6 +79,8 @@ class ApiContext:
     monitor: Monitor
     auth: Authorizer
     hub: EventHub
+    #: the OpenADR VENs of the sites that have one (routes/vpp.py), by site id
+    vens: dict[str, Ven] = field(default_factory=dict)
     open_streams: int = 0
 
     @property

@@ -211,3 +211,52 @@ class ModeOut(_Out):
 
 class Problem(_Out):
     detail: str
+
+
+class VppEvent(BaseModel):
+    """One interval of an OpenADR event in force at a site."""
+
+    event_id: str
+    name: str | None
+    program_id: str
+    interval_id: int
+    start: datetime
+    end: datetime
+    payloads: dict[str, list[Any]]
+
+
+class VppReport(BaseModel):
+    """A report of one event: how many intervals, sent or waiting for the VTN."""
+
+    event_id: str
+    report_id: str | None
+    sent: bool
+    intervals: int
+    last: dict[str, Any] | None
+
+
+class VppSite(BaseModel):
+    """One site's VEN."""
+
+    site_id: str
+    ven_name: str
+    vtn_url: str
+    vtn_up: bool
+    last_poll: str | None
+    last_error: str | None
+    ven_id: str | None
+    events_received: int
+    reports_sent: int
+    active_events: list[VppEvent]
+    opted_out: list[str]
+    import_max_w: float | None
+    export_max_w: float | None
+    flex_up_kw: float | None
+    flex_down_kw: float | None
+    last_reports: list[VppReport]
+
+
+class VppView(BaseModel):
+    """The sites that run an OpenADR VEN."""
+
+    sites: list[VppSite]

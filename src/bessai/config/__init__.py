@@ -41,6 +41,7 @@ from bessai.config.services import (
     ProxyConfig,
     ProxyWriterConfig,
 )
+from bessai.config.vpp import VppConfig
 
 __all__ = [
     "ENV_PREFIX",
@@ -63,6 +64,7 @@ __all__ = [
     "SiteConfig",
     "TimeOfUseRule",
     "TrackingConfig",
+    "VppConfig",
     "apply_env_overrides",
     "configured_lake",
     "default_data_dir",

@@ -34,6 +34,7 @@ from bessai.config.services import (
     LedgerConfig,
     ProxyConfig,
 )
+from bessai.config.vpp import VppConfig
 from bessai.telemetry.config import TelemetryConfig
 
 
@@ -51,6 +52,7 @@ class SiteConfig(_Section):
     controllers: ControllersConfig = Field(default_factory=ControllersConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    vpp: VppConfig = Field(default_factory=VppConfig)
 
     @model_validator(mode="after")
     def _one_hybrid(self) -> Self:
@@ -210,6 +212,8 @@ def _resolve_site_paths(site: SiteConfig, under: Callable[[Path], Path]) -> None
     an exported policy (`onnx:`), a scenario file (not a built-in scenario name)."""
     from bessai.simulator.scenario import BUILTIN_SCENARIOS
 
+    if site.vpp.ca_file is not None:
+        site.vpp.ca_file = under(site.vpp.ca_file)
     optimizer = site.optimizer
     if not optimizer.prices.startswith("builtin:"):
         optimizer.prices = str(under(Path(optimizer.prices)))

@@ -13,6 +13,7 @@ from datetime import datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from bessai.devices.base import Measurements
 from bessai.errors import BessaiError
 from bessai.optimize import Bands, Schedule
 from bessai.optimize.follow import current_slot
@@ -96,16 +97,42 @@ class TimedSetpoint:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class GridLimit:
+    """A cap on the grid connection during a window (OpenADR IMPORT_/EXPORT_CAPACITY_LIMIT):
+    import at most `import_max_w`, export at most `export_max_w`; None leaves that side free."""
+
+    start: datetime
+    end: datetime
+    import_max_w: float | None
+    export_max_w: float | None
+    reason: str
+
+
 class GridEventSlot:
-    """A utility's demand-response event (OpenADR); the VPP client fills it."""
+    """A utility's demand-response events (OpenADR); the VPP client (bessai.vpp.ven) fills it.
+
+    Two kinds: a timed setpoint (dispatch, load shed, price response) proposes a battery power
+    like any controller; a grid limit is a constraint that bounds whatever the controllers
+    below it propose (schedule, time-of-use, idle), computed each cycle from the measured
+    meter, so the import or export stays inside the cap. The manual override stands above both
+    (docs/vpp.md, "Priorities")."""
 
     name = "grid_event"
 
     def __init__(self) -> None:
         self.events: list[TimedSetpoint] = []
+        self.limits: list[GridLimit] = []
+        #: stay this far inside a limit, so one cycle's load change rarely crosses it
+        self.margin_w = 0.0
 
     def add(self, event: TimedSetpoint) -> None:
         self.events.append(event)
+
+    def replace(self, events: Sequence[TimedSetpoint], limits: Sequence[GridLimit]) -> None:
+        """Install the VEN's current view of its events at once (a poll's result)."""
+        self.events = list(events)
+        self.limits = list(limits)
 
     def propose(self, now: datetime) -> Proposal | None:
         self.events = [e for e in self.events if e.end > now]
@@ -113,6 +140,47 @@ class GridEventSlot:
             if event.start <= now < event.end:
                 return Proposal(self.name, event.setpoint_w, event.reason)
         return None
+
+    def active_limits(self, now: datetime) -> tuple[float | None, float | None, str]:
+        """The tightest import and export caps in force at `now`, and why."""
+        self.limits = [x for x in self.limits if x.end > now]
+        imports = [x for x in self.limits if x.start <= now and x.import_max_w is not None]
+        exports = [x for x in self.limits if x.start <= now and x.export_max_w is not None]
+        import_max = min(
+            (x.import_max_w for x in imports if x.import_max_w is not None), default=None
+        )
+        export_max = min(
+            (x.export_max_w for x in exports if x.export_max_w is not None), default=None
+        )
+        reason = "; ".join(x.reason for x in (*imports, *exports))
+        return import_max, export_max, reason
+
+    def constrain(self, proposal: Proposal, m: Measurements, now: datetime) -> Proposal:
+        """Bound `proposal` so the grid stays inside the active limits: the site without its
+        battery draws ``grid - battery``; the battery setpoint that keeps the meter at the
+        cap is ``cap - that``. The manual override is never bounded; without a meter or a
+        battery reading nothing can be computed and the proposal stands (the data-age
+        fail-safe deals with missing data)."""
+        if proposal.controller == ManualOverride.name:
+            return proposal
+        import_max, export_max, reason = self.active_limits(now)
+        if import_max is None and export_max is None:
+            return proposal
+        if m.grid_power_w is None or m.battery_power_w is None:
+            return proposal
+        site_w = m.grid_power_w - m.battery_power_w
+        setpoint_w = proposal.setpoint_w
+        if import_max is not None:
+            setpoint_w = min(setpoint_w, import_max - self.margin_w - site_w)
+        if export_max is not None:
+            setpoint_w = max(setpoint_w, -export_max + self.margin_w - site_w)
+        if setpoint_w == proposal.setpoint_w:
+            return proposal
+        return Proposal(
+            self.name,
+            setpoint_w,
+            f"{reason}: {proposal.controller} asked {proposal.setpoint_w:.0f} W",
+        )
 
 
 class ScheduleController:

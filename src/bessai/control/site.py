@@ -375,6 +375,9 @@ class SiteRunner:
         if self.learned is not None:
             self.learned.see(m)
         proposal = decide(self.controllers, draft.ts)
+        if self.mode is SiteMode.AUTO:
+            # A grid event's capacity limit bounds what the controllers below it ask.
+            proposal = self.grid_event.constrain(proposal, m, draft.ts)
         decision = self.verdict(proposal.setpoint_w, m)
         self._count(proposal, decision, m)
         draft.block = self.guard.blocked(failsafe=self.failsafe_reason is not None)

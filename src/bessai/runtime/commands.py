@@ -99,7 +99,7 @@ async def run_gateway(config: Config, duration_s: float | None, live: bool) -> N
     http = None
     try:
         await runtime.start()
-        http, port = await serve_http(runtime.monitor, host, port)
+        http, port = await serve_http(runtime.monitor, host, port, runtime.vens)
         base = f"http://{host}:{port}"
         urls = [f"dashboard {base}/", f"health {base}/health", f"metrics {base}/metrics"]
         if runtime.proxy is not None:

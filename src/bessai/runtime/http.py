@@ -12,6 +12,7 @@ import uvicorn
 from bessai.api.app import check_bind, create_app
 from bessai.errors import BessaiError
 from bessai.observe.monitor import Monitor
+from bessai.vpp.ven import Ven
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -43,7 +44,9 @@ def port_free(host: str, port: int) -> None:
             raise BessaiError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-async def serve_http(monitor: Monitor, host: str, port: int) -> tuple[uvicorn.Server, int]:
+async def serve_http(
+    monitor: Monitor, host: str, port: int, vens: dict[str, Ven] | None = None
+) -> tuple[uvicorn.Server, int]:
     """Start serving; returns the server and the port it is bound to."""
     config = monitor.gateway.config
     check_bind(config, host)
@@ -51,7 +54,7 @@ async def serve_http(monitor: Monitor, host: str, port: int) -> tuple[uvicorn.Se
     proxies = config.api.trusted_proxies
     server = _EmbeddedServer(
         uvicorn.Config(
-            create_app(monitor),
+            create_app(monitor, vens),
             host=host,
             port=port,
             log_level="warning",

@@ -20,6 +20,8 @@ from bessai.observe.monitor import Monitor
 from bessai.proxy import ProxyServer
 from bessai.runtime.simulators import EmbeddedSimulators
 from bessai.telemetry.pipeline import TelemetryPipeline
+from bessai.vpp.metrics import VppMetrics
+from bessai.vpp.ven import Ven
 
 log = structlog.get_logger("bessai.runtime")
 
@@ -47,6 +49,9 @@ class Runtime:
         self._monitor: Monitor | None = None
         #: the Modbus proxy ([proxy] enabled), listening before the first cycle
         self.proxy: ProxyServer | None = None
+        #: the OpenADR VENs of the sites with [sites.vpp] enabled, by site id
+        self.vens: dict[str, Ven] = {}
+        self._ven_tasks: list[asyncio.Task[None]] = []
 
     @property
     def gateway(self) -> Gateway:
@@ -81,6 +86,22 @@ class Runtime:
             await self.proxy.start()
         monitor.start()
         await gateway.start()
+        self._start_vens(gateway)
+
+    def _start_vens(self, gateway: Gateway) -> None:
+        """One VEN per site with [sites.vpp] enabled, polling beside the cycle."""
+        vpp_metrics: VppMetrics | None = None
+        for site in gateway.sites.values():
+            if not site.config.vpp.enabled:
+                continue
+            vpp_metrics = vpp_metrics or VppMetrics(self.metrics.registry)
+            cache = self.config.gateway.data_dir / "vpp" / f"{site.id}.json"
+            ven = Ven(site, cache, vpp_metrics)
+            site.listeners.append(ven.on_cycle)
+            self.vens[site.id] = ven
+            self._ven_tasks.append(
+                asyncio.create_task(ven.run(self.stop_event), name=f"ven-{site.id}")
+            )
 
     async def stop(self) -> None:
         """Stop dispatch first, then flush what telemetry can, then the rest. Bounded: see
@@ -89,6 +110,12 @@ class Runtime:
             await self.proxy.stop()
         if self._gateway is not None:
             await self._gateway.stop()
+        if self._ven_tasks:
+            await asyncio.wait(self._ven_tasks, timeout=2.0)
+            for task in self._ven_tasks:
+                task.cancel()
+        for ven in self.vens.values():
+            await ven.close()
         # What the sinks have not acknowledged within the drain stays in the outbox for the
         # next start: nothing committed is lost.
         await self.telemetry.stop(drain_timeout_s=DRAIN_AT_STOP_S)

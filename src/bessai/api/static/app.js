@@ -5,6 +5,7 @@
 import { drawTimeChart } from "./chart.js";
 import { $, kw, li, row } from "./dom.js";
 import { refreshCarbon, renderCarbon } from "./carbon.js";
+import { refreshVpp, renderVpp } from "./vpp.js";
 import { renderSchedule } from "./schedule.js";
 import { dateTime, hms, knownZone, offsetLabel, zoneLabel } from "./time.js";
 
@@ -116,6 +117,7 @@ function clearPage() {
   renderAlerts([]);
   renderSchedule(null, zone());
   renderCarbon(null, null, null);
+  renderVpp(null, null);
   $("commands").tBodies[0].replaceChildren();
   $("control-result").textContent = "";
   $("clock").textContent = "";
@@ -390,6 +392,7 @@ async function refreshSlow(session) {
     if (site === state.site && schedule.status === 200) renderSchedule(schedule.data, zone());
     if (site === state.site && audit.status === 200) renderAudit(audit.data.items);
     await refreshCarbon(api, site, () => session === state.session && site === state.site);
+    await refreshVpp(api, site, () => session === state.session && site === state.site);
   }
   clearTimeout(state.slowTimer);
   state.slowTimer = setTimeout(() => refreshSlow(session), site ? SLOW_MS : 500);
