@@ -17,8 +17,9 @@ PORT ?=
 ARGS ?=
 # Debian packages the tests need, named after their binary: the brokers the telemetry tests start
 # on free loopback ports, openssl (their throw-away TLS certificates) and the headless browser of
-# the dashboard test. Upcoming work adds postgresql and prometheus here.
-SYSTEM_DEPS := mosquitto nats-server openssl chromium
+# the dashboard test, and prometheus (promtool and a real server for the deployment tests).
+# Upcoming work adds postgresql here.
+SYSTEM_DEPS := mosquitto nats-server openssl chromium prometheus
 
 .PHONY: demo test lint typecheck pytest bench system-deps install install-run clean
 
@@ -54,8 +55,8 @@ demo: $(RUN_STAMP)
 	$(RUN_VENV)/bin/bessai run $(if $(PORT),--http-port $(PORT)) $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench deploy
+	$(VENV)/bin/ruff format --check src tests bench deploy
 	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)

@@ -22,6 +22,8 @@ BENCHMARKS: list[str] = [
     "api",
     "forecast",
     "ledger",
+    "deploy",
+    "policy",
 ]
 
 

@@ -37,7 +37,7 @@ page = APIRouter(include_in_schema=False)
 
 @page.get("/analyst")
 def get_analyst_page() -> FileResponse:
-    """The analyst page (its data come from the keyed API)."""
+    """The analyst page."""
     return FileResponse(system.STATIC_DIR / "analyst.html", media_type="text/html")
 
 

@@ -260,7 +260,7 @@ class JobOut(BaseModel):
 
 
 def series_out(entry: SeriesEntry) -> SeriesOut:
-    """A catalog entry as the API shows it."""
+    """A price series as the API lists it."""
     s = entry.series
     return SeriesOut(
         id=entry.id, source=entry.source, name=entry.name, node=s.node, unit=s.unit,
@@ -270,7 +270,7 @@ def series_out(entry: SeriesEntry) -> SeriesOut:
 
 
 def kpis_out(outcome: Outcome) -> Kpis:
-    """The KPIs of a back-test, with the bands' mean confidence."""
+    """The KPIs of an outcome, with the mean confidence of its forecast."""
     return Kpis(**kpis(outcome.result), mean_confidence=mean_confidence(outcome))
 
 

@@ -13,6 +13,7 @@ from bessai.telemetry.pipeline import TelemetryPipeline
 
 
 def cycle_records(record: CycleRecord, previous_alarms: frozenset[str] | None) -> list[Record]:
+    """The telemetry records of one cycle: measurements, the decision and alarms that changed."""
     m = record.measurements
     site = record.site_id
     records = [
@@ -78,6 +79,7 @@ def cycle_records(record: CycleRecord, previous_alarms: frozenset[str] | None) -
 
 
 def active_alarms(record: CycleRecord) -> frozenset[str]:
+    """The alarm names active in this cycle's record."""
     return frozenset(record.safety_reasons) | frozenset(record.measurements.alarms)
 
 

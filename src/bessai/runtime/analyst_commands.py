@@ -89,5 +89,5 @@ def serve(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `bessai analyst` to the CLI."""
+    """Add `bessai analyst serve`."""
     app.add_typer(analyst_app, name="analyst")

@@ -50,6 +50,7 @@ log = structlog.get_logger(__name__)
 
 
 def build_sinks(config: TelemetryConfig) -> list[Sink]:
+    """The sinks the telemetry configuration lists, constructed but not started."""
     sinks: list[Sink] = []
     for cfg in config.sinks:
         if isinstance(cfg, MqttSinkConfig):
