@@ -85,6 +85,7 @@ def _year(client: httpx.Client, series: str) -> dict[str, object]:
 
 
 def run() -> dict[str, object]:
+    """The figures of docs/benchmarks.md, "Analyst page"."""
     with _server() as client:
         started = time.perf_counter()
         day = client.post(

@@ -283,7 +283,7 @@ async def test_the_gateway_serves_the_analyst_page_and_routes(
 
 def test_jobs_are_bounded_deduplicated_and_cached() -> None:
     release = threading.Event()
-    jobs = Jobs(ResultCache(size=8))
+    jobs = Jobs(ResultCache(size=8), isolate=False)
 
     def slow(progress: Any) -> str:
         progress(0, 1)
@@ -315,3 +315,18 @@ def test_analyst_serve_says_what_it_needs() -> None:
     assert "/nowhere.csv: no such file or directory" in str(no_file.exception)
     wide = runner.invoke(cli, ["analyst", "serve", "--dev", "--host", "0.0.0.0"])
     assert "loopback only" in str(wide.exception)
+
+
+async def test_a_job_that_fails_in_its_process_says_why(client: httpx.AsyncClient) -> None:
+    body = {"series": "cen-cmg-valdivia220-2023", "forecaster": "week-mean",
+            "first_day": "2023-01-01", "last_day": "2023-01-01"}  # fmt: skip
+    answer = await client.post("/api/v1/analyst/backtests", json=body)
+    assert answer.status_code == 202, answer.text
+    job = answer.json()
+    for _ in range(300):
+        job = (await client.get(f"/api/v1/analyst/jobs/{job['id']}")).json()
+        if job["state"] == "failed":
+            break
+        await asyncio.sleep(0.1)
+    assert job["state"] == "failed", job
+    assert "no complete market day between 2023-01-02 and 2023-01-01" in job["error"]

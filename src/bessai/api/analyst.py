@@ -1,11 +1,13 @@
 """What the analyst routes keep between requests: the catalog of price series (shipped, named
 files, uploads), the trained models found, the results cached by their inputs, and the jobs
-that compute long ranges in a worker thread while the page polls their progress."""
+that compute long ranges in processes of their own while the page polls their progress."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 import queue
 import re
 import tempfile
@@ -16,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -173,18 +176,121 @@ class BusyError(BessaiError):
     """Too many jobs queued or running."""
 
 
-class Jobs:
-    """Long computations, one at a time in a worker thread (the machine's other core stays
-    with the gateway), deduplicated and cached by their inputs. The worker is a daemon thread:
-    a back-test in progress never holds up the process's exit."""
+class JobError(BessaiError):
+    """A job that could not finish; the message says why."""
 
-    def __init__(self, cache: ResultCache) -> None:
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """A job's computation: ``fn(*args, progress)``. A module-level function and picklable
+    arguments, so it can run in a process of its own."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+
+    def __call__(self, progress: Progress) -> Any:
+        return self.fn(*self.args, progress)
+
+
+#: Modules the job processes' fork server imports once, so each job starts in milliseconds.
+#: `bessai.cli` too: a child re-runs the parent's main module (`python -m bessai.cli`, or the
+#: `bessai` script that imports it), cheap only when its imports are already in memory.
+_PRELOAD = ["bessai.cli", "bessai.api.analyst_views"]
+
+
+def _child(send: Connection, work: Work, server_pid: int) -> None:
+    """A job process: run ``work``, sending its progress and then its result or error. It
+    stops when the server is gone (killed, or ended by a signal without running its exit
+    hooks): it is the fork server's child, so nothing else would stop it."""
+
+    def progress(done: int, total: int) -> None:
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        send.send(("progress", done, total))
+
+    try:
+        send.send(("done", work(progress)))
+    except BessaiError as exc:
+        send.send(("failed", str(exc)))
+    except Exception as exc:  # a job's failure is reported, never lost
+        send.send(("failed", f"internal error: {type(exc).__name__}: {exc}"))
+    finally:
+        send.close()
+
+
+def _forkserver() -> Any:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def warm_up() -> None:
+    """Start the job processes' fork server now (it imports the analysis: seconds on a busy
+    machine) rather than when the first job waits for it."""
+    from multiprocessing import forkserver
+
+    _forkserver()
+    forkserver.ensure_running()
+
+
+def run_isolated(work: Work, progress: Progress) -> Any:
+    """Run ``work`` in a process of its own (forked from a fork server that has imported the
+    analysis), relaying its progress: a back-test holds the GIL for seconds at a time, and the
+    gateway's control cycle must not wait for it."""
+    ctx = _forkserver()
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=_child, args=(send, work, os.getpid()), daemon=True, name="bessai-analyst"
+    )
+    proc.start()
+    send.close()
+    try:
+        while True:
+            try:
+                kind, *rest = receive.recv()
+            except EOFError:
+                proc.join(5)
+                raise JobError(
+                    f"the job's process ended without an answer (exit code {proc.exitcode})"
+                ) from None
+            if kind == "progress":
+                progress(*rest)
+            elif kind == "done":
+                return rest[0]
+            else:
+                raise JobError(rest[0])
+    finally:
+        receive.close()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+
+
+class Jobs:
+    """Long computations, one at a time (the machine's other core stays with the gateway),
+    deduplicated and cached by their inputs. With ``isolate`` (the default) each job runs in a
+    process of its own, fed by a daemon thread; without, in that thread itself (tests). Neither
+    holds up the process's exit."""
+
+    def __init__(self, cache: ResultCache, *, isolate: bool = True) -> None:
         self.cache = cache
+        self.isolate = isolate
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._running: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[tuple[Job, Callable[[Progress], Any]]] = queue.Queue()
         self._worker: threading.Thread | None = None
+        self._warming = False
+
+    def warm(self) -> None:
+        """Start the fork server in the background, once (isolated jobs only)."""
+        with self._lock:
+            if not self.isolate or self._warming:
+                return
+            self._warming = True
+        threading.Thread(target=warm_up, name="analyst-warm-up", daemon=True).start()
 
     def _work(self) -> None:
         while True:
@@ -192,8 +298,8 @@ class Jobs:
             self._run(job, work)
 
     def submit(self, kind: str, key: str, work: Callable[[Progress], Any]) -> Job:
-        """A job for ``work``: finished at once when the result is cached, the same job when
-        the same inputs are already being computed."""
+        """A job for ``work`` (a :class:`Work` to run isolated): finished at once when the
+        result is cached, the same job when the same inputs are already being computed."""
         with self._lock:
             running = self._running.get(key)
             if running is not None:
@@ -228,7 +334,10 @@ class Jobs:
             job.done, job.total = done, total
 
         try:
-            job.result = work(progress)
+            if self.isolate and isinstance(work, Work):
+                job.result = run_isolated(work, progress)
+            else:
+                job.result = work(progress)
             self.cache.put(job.key, job.result)
             job.state = "done"
         except BessaiError as exc:

@@ -63,6 +63,8 @@ class BatteryIn(_In):
 
 
 class StudyIn(_In):
+    """What is studied: the series, the forecaster, the battery, who executes."""
+
     series: str = Field(description="a series id from GET /analyst/catalog")
     forecaster: str = Field(
         default="week-mean", description="perfect, week-mean, persistence, rule or model:NAME"
@@ -72,6 +74,8 @@ class StudyIn(_In):
 
 
 class DayIn(StudyIn):
+    """A market day of a series."""
+
     day: date = Field(description="the market day (local date of the series)")
 
     def study(self) -> Study:
@@ -81,6 +85,8 @@ class DayIn(StudyIn):
 
 
 class RangeIn(StudyIn):
+    """A range of market days of a series (local dates, inclusive)."""
+
     first_day: date
     last_day: date
 
@@ -91,15 +97,21 @@ class RangeIn(StudyIn):
 
 
 class SizeIn(_In):
+    """One battery size of a sweep."""
+
     power_kw: float = Field(gt=0, le=1e7)
     capacity_kwh: float = Field(gt=0, le=1e8)
 
 
 class SweepIn(RangeIn):
+    """A range at several battery sizes."""
+
     sizes: list[SizeIn] = Field(min_length=1, max_length=24)
 
 
 class UploadIn(_In):
+    """A price file to load."""
+
     name: str = Field(min_length=1, max_length=200, description="file name (.csv or .tsv)")
     content: str = Field(description="the file's text (CEN TSV/CSV, SMARD, timestamp,price)")
     node: str | None = Field(default=None, max_length=200)
@@ -107,6 +119,8 @@ class UploadIn(_In):
 
 
 class Kpis(BaseModel):
+    """What a day or a range earned, and how."""
+
     days: int
     revenue: float = Field(description="settled at the real prices")
     wear_cost: float
@@ -125,6 +139,8 @@ class Kpis(BaseModel):
 
 
 class SeriesOut(BaseModel):
+    """A price series to pick."""
+
     id: str
     source: Literal["shipped", "file", "upload"]
     name: str
@@ -137,6 +153,8 @@ class SeriesOut(BaseModel):
 
 
 class CatalogOut(BaseModel):
+    """What the page can ask about."""
+
     gateway: bool = Field(description="served by a gateway (its live dashboard is at /)")
     series: list[SeriesOut]
     forecasters: list[str]
@@ -144,6 +162,8 @@ class CatalogOut(BaseModel):
 
 
 class SlotOut(BaseModel):
+    """One slot of a day or a range: prices, forecast and what the plant did."""
+
     start_utc: datetime
     price: float = Field(description="the real price")
     forecast: float | None = Field(description="the price the plan was made on")
@@ -155,6 +175,8 @@ class SlotOut(BaseModel):
 
 
 class PlanSlotOut(SlotOut):
+    """One slot of a day, with the plan and its reason."""
+
     planned_kw: float = Field(description="the plan's battery power, > 0 charging")
     planned_soc_pct: float
     action: str = Field(description="charge, discharge or idle")
@@ -162,6 +184,8 @@ class PlanSlotOut(SlotOut):
 
 
 class DayOut(BaseModel):
+    """One market day: forecast, plan with reasons, settlement and KPIs."""
+
     series: str
     node: str
     unit: str
@@ -175,6 +199,8 @@ class DayOut(BaseModel):
 
 
 class DayPoint(BaseModel):
+    """One day of a back-test beside perfect foresight."""
+
     day: date
     net_revenue: float
     perfect_net: float
@@ -183,6 +209,8 @@ class DayPoint(BaseModel):
 
 
 class RangeOut(BaseModel):
+    """A back-test of a range of days."""
+
     series: str
     node: str
     unit: str
@@ -197,6 +225,8 @@ class RangeOut(BaseModel):
 
 
 class SweepPoint(BaseModel):
+    """A sweep's result at one size."""
+
     power_kw: float
     capacity_kwh: float
     duration_h: float
@@ -205,6 +235,8 @@ class SweepPoint(BaseModel):
 
 
 class SweepOut(BaseModel):
+    """A sweep: the range's back-test at each size."""
+
     series: str
     forecaster: str
     first_day: date
@@ -214,6 +246,8 @@ class SweepOut(BaseModel):
 
 
 class JobOut(BaseModel):
+    """A back-test or sweep job: its progress and, once done, its result."""
+
     id: str
     kind: Literal["backtest", "sweep"]
     state: Literal["queued", "running", "done", "failed"]

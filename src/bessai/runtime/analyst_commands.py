@@ -84,6 +84,7 @@ def serve(
         err=True,
     )
     app = create_analyst_app(api, KeyStore(keys), analyst)
+    analyst.jobs.warm()
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from bessai.analysis.analyst import BUILTIN_FORECASTERS, Progress, Study
 from bessai.analysis.settle import SETTLEMENTS
-from bessai.api.analyst import Analyst, BusyError, Job, SeriesEntry, cache_key
+from bessai.api.analyst import Analyst, BusyError, Job, SeriesEntry, Work, cache_key
 from bessai.api.analyst_views import (
     CatalogOut,
     DayIn,
@@ -118,6 +118,7 @@ async def get_catalog(analyst: AnalystDep) -> CatalogOut:
     """The price series to pick from (shipped, named at start, uploaded), the forecasters
     (the baselines, perfect foresight, the rule engine and the trained models found) and who
     may execute the plans."""
+    analyst.jobs.warm()  # the page asks for the catalog first: get the job processes ready
     try:
         entries = await asyncio.to_thread(analyst.catalog.entries)
     except BessaiError as exc:
@@ -175,9 +176,7 @@ async def post_backtest(body: RangeIn, response: Response, analyst: AnalystDep) 
     entry = await _entry(analyst, body.series)
     _study(body, entry)
     key = cache_key("backtest", entry.fingerprint, _inputs(body, analyst))
-    job = _submit(
-        analyst, "backtest", key, lambda progress: range_view(entry, body, analyst.models, progress)
-    )
+    job = _submit(analyst, "backtest", key, Work(range_view, (entry, body, analyst.models)))
     return _job_out(job, response)
 
 
@@ -193,9 +192,7 @@ async def post_sweep(body: SweepIn, response: Response, analyst: AnalystDep) -> 
     entry = await _entry(analyst, body.series)
     _study(body, entry)
     key = cache_key("sweep", entry.fingerprint, _inputs(body, analyst))
-    job = _submit(
-        analyst, "sweep", key, lambda progress: sweep_view(entry, body, analyst.models, progress)
-    )
+    job = _submit(analyst, "sweep", key, Work(sweep_view, (entry, body, analyst.models)))
     return _job_out(job, response)
 
 

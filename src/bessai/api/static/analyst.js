@@ -112,7 +112,8 @@ function battery() {
   return { power_kw: number("power", "power"), capacity_kwh: number("capacity", "capacity"),
     eta_charge: number("eta-c", "η charge"), eta_discharge: number("eta-d", "η discharge"),
     degradation_per_mwh: number("wear", "wear cost"), soc_min_pct: number("soc-min", "SOC min"),
-    soc_max_pct: number("soc-max", "SOC max"), soc_initial_pct: number("soc-start", "SOC start") };
+    soc_max_pct: number("soc-max", "SOC max"), soc_initial_pct: number("soc-start", "SOC start"),
+    cycles_per_day: $("cycles").value.trim() === "" ? null : number("cycles", "cycles per day") };
 }
 
 function study() {
