@@ -52,6 +52,8 @@ selection on Crucero 2022 only; test on Crucero 2023 and Valdivia 2023, run once
 
 @dataclass(frozen=True)
 class Row:
+    """One back-test of the study: stage, price file, period, forecaster and plan."""
+
     stage: str
     file: str
     first: date
@@ -88,6 +90,7 @@ class Row:
 
 
 def rows(stage: str) -> list[Row]:
+    """The rows of ``stage`` (selection, test or all), in the order they run."""
     out: list[Row] = []
     if stage in ("selection", "all"):
         s = ("selection", CRUCERO, date(2022, 1, 1), date(2022, 12, 31))
@@ -108,6 +111,7 @@ def rows(stage: str) -> list[Row]:
 
 
 def run_row(row: Row) -> dict[str, object]:
+    """Run one row (in a worker process) and return its summary."""
     from bessai.analysis.backtest import backtest
     from bessai.analysis.intraday import Replan
     from bessai.market.baselines import (
@@ -153,6 +157,7 @@ def run_row(row: Row) -> dict[str, object]:
 
 
 def table(results: list[dict[str, object]]) -> str:
+    """The rows as a Markdown table."""
     lines = [
         "| stage | node | period | forecaster | plan | net revenue (USD) | capture vs daily "
         "perfect | EFC |",
@@ -169,6 +174,7 @@ def table(results: list[dict[str, object]]) -> str:
 
 
 def main() -> None:
+    """Run the stage's rows on two workers, keep their JSON, print the protocol and table."""
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     stage = "all"
     if "--stage" in sys.argv:
