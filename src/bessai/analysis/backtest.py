@@ -187,7 +187,7 @@ def _segments(days: list[Day]) -> list[tuple[int, int]]:
 
 
 @dataclass(slots=True)
-class _Run:
+class RollingRun:
     """The back-test in progress: what was executed so far and the SOC carried over."""
 
     series: PriceSeries
@@ -229,8 +229,8 @@ class _Run:
         dt = self.series.step_h
         return self.settle(plan.charge_kw, plan.discharge_kw, actual, dt, self.storage, soc_pct)
 
-    def day(self, day: Day, strategy: Strategy) -> None:
-        """Forecast, plan, execute and book one market day, beside its perfect foresight."""
+    def perfect_day(self, day: Day) -> Settlement:
+        """The day's perfect-foresight plan, executed from its own carried SOC and counted."""
         _, s, e = day
         actual = self.values[s:e]
         perfect_plan = optimize(
@@ -244,12 +244,19 @@ class _Run:
         perfect = self._execute(perfect_plan, actual, self.soc_perfect)
         self.soc_perfect = perfect.soc_end_pct
         self.totals["perfect_net"] += perfect.revenue - perfect.degradation_cost
+        return perfect
+
+    def day(self, day: Day, strategy: Strategy) -> None:
+        """Forecast, plan, execute and book one market day, beside its perfect foresight."""
+        _, s, e = day
+        actual = self.values[s:e]
+        perfect = self.perfect_day(day)
         if strategy.point is None:
             forecast, done = actual, perfect
         else:
             if self.replan is not None:
                 done, forecast = self._replanner(strategy).day(s, e, self.soc_now)
-                self._book(day, forecast, done, perfect)
+                self.book(day, forecast, done, perfect)
                 return
             history = self.series.prices.iloc[:s]
             steps, tz = self.series.index[s:e], self.series.timezone
@@ -258,7 +265,7 @@ class _Run:
             carbon = self.co2(forecast, s, e)
             plan = strategy.plan(forecast, bands, self.storage, self.target(self.soc_now), carbon)
             done = self._execute(plan, actual, self.soc_now)
-        self._book(day, forecast, done, perfect)
+        self.book(day, forecast, done, perfect)
 
     def _replanner(self, strategy: Strategy) -> Replanner:
         """The strategy re-planned during the day by the gateway's planning step."""
@@ -273,7 +280,8 @@ class _Run:
         how = (self.replan, self.settle, self.soc_final_pct)
         return Replanner.of(self.series, strategy.point, bands, base, how)
 
-    def _book(self, day: Day, forecast: FloatArray, done: Settlement, perfect: Settlement) -> None:
+    def book(self, day: Day, forecast: FloatArray, done: Settlement, perfect: Settlement) -> None:
+        """Count one executed day beside its perfect foresight, and carry its SOC over."""
         i, j = day[1] - self.days[0][1], day[2] - self.days[0][1]
         # Through days left out since the last booked day the battery idled at its SOC.
         self.arrays["soc"][self.booked_end : i] = self.soc_now
@@ -375,7 +383,9 @@ def backtest(
         min_history_h = max(min_history_h or 0.0, lag_h)
     days, excluded = backtest_days(series, first_day, last_day, min_history_h)
     target = soc_initial_pct if soc_final_pct is None else soc_final_pct
-    run = _Run(series, storage, settle, days, excluded, soc_initial_pct, target, carbon, replan)
+    run = RollingRun(
+        series, storage, settle, days, excluded, soc_initial_pct, target, carbon, replan
+    )
     for k, day in enumerate(days):
         run.day(day, strategy)
         if on_day is not None:

@@ -96,6 +96,7 @@ class BacktestOutput:
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai backtest` and `bessai forecast eval`."""
     app.command("backtest")(backtest_command)
     forecast_app.command("eval")(eval_command)
 

@@ -44,7 +44,7 @@ BUILTIN_PRICES = {"crucero-2023": "cen_cmg_crucero220_2022-12_2023.csv"}
 
 
 def price_path(spec: str) -> Path:
-    """The price file a config names: a path, or a shipped sample as ``builtin:NAME``."""
+    """The price file a site's `optimizer.prices` names (`builtin:NAME` or a path)."""
     if spec.startswith("builtin:"):
         name = spec.removeprefix("builtin:")
         if name not in BUILTIN_PRICES:
@@ -121,6 +121,8 @@ class SchedulePlanner:
         self.plans = 0
         self.failures = 0
         site.schedule.max_age = timedelta(seconds=config.max_plan_age_s)
+        if site.learned is not None:
+            site.learned.fit(self.prices.step, self.prices.unit)
 
     def _offset(self, now: datetime) -> timedelta:
         """Replay maps now onto the same moment of the price file's last full year."""
@@ -209,6 +211,8 @@ class SchedulePlanner:
             log.error("planning failed", site=self.site.id, error=str(exc))
             return None
         self.site.schedule.load(plan.schedule, plan.start, now, plan.bands)
+        if self.site.learned is not None:
+            self.site.learned.load_forecast(plan.forecast, plan.start, now)
         self.last_plan = plan
         self.plans += 1
         log.info(

@@ -43,6 +43,7 @@ ModelDirOpt = Annotated[Path, typer.Option("--model", help="Model directory (fro
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai market fetch` and `bessai forecast train|predict`."""
     app.add_typer(forecast_app)
     app.add_typer(market_app)
     from bessai.market.datasets import fetch_any_command

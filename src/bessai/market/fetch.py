@@ -150,6 +150,7 @@ def _slug(node: str) -> str:
 
 
 def days_between(first: date, last: date) -> list[date]:
+    """Every day from `first` to `last`, inclusive."""
     if last < first:
         raise ConfigError(f"--to {last} is before --from {first}")
     return [first + timedelta(days=k) for k in range((last - first).days + 1)]
@@ -296,6 +297,7 @@ class FetchPlan:
 
 
 def plan_fetch(node: str, first: date, last: date, out: Path) -> FetchPlan:
+    """What a fetch will request and where it writes, without any network call."""
     cache = out / ".cache" / _slug(node)
     days = days_between(first, last)
     cached = [d for d in days if (cache / f"{d.isoformat()}.json").is_file()]
@@ -329,6 +331,7 @@ def fetch(
 
 
 def write_tsv(plan: FetchPlan) -> Path:
+    """Write the fetched prices of a plan as one TSV file; returns its path."""
     lines = ["\t".join(TSV_COLUMNS)]
     for day in plan.days:
         rows = json.loads((plan.cache_dir / f"{day.isoformat()}.json").read_text("utf-8"))
