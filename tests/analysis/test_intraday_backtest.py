@@ -151,3 +151,14 @@ def test_cli_replans(data_dir: Path) -> None:
     assert bad.exit_code != 0
     assert isinstance(bad.exception, ConfigError)
     assert "whole number" in str(bad.exception)
+
+
+def test_a_lag_longer_than_the_history_moves_the_start(valdivia: PriceSeries) -> None:
+    # The file starts on 2023-01-01: with a 24 h lag nothing of it is published at the first
+    # re-plan of 2023-01-02.
+    with pytest.raises(ConfigError, match="use --from 2023-01-03"):
+        backtest(valdivia, "week-mean", StorageSpec(), first_day=date(2023, 1, 2),
+                 last_day=date(2023, 1, 3), replan=Replan(1, 24))  # fmt: skip
+    r = backtest(valdivia, "week-mean", StorageSpec(), last_day=date(2023, 1, 3),
+                 replan=Replan(1, 24))  # fmt: skip
+    assert r.first_day == date(2023, 1, 3)

@@ -377,6 +377,10 @@ def backtest(
     is carbon-aware: :class:`CarbonTerm`. With ``replan`` a forecast strategy re-plans during
     the day as the gateway does (:mod:`.intraday`)."""
     strategy = strategy_of(forecaster, forecasters, band_forecasters, risk)
+    if replan is not None and strategy.point is not None:
+        # The day's first re-plan needs a published price: more history than the lag.
+        lag_h = (replan.lag_steps + 1) * series.step_h
+        min_history_h = max(min_history_h or 0.0, lag_h)
     days, excluded = backtest_days(series, first_day, last_day, min_history_h)
     target = soc_initial_pct if soc_final_pct is None else soc_final_pct
     run = RollingRun(

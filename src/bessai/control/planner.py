@@ -57,6 +57,8 @@ def price_path(spec: str) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """A site's current plan, where it starts in real time and what it was planned on."""
+
     schedule: Schedule
     start: datetime  # real (not replayed) UTC start of the first step
     forecast: tuple[float, ...]
@@ -94,6 +96,8 @@ def planner_inputs(site_id: str, config: OptimizerConfig) -> tuple[PriceSeries, 
 
 
 class SchedulePlanner:
+    """The slow loop of one site: forecast, plan from the measured SOC, hand to the cycle."""
+
     def __init__(
         self, site: SiteRunner, config: OptimizerConfig, carbon_country: str = "CHL"
     ) -> None:

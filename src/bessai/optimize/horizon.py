@@ -105,6 +105,8 @@ class PlanRequest:
 
 @dataclass(frozen=True, slots=True)
 class HorizonPlan:
+    """A planned horizon and the forecast it was planned on."""
+
     schedule: Schedule
     forecast: HorizonForecast
 
