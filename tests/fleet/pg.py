@@ -35,7 +35,9 @@ def pg_binary(name: str) -> str:
 class PgCluster:
     """One PostgreSQL server in a temp dir; `new_database()` gives each test its own DB."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        #: (certificate, key) of the server: the cluster then requires TLS
+        self.tls = tls
         self.root = Path(tempfile.mkdtemp(prefix="bessai-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -61,6 +63,8 @@ class PgCluster:
             f"-p {self.port} -k {self.root} -c listen_addresses={LOOPBACK} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
         )
+        if self.tls is not None:
+            opts += self._tls_options()
         done = self._run(
             pg_binary("pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
             str(self.root / "server.log"), "-w", "-t", "60", "start",
@@ -68,6 +72,21 @@ class PgCluster:
         if done.returncode != 0:
             log = (self.root / "server.log").read_text(errors="replace")
             raise RuntimeError(f"pg_ctl start failed:\n{done.stderr}\n{log}")
+
+    def _tls_options(self) -> str:
+        assert self.tls is not None
+        # PostgreSQL insists on a key only its owner can read.
+        for source, name in zip(self.tls, ("server.crt", "server.key"), strict=True):
+            target = self.root / name
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+            if self.as_root:
+                shutil.chown(target, "postgres")
+        hba = self.data / "pg_hba.conf"
+        lines = [line for line in hba.read_text().splitlines() if not line.startswith("host")]
+        hba.write_text("\n".join([*lines, "hostssl all all 127.0.0.1/32 trust"]) + "\n")
+        crt, key = self.root / "server.crt", self.root / "server.key"
+        return f" -c ssl=on -c ssl_cert_file={crt} -c ssl_key_file={key}"
 
     def stop(self) -> None:
         self._run(pg_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
@@ -86,6 +105,24 @@ class PgCluster:
         if done.returncode != 0:
             raise RuntimeError(f"CREATE DATABASE failed: {done.stderr}")
         return self.dsn(name)
+
+
+def make_certs(folder: Path) -> dict[str, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 (IP SAN), made with openssl."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "1", "-subj", "/CN=bessai-test-ca")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", f"/CN={LOOPBACK}")  # fmt: skip
+    (folder / "san.ext").write_text(f"subjectAltName=IP:{LOOPBACK}\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "san.ext")  # fmt: skip
+    return {"ca": folder / "ca.pem", "server": folder / "server.pem",
+            "server_key": folder / "server.key"}  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import asyncpg
 import nats
+import pytest
 
 from bessai.config import FleetConfig
+from bessai.errors import BessaiError
 from bessai.fleet.consumer import FleetConsumer
 from bessai.fleet.migrations import migrate
 from bessai.fleet.store import DbOptions, open_pool
+from tests.fleet.pg import make_certs
 from tests.fleet.test_store import envelope
-from tests.telemetry.brokers import LOOPBACK, BrokerProcess
+from tests.telemetry.brokers import LOOPBACK, BrokerProcess, find_binary, free_port
 
 
 async def publish(port: int, bodies: list[bytes]) -> None:
@@ -117,3 +121,35 @@ async def test_a_slow_or_lost_database_delays_but_loses_nothing(
         await pool.close()
         await locker.close()
         await conn.close()
+
+
+async def test_tls_to_nats_is_verified(tmp_path: Path, fleet_dsn: str) -> None:
+    """nats_tls_ca_file: the consumer binds over TLS to a server the CA signed."""
+    certs = make_certs(tmp_path / "pki")
+    port = free_port()
+    store = tmp_path / "js"
+    store.mkdir()
+    server = BrokerProcess(
+        "nats-server",
+        [find_binary("nats-server"), "-js", "-a", LOOPBACK, "-p", str(port), "-sd", str(store),
+         "--tls", "--tlscert", str(certs["server"]), "--tlskey", str(certs["server_key"])],
+        port, tmp_path / "nats.log",
+    )  # fmt: skip
+    server.start()
+    conn = await asyncpg.connect(fleet_dsn)
+    await migrate(conn)
+    await conn.close()
+    pool = await open_pool(DbOptions(fleet_dsn))
+    try:
+        config = FleetConfig(nats_url=f"tls://{LOOPBACK}:{port}", nats_tls_ca_file=certs["ca"])
+        consumer = FleetConsumer(config, pool)
+        await consumer.start()
+        assert consumer.stats.connected
+        await consumer.close()
+        other = make_certs(tmp_path / "other")
+        refused = FleetConfig(nats_url=f"tls://{LOOPBACK}:{port}", nats_tls_ca_file=other["ca"])
+        with pytest.raises(BessaiError, match="cannot connect to NATS"):
+            await FleetConsumer(refused, pool).start()
+    finally:
+        await pool.close()
+        server.kill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from bessai.fleet.migrations import migrate
 from bessai.fleet.rows import BadEnvelopeError, parse_envelope
 from bessai.fleet.store import DbOptions, FleetDatabaseError, check_schema, open_pool, write_batch
+from tests.fleet.pg import PgCluster, make_certs
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -117,3 +119,21 @@ async def test_unreachable_database_is_one_line() -> None:
 def test_bad_envelopes_are_named(body: bytes, problem: str) -> None:
     with pytest.raises(BadEnvelopeError, match=problem):
         parse_envelope(body)
+
+
+async def test_tls_to_postgresql_is_verified(tmp_path: Path) -> None:
+    """database_tls_ca_file: the server's certificate is checked against the CA, host name
+    (IP) included; a server the CA did not sign is refused with one line."""
+    certs = make_certs(tmp_path / "pki")
+    other = make_certs(tmp_path / "other")
+    cluster = PgCluster(tls=(certs["server"], certs["server_key"]))
+    cluster.start()
+    try:
+        pool = await open_pool(DbOptions(cluster.dsn(), tls_ca_file=certs["ca"]))
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        await pool.close()
+        with pytest.raises(FleetDatabaseError, match="cannot connect"):
+            await open_pool(DbOptions(cluster.dsn(), tls_ca_file=other["ca"]))
+    finally:
+        cluster.stop()

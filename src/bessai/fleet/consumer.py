@@ -40,6 +40,8 @@ FETCH_WAIT_S = 1.0
 PREFETCH_BATCHES = 2
 #: Seconds between two refreshes of the consumer's lag.
 LAG_EVERY_S = 2.0
+#: Seconds the first connection to NATS may take.
+CONNECT_TIMEOUT_S = 10.0
 #: Back-off of a failed database write or NATS call.
 RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 5.0
@@ -82,26 +84,36 @@ async def connect_nats(config: FleetConfig) -> NatsClient:
         tls = ssl.create_default_context(cafile=str(config.nats_tls_ca_file))
     servers = [s.strip() for s in config.nats_url.split(",") if s.strip()]
     try:
-        nc: NatsClient = await nats.connect(
-            servers=servers,
-            user=config.nats_user,
-            password=config.nats_password.get_secret_value() if config.nats_password else None,
-            token=config.nats_token.get_secret_value() if config.nats_token else None,
-            tls=tls,
-            name=f"bessai-fleet-{config.consumer}",
-            connect_timeout=5,
-            reconnect_time_wait=0.5,
-            max_reconnect_attempts=-1,
-            allow_reconnect=True,
-            error_cb=_on_error,
-            disconnected_cb=_on_disconnected,
-            reconnected_cb=_on_reconnected,
-        )
+        # Reconnecting forever is right once connected; the first attempt is bounded here,
+        # or an unreachable (or untrusted) server would hang the start without a word.
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            nc: NatsClient = await _connect(config, servers, tls)
     except NATS_ERRORS as exc:
         raise BessaiError(
             f"cannot connect to NATS {config.nats_url} (fleet.nats_url): "
             f"{str(exc) or type(exc).__name__}"
         ) from None
+    return nc
+
+
+async def _connect(
+    config: FleetConfig, servers: list[str], tls: ssl.SSLContext | None
+) -> NatsClient:
+    nc: NatsClient = await nats.connect(
+        servers=servers,
+        user=config.nats_user,
+        password=config.nats_password.get_secret_value() if config.nats_password else None,
+        token=config.nats_token.get_secret_value() if config.nats_token else None,
+        tls=tls,
+        name=f"bessai-fleet-{config.consumer}",
+        connect_timeout=5,
+        reconnect_time_wait=0.5,
+        max_reconnect_attempts=-1,
+        allow_reconnect=True,
+        error_cb=_on_error,
+        disconnected_cb=_on_disconnected,
+        reconnected_cb=_on_reconnected,
+    )
     return nc
 
 
