@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -100,6 +100,9 @@ class ModbusDevice:
         self._identified = False
         #: verified write read-backs not yet handed to a poll result
         self._read_backs: dict[str, Reading] = {}
+        #: told of every write this client sends (address, registers, landed): the security
+        #: monitor learns from them which register values are the gateway's own
+        self.write_listeners: list[Callable[[int, tuple[int, ...], bool], None]] = []
         #: per point, the points it stands in for where the device does not serve them
         self._fallback_of: dict[tuple[str, str], list[Point]] = {}
         for prof in profiles:
@@ -536,13 +539,22 @@ class ModbusDevice:
                 )
         return registers
 
+    def _tell_write(self, address: int, registers: Sequence[int], *, landed: bool) -> None:
+        for listener in self.write_listeners:
+            listener(address, tuple(registers), landed)
+
     async def write_point(self, name: str, value: object, *, verify: bool = True) -> WriteResult:
         """Write one writable point after validation: FC06 for one register, FC16 for more;
         then read it back and compare."""
         profile, point = self.find_point(name)
         registers = await self.check_write(profile, point, value)
         fc = 6 if len(registers) == 1 else 16
-        await self._request(fc, point.address, registers)
+        try:
+            await self._request(fc, point.address, registers)
+        except DeviceError:
+            self._tell_write(point.address, registers, landed=False)
+            raise
+        self._tell_write(point.address, registers, landed=True)
         log.info(
             "wrote point",
             device=self.name,

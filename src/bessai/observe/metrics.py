@@ -115,6 +115,15 @@ class GatewayMetrics:
                 ("setpoint_w", "Battery setpoint after the safety guard"),
             )
         }
+        self.ids_alerts = Counter(
+            "ids_alerts", "Security monitor alerts by kind", ["site", "kind"], registry=r
+        )
+        self.ids_anomaly_score = Gauge(
+            "ids_anomaly_score",
+            "Security monitor anomaly score (higher = stranger)",
+            ["site"],
+            registry=r,
+        )
         self._overruns_seen: dict[str, int] = {}
 
     def watch_restarts(self, source: Callable[[], Iterable[tuple[str, int]]]) -> None:
@@ -155,3 +164,9 @@ class GatewayMetrics:
         ):
             if value is not None:
                 self.values[name].labels(site).set(value)
+        security = record.security
+        if security is not None:
+            for alert in security.alerts:
+                self.ids_alerts.labels(site, alert.kind).inc()
+            if security.score is not None:
+                self.ids_anomaly_score.labels(site).set(security.score)

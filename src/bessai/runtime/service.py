@@ -19,6 +19,7 @@ from bessai.observe.metrics import GatewayMetrics
 from bessai.observe.monitor import Monitor
 from bessai.proxy import ProxyServer
 from bessai.runtime.simulators import EmbeddedSimulators
+from bessai.security.wiring import attach
 from bessai.telemetry.pipeline import TelemetryPipeline
 
 log = structlog.get_logger("bessai.runtime")
@@ -75,6 +76,7 @@ class Runtime:
         emitter = CycleEmitter(self.telemetry)
         for site in gateway.sites.values():
             site.emitters.append(emitter)
+            attach(site)
         self._gateway, self._monitor = gateway, monitor
         if config.proxy.enabled:
             self.proxy = _proxy(config, gateway, self.metrics)
