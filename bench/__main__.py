@@ -22,6 +22,7 @@ BENCHMARKS: list[str] = [
     "api",
     "forecast",
     "ledger",
+    "security",
 ]
 
 

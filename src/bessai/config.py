@@ -292,7 +292,7 @@ class SecurityConfig(_Section):
         default=1.5, ge=1.0, le=100, description="learned residual tolerance x this margin"
     )
     connection_losses_per_hour: float = Field(
-        default=2.0, ge=0, le=3600, description="losses tolerated while the device answers"
+        default=0.0, ge=0, le=3600, description="losses tolerated (no alert) in any hour"
     )
     seed: int = 0
 

@@ -12,6 +12,8 @@ percent of scores.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -30,6 +32,43 @@ def threshold_for_budget(scores: NDArray[np.float64], rate_per_cycle: float) -> 
     return float(top + max(spread, 1e-3))
 
 
+class CompiledForest:
+    """A fitted IsolationForest flattened into plain lists, to score one row in well under a
+    millisecond (scikit-learn's own call costs milliseconds per row in overhead). Gives the
+    same number as `-IsolationForest.score_samples` (tested)."""
+
+    def __init__(self, forest: Any) -> None:
+        self.trees: list[tuple[list[int], list[int], list[int], list[float], list[float]]] = []
+        for tree, features, lengths, averages in zip(
+            forest.estimators_,
+            forest.estimators_features_,
+            forest._decision_path_lengths,
+            forest._average_path_length_per_tree,
+            strict=True,
+        ):
+            t = tree.tree_
+            # Feature numbers of the tree refer to its feature subset: map them back.
+            feature = [int(features[f]) if f >= 0 else -1 for f in t.feature]
+            leaf = [float(d) + float(a) - 1.0 for d, a in zip(lengths, averages, strict=True)]
+            self.trees.append(
+                (t.children_left.tolist(), t.children_right.tolist(), feature,
+                 t.threshold.tolist(), leaf)
+            )  # fmt: skip
+        from sklearn.ensemble._iforest import _average_path_length
+
+        self.denominator = len(self.trees) * float(_average_path_length([forest._max_samples])[0])
+
+    def score(self, row: list[float]) -> float:
+        """2 ** (-mean path length / c(n)): near 1 isolated at once, near 0.5 or less inside."""
+        total = 0.0
+        for left, right, feature, threshold, leaf in self.trees:
+            node = 0
+            while left[node] != -1:
+                node = left[node] if row[feature[node]] <= threshold[node] else right[node]
+            total += leaf[node]
+        return float(2.0 ** (-total / self.denominator)) if self.denominator else 1.0
+
+
 class AnomalyScorer:
     """Collects benign feature vectors, fits once, then scores each cycle."""
 
@@ -40,7 +79,7 @@ class AnomalyScorer:
         self._rows: list[list[float]] = []
         self._mean: NDArray[np.float64] | None = None
         self._scale: NDArray[np.float64] | None = None
-        self._forest: object | None = None
+        self._forest: CompiledForest | None = None
         self.threshold: float | None = None
 
     @property
@@ -66,12 +105,12 @@ class AnomalyScorer:
         forest.fit(scaled)
         scores = -forest.score_samples(scaled)
         self.threshold = threshold_for_budget(scores, self.rate_per_cycle)
-        self._forest = forest
+        self._forest = CompiledForest(forest)
         self._rows = []
 
     def score(self, features: list[float]) -> float | None:
         """This cycle's score (higher = stranger), None while learning."""
         if self._forest is None or self._mean is None or self._scale is None:
             return None
-        row = (np.asarray([features], dtype=np.float64) - self._mean) / self._scale
-        return float(-self._forest.score_samples(row)[0])  # type: ignore[attr-defined]
+        row = ((np.asarray(features, dtype=np.float64) - self._mean) / self._scale).tolist()
+        return self._forest.score(row)

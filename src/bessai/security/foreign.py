@@ -14,6 +14,7 @@ cycle.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from bessai.control.watch import SecurityAlert
@@ -90,6 +91,8 @@ class ForeignWriteWatch:
         self.expected: dict[str, int] = {}
         self._turn = 0
         self.rereads = 0
+        #: how long the last re-read took (I/O), for the benchmark's cost split
+        self.last_reread_s = 0.0
         modbus.write_listeners.append(self._on_write)
 
     def _on_write(self, address: int, registers: tuple[int, ...], landed: bool) -> None:
@@ -108,6 +111,13 @@ class ForeignWriteWatch:
         spans both (power, then command), and the restore must be whole."""
         if cycle % self.reread_every:
             return []
+        started = time.perf_counter()
+        try:
+            return await self._check()
+        finally:
+            self.last_reread_s = time.perf_counter() - started
+
+    async def _check(self) -> list[Mismatch]:
         turn = self._turn % len(self.blocks)
         self._turn += 1
         mismatches = await self._read_block(self.blocks[turn])

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from bessai.devices.base import Measurements
 
 RESIDUALS = ("dcac_w", "soc_step_pct", "soc_window_pct", "temp_rate_c_min", "track_w")
+#: residuals judged against a tolerance; `track_w` only feeds the score (the cycle's own
+#: tracking, control/tracking.py, already acts on a battery that does not follow)
+RULES = ("dcac_w", "soc_step_pct", "soc_window_pct", "temp_rate_c_min")
 #: which readings each residual involves (what an alert flags as suspect)
 INVOLVED: dict[str, tuple[str, ...]] = {
     "dcac_w": ("battery_power_w", "pv_power_w", "inverter_power_w"),
@@ -40,7 +43,9 @@ FLOORS = {
     "temp_rate_c_min": 0.5,
     "track_w": 200.0,
 }
-FROZEN_SIGNALS = ("soc_pct", "battery_power_w", "pv_power_w", "inverter_power_w")
+#: signals that move on their own in benign operation (a battery at a steady setpoint, a SOC at
+#: rest or an inverter at night stand still legitimately: the residuals cover those)
+FROZEN_SIGNALS = ("pv_power_w",)
 FROZEN_FLOOR = 6
 
 
@@ -183,7 +188,8 @@ class Tolerances:
     def broken(self, r: Residuals) -> dict[str, tuple[float, float]]:
         """Residuals beyond their tolerance: name -> (value, limit)."""
         out: dict[str, tuple[float, float]] = {}
-        for name, value in r.values.items():
+        for name in RULES:
+            value = r.values.get(name)
             if value is not None and (not math.isfinite(value) or abs(value) > self.limit(name)):
                 out[name] = (value, self.limit(name))
         for name, run in r.frozen.items():
