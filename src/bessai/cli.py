@@ -25,6 +25,7 @@ from bessai.modbus import commands as modbus_commands
 from bessai.optimize import commands as optimize_commands
 from bessai.plant import commands as plant_commands
 from bessai.runtime import commands as runtime_commands
+from bessai.security import commands as security_commands
 from bessai.simulator import commands as sim_commands
 from bessai.telemetry import commands as telemetry_commands
 
@@ -70,6 +71,7 @@ market_commands.register(app)
 # `bessai carbon backtest` needs the back-test, a layer above the carbon package.
 analysis_carbon_commands.register(carbon_commands.register(app))
 ledger_commands.register(app)
+security_commands.register(app)
 
 
 def main() -> None:
