@@ -59,6 +59,8 @@ TRAIN_H = 6.0
 BENIGN_H = 24.0
 PER_TYPE = 20
 ATTACK_CYCLES = 30
+#: a frozen value matters only once the plant moves away from it: stuck attacks last longer
+STUCK_CYCLES = 90
 GAP_CYCLES = 50
 GRACE = 5
 #: after an attack ends, its after-effects (a falsified SOC snapping back, SAFE released) may
@@ -233,7 +235,7 @@ async def _attack(c: Campaign, attack_id: int, kind: str) -> None:
         )
         params = {"target": target, "amount": round(amount, 4)}
         c.mitm.start_attack("replay" if kind == "replay" else fdi, target, amount)
-        await c.steps(ATTACK_CYCLES)
+        await c.steps(STUCK_CYCLES if kind == "fdi_stuck" else ATTACK_CYCLES)
         c.mitm.stop_attack()
         if kind != "replay":
             params["max_deviation"] = round(c.mitm.max_deviation, 3)

@@ -186,6 +186,7 @@ class ModbusDevice:
 
     def _connection_lost(self) -> None:
         # Reconnect at once on the next request; the back-off applies to failed connects only.
+        self.stats.connection_drops += 1
         self._drop_connection()
 
     # -- one request, with retries ----------------------------------------------------------
@@ -235,6 +236,9 @@ class ModbusDevice:
         except ModbusIOException as exc:
             self.stats.errors += 1
             self.stats.timeouts += 1
+            if time.monotonic() - started < 0.9 * self.settings.timeout_s:
+                # Failed long before the timeout: the connection was closed under the request.
+                self.stats.connection_resets += 1
             # A late answer would be matched to the next request; start over on a new socket.
             self._connection_lost()
             if not self._unit_answered:
@@ -246,6 +250,7 @@ class ModbusDevice:
             ) from None
         except (ConnectionException, OSError, asyncio.IncompleteReadError) as exc:
             self.stats.errors += 1
+            self.stats.connection_resets += 1
             self._connection_lost()
             raise _ConnectionLostError(
                 f"connection lost ({exc or type(exc).__name__})",

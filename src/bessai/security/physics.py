@@ -6,7 +6,8 @@ benign operation.
   over one cycle and over a sliding window (a slow bias or ramp adds up in the window).
 - `temp_rate_c_min`: a battery's thermal mass bounds how fast its temperature moves.
 - `track_w`: the battery power against the gateway's own setpoint while it dispatches.
-- `frozen`: a reading that stops changing for longer than it ever did in benign operation.
+- `frozen`: how long a reading has not changed (a feature of the score only: benign plants
+  stand still too, at night or at a steady setpoint).
 - ranges: values outside what the device can report at all.
 
 A reading that breaks an invariant is not necessarily the false one, so an alert names the
@@ -192,9 +193,6 @@ class Tolerances:
             value = r.values.get(name)
             if value is not None and (not math.isfinite(value) or abs(value) > self.limit(name)):
                 out[name] = (value, self.limit(name))
-        for name, run in r.frozen.items():
-            if run > self.run_limit(name):
-                out[f"frozen:{name}"] = (float(run), float(self.run_limit(name)))
         return out
 
     def as_dict(self) -> dict[str, float]:

@@ -2,8 +2,8 @@
 how the device treats us.
 
 - Connection theft: a Huawei device (and the simulator) serves one TCP client; when another
-  client connects, ours is closed. A connection lost while the device answers, other than by our
-  own timeout, means someone else connected.
+  client connects, ours is closed. A connection the device closed (not our own timeout) while it
+  answers means someone else connected.
 - Exception patterns: the gateway's requests are planned from the profile and the addresses the
   device refused once; an illegal function, address or value answer afterwards is unexpected.
 - Flooding: timeouts and "busy" answers in a burst, while the device answered before.
@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from bessai.control.watch import SecurityAlert
-from bessai.devices.base import DeviceStats
+from bessai.modbus.results import ClientStats
 
 #: Exception codes the gateway's planned requests should never meet once the session is known.
 UNEXPECTED_CODES = {1: "illegal function", 2: "illegal address", 3: "illegal value"}
@@ -26,18 +26,27 @@ BUSY_CODES = {5: "acknowledge", 6: "device busy"}
 class _Snapshot:
     requests: int
     timeouts: int
+    resets: int
     reconnects: int
+    drops: int
     exceptions: dict[int, int]
 
     @classmethod
-    def of(cls, stats: DeviceStats) -> _Snapshot:
-        return cls(stats.requests, stats.timeouts, stats.reconnects, dict(stats.exceptions_by_code))
+    def of(cls, stats: ClientStats) -> _Snapshot:
+        return cls(
+            stats.requests,
+            stats.timeouts,
+            stats.connection_resets,
+            stats.reconnects,
+            stats.connection_drops,
+            dict(stats.exceptions_by_code),
+        )
 
 
 class ProtocolWatch:
     """Deltas of the device's request counters, cycle by cycle."""
 
-    def __init__(self, stats: DeviceStats, losses_tolerated_per_hour: float = 0.0) -> None:
+    def __init__(self, stats: ClientStats, losses_tolerated_per_hour: float = 0.0) -> None:
         self.stats = stats
         self.losses_tolerated_per_hour = losses_tolerated_per_hour
         self._last: _Snapshot | None = None
@@ -65,8 +74,10 @@ class ProtocolWatch:
         alerts: list[SecurityAlert] = []
         new_codes = {c: n - last.exceptions.get(c, 0) for c, n in now.exceptions.items()}
         timeouts = now.timeouts - last.timeouts
-        # Our own timeouts drop the socket too; count only losses we did not cause.
-        lost = max(0, now.reconnects - last.reconnects - timeouts)
+        # Closed by the device under a request, or between two (a reconnect we did not cause by
+        # dropping the connection ourselves after a failure).
+        silent = (now.reconnects - last.reconnects) - (now.drops - last.drops)
+        lost = (now.resets - last.resets) + max(0, silent)
         if lost and answering and self._losses(now_s, lost):
             alerts.append(
                 SecurityAlert(
