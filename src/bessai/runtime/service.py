@@ -19,7 +19,7 @@ from bessai.observe.metrics import GatewayMetrics
 from bessai.observe.monitor import Monitor
 from bessai.proxy import ProxyServer
 from bessai.runtime.simulators import EmbeddedSimulators
-from bessai.security.wiring import attach
+from bessai.security.wiring import attach, watch_requests
 from bessai.telemetry.pipeline import TelemetryPipeline
 
 log = structlog.get_logger("bessai.runtime")
@@ -80,6 +80,7 @@ class Runtime:
         self._gateway, self._monitor = gateway, monitor
         if config.proxy.enabled:
             self.proxy = _proxy(config, gateway, self.metrics)
+            watch_requests(self.proxy.site, self.proxy.request_listeners)
             await self.proxy.start()
         monitor.start()
         await gateway.start()

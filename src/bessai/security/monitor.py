@@ -24,6 +24,7 @@ from bessai.security.anomaly import AnomalyScorer
 from bessai.security.foreign import ForeignWriteWatch, Mismatch
 from bessai.security.physics import INVOLVED, PhysicsModel, Residuals, Tolerances
 from bessai.security.protocol import ProtocolWatch
+from bessai.security.requests import RequestWatch
 
 if TYPE_CHECKING:
     from bessai.control.site import CycleRecord
@@ -73,6 +74,9 @@ class SecurityMonitor:
         self.foreign = ForeignWriteWatch(modbus, config.reread_every)
         self.protocol = ProtocolWatch(modbus.stats, config.connection_losses_per_hour)
         self.physics = PhysicsModel(site.capacity_wh, site.max_power_w)
+        blocks = [(b.start, b.end) for p in modbus.profiles.values() for b in p.blocks]
+        #: other clients' requests, fed by the Modbus proxy when it serves this site
+        self.requests = RequestWatch(blocks)
         self.tolerances = Tolerances(config.tolerance_margin)
         rate = min(0.5, config.false_alarms_per_day * site.cycle_s / 86_400.0)
         self.scorer = AnomalyScorer(config.train_cycles, rate, config.seed)
@@ -98,6 +102,7 @@ class SecurityMonitor:
         """Run every check on this cycle's read and decide the response."""
         now_s = self.clock()
         alerts = self.protocol.check(cycle, acquired.answering, now_s)
+        alerts.extend(self.requests.drain())
         writes: list[WriteRecord] = []
         mismatches = await self.foreign.check(cycle) if acquired.answering else []
         if mismatches:

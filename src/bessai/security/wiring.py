@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from bessai.control.site import SiteRunner
 from bessai.devices.huawei import HuaweiHybrid
@@ -26,3 +27,12 @@ def attach(site: SiteRunner, clock: Callable[[], float] = time.monotonic) -> Sec
     site.assessor = monitor
     site.listeners.append(monitor.observe)
     return monitor
+
+
+def watch_requests(site: SiteRunner, listeners: list[Any]) -> bool:
+    """Feed other clients' requests (the Modbus proxy's `request_listeners`) to the site's
+    monitor, for sweeps and write bursts; False when the site is not watched."""
+    if not isinstance(site.assessor, SecurityMonitor):
+        return False
+    listeners.append(site.assessor.requests.observe)
+    return True
