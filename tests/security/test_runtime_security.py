@@ -48,5 +48,12 @@ async def test_a_foreign_write_shows_in_metrics_and_status(
         assert alert["evidence"]["register"] == 47086
         assert alert["evidence"]["seen"] == "fully fed to grid"
         assert status["safety"]["state"] == "safe"
+        # The operator's alert list (and its webhook) has it too, critical: it was acted on.
+        alerts = runtime.monitor.alerts.active("t1") + runtime.monitor.alerts.recent(site="t1")
+        security = [a for a in alerts if a.kind == "security"]
+        assert security
+        assert security[0].subject == "foreign_write"
+        assert security[0].severity.value == "critical"
+        assert "47086" in security[0].message
     finally:
         await runtime.stop()
