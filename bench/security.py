@@ -26,6 +26,7 @@ episodes outside every attack window); the time the monitor adds to a cycle (p50
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import statistics
 import tempfile
@@ -103,12 +104,17 @@ class TimedAssessor:
         self.durations_s: list[float] = []
         #: the same without the re-read's I/O: the monitor's own computing
         self.compute_s: list[float] = []
+        #: the monitor's own CPU time (thread time, re-read excluded): what the load of the
+        #: machine cannot inflate
+        self.compute_cpu_s: list[float] = []
 
     async def assess(self, cycle: int, acquired: Acquisition) -> SecurityAssessment:
         """Time the monitor's assessment."""
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         result = await self.monitor.assess(cycle, acquired)
         total_s = time.perf_counter() - started
+        cpu_s = time.thread_time() - started_cpu - self.monitor.foreign.last_reread_cpu_s
+        self.compute_cpu_s.append(max(0.0, cpu_s))
         self.durations_s.append(total_s)
         self.compute_s.append(max(0.0, total_s - self.monitor.foreign.last_reread_s))
         return result
@@ -298,6 +304,7 @@ def score(c: Campaign, benign: tuple[int, int]) -> dict[str, Any]:
     # Cost over the benign cycles (an attack adds restores and alerts, rare by design).
     durations_ms = [d * 1000 for d in c.timed.durations_s[lo - 1 : hi - 1]]
     compute_ms = [d * 1000 for d in c.timed.compute_s[lo - 1 : hi - 1]]
+    cpu_ms = [d * 1000 for d in c.timed.compute_cpu_s[lo - 1 : hi - 1]]
     return {
         "per_type": per_type,
         "benign_hours": round((hi - lo) * CYCLE_S / 3600, 1),
@@ -315,6 +322,8 @@ def score(c: Campaign, benign: tuple[int, int]) -> dict[str, Any]:
         "added_cycle_ms_p99": round(_pct(durations_ms, 0.99), 3),
         "compute_ms_p50": round(_pct(compute_ms, 0.5), 3),
         "compute_ms_p99": round(_pct(compute_ms, 0.99), 3),
+        "compute_cpu_ms_p50": round(_pct(cpu_ms, 0.5), 3),
+        "compute_cpu_ms_p99": round(_pct(cpu_ms, 0.99), 3),
         "cycle_ms_p99": round(
             _pct([d * 1000 for d in c.cycle_durations_s[lo - 1 : hi - 1]], 0.99), 3
         ),
@@ -359,6 +368,8 @@ async def campaign(
             await mitm.stop()
             await sim.stop()
     result.update(
+        reread_requests_per_cycle=round(monitor.foreign.rereads / max(1, c.cycle), 3),
+        load_average_1m=round(os.getloadavg()[0], 1),
         seed=SEED,
         cycles=c.cycle,
         train_hours=train_h,

@@ -236,8 +236,9 @@ class ModbusDevice:
         except ModbusIOException as exc:
             self.stats.errors += 1
             self.stats.timeouts += 1
-            if time.monotonic() - started < 0.9 * self.settings.timeout_s:
-                # Failed long before the timeout: the connection was closed under the request.
+            if not client.connected or time.monotonic() - started < 0.9 * self.settings.timeout_s:
+                # The peer closed the connection under the request (pymodbus reports that as a
+                # timeout, early or at the timeout): not a silent device.
                 self.stats.connection_resets += 1
             # A late answer would be matched to the next request; start over on a new socket.
             self._connection_lost()

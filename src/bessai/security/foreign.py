@@ -93,6 +93,7 @@ class ForeignWriteWatch:
         self.rereads = 0
         #: how long the last re-read took (I/O), for the benchmark's cost split
         self.last_reread_s = 0.0
+        self.last_reread_cpu_s = 0.0
         modbus.write_listeners.append(self._on_write)
 
     def _on_write(self, address: int, registers: tuple[int, ...], landed: bool) -> None:
@@ -111,11 +112,12 @@ class ForeignWriteWatch:
         spans both (power, then command), and the restore must be whole."""
         if cycle % self.reread_every:
             return []
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         try:
             return await self._check()
         finally:
             self.last_reread_s = time.perf_counter() - started
+            self.last_reread_cpu_s = time.thread_time() - started_cpu
 
     async def _check(self) -> list[Mismatch]:
         turn = self._turn % len(self.blocks)

@@ -20,6 +20,8 @@ from bessai.modbus.results import ClientStats
 #: Exception codes the gateway's planned requests should never meet once the session is known.
 UNEXPECTED_CODES = {1: "illegal function", 2: "illegal address", 3: "illegal value"}
 BUSY_CODES = {5: "acknowledge", 6: "device busy"}
+#: connection losses while the device does not answer are kept this many cycles for judgement
+PENDING_CYCLES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,8 @@ class ProtocolWatch:
         #: cycles with timeouts or busy answers, recent first
         self._trouble: deque[int] = deque(maxlen=6)
         self._warmed = False
+        self._pending_lost = 0
+        self._pending_since: int | None = None
 
     def _losses(self, now_s: float, lost: int) -> bool:
         """Record `lost` connection losses; True when they exceed the tolerated rate."""
@@ -62,6 +66,32 @@ class ProtocolWatch:
         while self._loss_times and now_s - self._loss_times[0] > 3600.0:
             self._loss_times.popleft()
         return lost > 0 and len(self._loss_times) > self.losses_tolerated_per_hour
+
+    def _theft(self, cycle: int, answering: bool, now_s: float, lost: int) -> SecurityAlert | None:
+        """Losses are judged once the device answers again: a thief's connection churn can make
+        a whole read fail, which is no reason to forget it; a long outage is not a theft."""
+        if lost:
+            if self._pending_since is None:
+                self._pending_since = cycle
+            self._pending_lost += lost
+        if not self._pending_lost or self._pending_since is None:
+            return None
+        if not answering:
+            if cycle - self._pending_since > PENDING_CYCLES:
+                self._pending_lost, self._pending_since = 0, None
+            return None
+        lost, self._pending_lost, self._pending_since = self._pending_lost, 0, None
+        if not self._losses(now_s, lost):
+            return None
+        return SecurityAlert(
+            kind="connection_theft",
+            check="connection lost while the device answers",
+            message=(
+                "the device closed the gateway's connection although it answers: "
+                "another client connected to it"
+            ),
+            evidence={"connections_lost": lost, "cycle": cycle},
+        )
 
     def check(self, cycle: int, answering: bool, now_s: float) -> list[SecurityAlert]:
         """This cycle's protocol alerts."""
@@ -78,18 +108,9 @@ class ProtocolWatch:
         # dropping the connection ourselves after a failure).
         silent = (now.reconnects - last.reconnects) - (now.drops - last.drops)
         lost = (now.resets - last.resets) + max(0, silent)
-        if lost and answering and self._losses(now_s, lost):
-            alerts.append(
-                SecurityAlert(
-                    kind="connection_theft",
-                    check="connection lost while the device answers",
-                    message=(
-                        "the device closed the gateway's connection although it answers: "
-                        "another client connected to it"
-                    ),
-                    evidence={"connections_lost": lost, "cycle": cycle},
-                )
-            )
+        theft = self._theft(cycle, answering, now_s, lost)
+        if theft is not None:
+            alerts.append(theft)
         unexpected = {
             UNEXPECTED_CODES[c]: n for c, n in new_codes.items() if c in UNEXPECTED_CODES and n > 0
         }
@@ -103,7 +124,7 @@ class ProtocolWatch:
                 )
             )
         busy = sum(n for c, n in new_codes.items() if c in BUSY_CODES)
-        if timeouts or busy:
+        if timeouts or busy or lost:
             self._trouble.append(cycle)
         recent = [c for c in self._trouble if cycle - c < 6]
         if len(recent) >= 3 and answering:
