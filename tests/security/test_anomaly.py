@@ -32,6 +32,8 @@ def test_trained_on_benign_only_an_outlier_scores_above_the_threshold() -> None:
     scorer = AnomalyScorer(train_cycles=400, rate_per_cycle=1e-3, seed=0)
     for row in rng.normal(size=(400, 4)):
         scorer.learn(row.tolist())
+    assert scorer.ready
+    scorer.fit()
     assert not scorer.learning
     assert scorer.threshold is not None
     outlier = scorer.score([8.0, -8.0, 8.0, 8.0])

@@ -88,10 +88,13 @@ class AnomalyScorer:
         return self._forest is None
 
     def learn(self, features: list[float]) -> None:
-        """Add one benign cycle; fit when enough are in."""
+        """Add one benign cycle (`ready` once enough are in: then `fit`)."""
         self._rows.append(features)
-        if len(self._rows) >= self.train_cycles:
-            self.fit()
+
+    @property
+    def ready(self) -> bool:
+        """Enough benign cycles are in and the forest is not fitted yet."""
+        return self._forest is None and len(self._rows) >= self.train_cycles
 
     def fit(self) -> None:
         """Fit the forest and place the threshold (CPU work, once)."""

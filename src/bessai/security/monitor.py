@@ -7,6 +7,7 @@ It implements `bessai.control.watch.Assessor`; the runtime wires it to a site's 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -109,6 +110,9 @@ class SecurityMonitor:
             alerts.extend(m.alert() for m in mismatches)
             writes = await self._respond(cycle, mismatches)
         learned = self._physics(cycle, acquired.measurements, now_s, alerts)
+        if self.scorer.ready:
+            # Once: fitting takes a fraction of a second, off the event loop.
+            await asyncio.to_thread(self.scorer.fit)
         self._record(cycle, alerts)
         failsafe = self._safe_reason if cycle < self._safe_until else None
         suspect = tuple(sorted(self._suspect)) if cycle < self._suspect_until else ()
