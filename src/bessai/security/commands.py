@@ -14,7 +14,7 @@ import typer
 from bessai.errors import BessaiError
 from bessai.security.attack.groundtruth import AttackLog, AttackRecord
 from bessai.security.attack.mitm import KINDS, TARGETS, MitmProxy
-from bessai.security.attack.rogue import INJECTIONS, Target, check_loopback, flood, inject, recon
+from bessai.security.attack.rogue import INJECTIONS, Target, flood, inject, recon
 
 Host = Annotated[str, typer.Option(help="The simulator's address (loopback only).")]
 Port = Annotated[int, typer.Option(help="The simulator's Modbus TCP port.")]
@@ -78,15 +78,15 @@ def mitm_command(
     amount: Annotated[
         float, typer.Option(help="bias: added; scale: factor; ramp: added per second.")
     ] = 5.0,
-    host: Host = "127.0.0.1",
     port: Port = 5020,
     listen: Annotated[int, typer.Option(help="Port the gateway connects to instead.")] = 5021,
     start_after_s: Annotated[float, typer.Option(help="Pass through this long first.")] = 60.0,
     duration_s: Annotated[float, typer.Option(help="Falsify this long, then exit.")] = 60.0,
     log: Log = None,
 ) -> None:
-    """A man-in-the-middle between gateway and simulator that falsifies readings for a while."""
-    check_loopback(host)
+    """A man-in-the-middle between gateway and simulator (on 127.0.0.1) that falsifies
+    readings for a while."""
+    host = "127.0.0.1"
     if kind not in KINDS or target not in TARGETS:
         raise BessaiError(f"unknown falsification {kind!r} or target {target!r}")
 
