@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 
 import structlog
 
@@ -76,7 +77,10 @@ class Runtime:
         emitter = CycleEmitter(self.telemetry)
         for site in gateway.sites.values():
             site.emitters.append(emitter)
-            attach(site)
+            # An embedded simulator's plant may run faster than the wall clock: the physics
+            # checks integrate in its time.
+            sim = self.simulators.servers.get(site.id)
+            attach(site, clock=sim.plant_seconds if sim is not None else time.monotonic)
         self._gateway, self._monitor = gateway, monitor
         if config.proxy.enabled:
             self.proxy = _proxy(config, gateway, self.metrics)
