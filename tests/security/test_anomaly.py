@@ -3,7 +3,10 @@ the budget, and an outlier scores above it."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+import pytest
 from sklearn.ensemble import IsolationForest
 
 from bessai.security.anomaly import AnomalyScorer, CompiledForest, threshold_for_budget
@@ -39,3 +42,17 @@ def test_trained_on_benign_only_an_outlier_scores_above_the_threshold() -> None:
     outlier = scorer.score([8.0, -8.0, 8.0, 8.0])
     assert outlier is not None
     assert outlier > scorer.threshold
+
+
+def test_without_scikit_learn_the_score_is_off_and_training_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn.ensemble", None)
+    scorer = AnomalyScorer(train_cycles=20, rate_per_cycle=1e-3)
+    for i in range(20):
+        scorer.learn([float(i), 1.0])
+    scorer.fit()
+    assert scorer.disabled
+    assert not scorer.learning
+    assert not scorer.ready
+    assert scorer.score([1.0, 1.0]) is None

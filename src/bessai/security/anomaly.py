@@ -15,7 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import structlog
 from numpy.typing import NDArray
+
+log = structlog.get_logger("bessai.security")
 
 #: trees in the forest: enough for a stable score, few enough for a few milliseconds per cycle
 N_TREES = 48
@@ -81,11 +84,13 @@ class AnomalyScorer:
         self._scale: NDArray[np.float64] | None = None
         self._forest: CompiledForest | None = None
         self.threshold: float | None = None
+        #: scikit-learn is not installed (an edge install without the extra): no score
+        self.disabled = False
 
     @property
     def learning(self) -> bool:
-        """True until the forest is fitted."""
-        return self._forest is None
+        """True until the forest is fitted (or found impossible to fit)."""
+        return self._forest is None and not self.disabled
 
     def learn(self, features: list[float]) -> None:
         """Add one benign cycle (`ready` once enough are in: then `fit`)."""
@@ -94,11 +99,18 @@ class AnomalyScorer:
     @property
     def ready(self) -> bool:
         """Enough benign cycles are in and the forest is not fitted yet."""
-        return self._forest is None and len(self._rows) >= self.train_cycles
+        return self.learning and len(self._rows) >= self.train_cycles
 
     def fit(self) -> None:
         """Fit the forest and place the threshold (CPU work, once)."""
-        from sklearn.ensemble import IsolationForest  # loaded only when a site trains
+        try:
+            from sklearn.ensemble import IsolationForest  # loaded only when a site trains
+        except ImportError:
+            log.warning("anomaly score off: scikit-learn is not installed "
+                        "(pip install 'bessai[security]'); the rule checks stay armed")  # fmt: skip
+            self.disabled = True
+            self._rows = []
+            return
 
         data = np.asarray(self._rows, dtype=np.float64)
         self._mean = data.mean(axis=0)
