@@ -17,8 +17,10 @@ PORT ?=
 ARGS ?=
 # Debian packages the tests need, named after their binary: the brokers the telemetry tests start
 # on free loopback ports, openssl (their throw-away TLS certificates) and the headless browser of
-# the dashboard test. Upcoming work adds postgresql and prometheus here.
-SYSTEM_DEPS := mosquitto nats-server openssl chromium
+# the dashboard test, and prometheus (promtool and a real server for the deployment tests).
+SYSTEM_DEPS := mosquitto nats-server openssl chromium prometheus
+# The fleet tests start PostgreSQL (initdb/pg_ctl, off PATH under /usr/lib/postgresql).
+PG_DEPS := postgresql
 
 .PHONY: demo test lint typecheck pytest bench system-deps install install-run clean
 
@@ -44,6 +46,7 @@ system-deps:
 	for bin in $(SYSTEM_DEPS); do \
 	  command -v $$bin >/dev/null 2>&1 || test -x /usr/sbin/$$bin || missing="$$missing $$bin"; \
 	done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing $(PG_DEPS)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
@@ -54,8 +57,8 @@ demo: $(RUN_STAMP)
 	$(RUN_VENV)/bin/bessai run $(if $(PORT),--http-port $(PORT)) $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench deploy
+	$(VENV)/bin/ruff format --check src tests bench deploy
 	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)

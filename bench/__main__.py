@@ -22,6 +22,10 @@ BENCHMARKS: list[str] = [
     "api",
     "forecast",
     "ledger",
+    "deploy",
+    "policy",
+    "fleet",
+    "federated",
     "security",
 ]
 

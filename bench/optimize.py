@@ -55,6 +55,31 @@ def _rolling_year(series: PriceSeries) -> dict[str, object]:
     }
 
 
+def _scenario_ms(series: PriceSeries, days: int, repeats: int) -> dict[str, object]:
+    """The two-stage scenario LP of an hourly re-plan: the last ``days`` days' shapes as
+    scenarios over 24 h, the first hour shared."""
+    import numpy as np
+
+    from bessai.optimize.scenario import ScenarioProblem, Scenarios, plan_scenarios
+
+    values = series.values
+    paths = np.stack([values[-24 * (k + 1) : len(values) - 24 * k] for k in range(days)])
+    problem = ScenarioProblem(
+        Scenarios(paths, np.full(days, 1.0 / days)), 1.0, StorageSpec(), 50.0, 50.0, 1
+    )
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        plan_scenarios(problem)
+        times.append(time.perf_counter() - started)
+    return {
+        "scenarios": days,
+        "steps": 24,
+        "repeats": repeats,
+        "median_ms": round(statistics.median(times) * 1000, 2),
+    }
+
+
 def run() -> dict[str, object]:
     crucero = load_prices(DATA / "cen_cmg_crucero220_2019-2023.csv")
     crucero = crucero.between(crucero.end - timedelta(days=365), None)
@@ -69,6 +94,7 @@ def run() -> dict[str, object]:
             _median_ms(crucero, 8760, 5),
         ],
         "crucero_2023_rolling_daily": _rolling_year(crucero),
+        "crucero_2023_scenario_lp": [_scenario_ms(crucero, 7, 50), _scenario_ms(crucero, 14, 20)],
         "germany_2018_negative_prices": [
             _median_ms(germany, 24, 20, around_min=True),
             _median_ms(germany, 168, 10, around_min=True),

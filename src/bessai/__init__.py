@@ -11,9 +11,10 @@ __all__ = ["__version__"]
 
 
 def _register_envs() -> None:
-    """Make `gymnasium.make("bessai/BESS-v0", ...)` work after `import bessai`. The entry points
-    are strings, so the plant model loads only when an environment is made; without gymnasium
-    installed the package still imports."""
+    """Make `gymnasium.make("bessai/BESS-v0", ...)` work after `import bessai`, with no arguments
+    too (the shipped CEN prices; `bessai.policy.envs`). The entry points are strings, so the
+    plant model loads only when an environment is made; without gymnasium installed the package
+    still imports."""
     try:
         from gymnasium.envs.registration import register, registry
     except ImportError:
@@ -21,8 +22,8 @@ def _register_envs() -> None:
     if "bessai/BESS-v0" not in registry:
         register(
             id="bessai/BESS-v0",
-            entry_point="bessai.plant.env:BessEnv",
-            vector_entry_point="bessai.plant.env_vector:BessVectorEnv",
+            entry_point="bessai.policy.envs:make_env",
+            vector_entry_point="bessai.policy.envs:make_vector_env",
         )
 
 

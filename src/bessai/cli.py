@@ -13,17 +13,22 @@ from rich.text import Text
 from bessai import __version__
 from bessai.analysis import carbon_commands as analysis_carbon_commands
 from bessai.analysis import commands as analysis_commands
+from bessai.analysis import policy_commands as analysis_policy_commands
 from bessai.api import commands as api_commands
 from bessai.carbon import commands as carbon_commands
 from bessai.config import configured_lake
 from bessai.control import commands as control_commands
 from bessai.errors import BessaiError
+from bessai.federated import commands as fl_commands
+from bessai.fleet import commands as fleet_commands
 from bessai.ledger import commands as ledger_commands
 from bessai.logging import configure_logging
 from bessai.market import commands as market_commands
 from bessai.modbus import commands as modbus_commands
 from bessai.optimize import commands as optimize_commands
 from bessai.plant import commands as plant_commands
+from bessai.policy import commands as policy_commands
+from bessai.runtime import analyst_commands
 from bessai.runtime import commands as runtime_commands
 from bessai.security import commands as security_commands
 from bessai.simulator import commands as sim_commands
@@ -71,6 +76,11 @@ market_commands.register(app)
 # `bessai carbon backtest` needs the back-test, a layer above the carbon package.
 analysis_carbon_commands.register(carbon_commands.register(app))
 ledger_commands.register(app)
+fl_commands.register(app)
+analyst_commands.register(app)
+policy_commands.register(app)
+analysis_policy_commands.register()
+fleet_commands.register(app)
 security_commands.register(app)
 
 

@@ -108,3 +108,7 @@ class SinkAuthError(SinkError):
 
 class LedgerError(BessaiError):
     """The credits ledger cannot be read, written or trusted (names the file and record)."""
+
+
+class PolicyError(BessaiError):
+    """A learned policy cannot be loaded, does not fit the site, or gave an unusable answer."""

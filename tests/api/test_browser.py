@@ -200,8 +200,10 @@ async def test_dashboard_shows_site_time_and_markup_literally(make_api: Any) -> 
                 )
                 assert answer.status_code == 200, answer.text
                 until = datetime.fromisoformat(answer.json()["until_utc"]).astimezone(zone)
-                audit = await client.get("/api/v1/audit?limit=1", headers=api.auth("read"))
-            row_ts = datetime.fromisoformat(audit.json()["items"][0]["ts"]).astimezone(zone)
+                audit = await client.get("/api/v1/audit?limit=20", headers=api.auth("read"))
+            # The override's own audit row (the cycle may already have logged its decision).
+            override_row = next(row for row in audit.json()["items"] if row["controller"] == "api")
+            row_ts = datetime.fromisoformat(override_row["ts"]).astimezone(zone)
 
             await expect(page.locator("#capacity")).to_have_text(f"{MARKUP} · 15 kWh")
             await expect(page.locator("#controller-reason")).to_contain_text(
@@ -223,9 +225,9 @@ async def test_dashboard_shows_site_time_and_markup_literally(make_api: Any) -> 
             await expect(page.locator("#override")).to_have_text(
                 f"override 1.00 kW until {until:%H:%M:%S} UTC+5:30"
             )
-            await expect(page.locator("#commands tbody tr").first).to_contain_text(
-                f"{row_ts:%Y-%m-%d %H:%M:%S}"
-            )
+            await expect(
+                page.locator("#commands tbody tr", has_text="api: override 1000 W").first
+            ).to_contain_text(f"{row_ts:%Y-%m-%d %H:%M:%S}")
             await expect(page.locator("#commands-time")).to_have_text("time (Asia/Kolkata)")
             await expect(page.locator("#history-caption")).to_contain_text(f"times in {label}")
             assert "UTC)" not in await page.inner_text("main")

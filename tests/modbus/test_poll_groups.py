@@ -1,8 +1,8 @@
 """The poll groups of the shipped profiles: what the cycle needs is read every cycle, and a
 steady-state cycle of the hybrid system stays within the request budget (docs/profiles.md).
 
-These count the planner's requests, a structural figure; `tests/test_poll_budget.py` counts the
-same on the wire, and `make bench` reports it."""
+These count the planner's requests, a structural figure; `make bench` (bench/device.py) counts
+the same on the wire."""
 
 from __future__ import annotations
 

@@ -32,14 +32,15 @@ async def test_set_overrides_a_point_then_releases_it(
     sim: SimulatorServer, device: ModbusDevice
 ) -> None:
     runner = ScenarioRunner(
-        Scenario(events=[Event(at_s=0.1, set={"unit1_temp_c": 52.0}, duration_s=0.4)]), sim
+        Scenario(events=[Event(at_s=0.8, set={"unit1_temp_c": 52.0}, duration_s=1.0)]), sim
     )
     runner.start()
     assert (await device.poll({PollGroup.FAST})).value("huawei_luna2000", "unit1_temp_c") < 40  # type: ignore[operator]
-    await asyncio.sleep(0.25)
+    # Margins of 0.5 s around each event edge: a loaded machine delays a poll, not the result.
+    await asyncio.sleep(1.3)
     hot = await device.poll({PollGroup.FAST})
     assert hot.value("huawei_luna2000", "unit1_temp_c") == 52.0
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.0)
     cool = await device.poll({PollGroup.FAST})
     assert cool.value("huawei_luna2000", "unit1_temp_c") < 40  # type: ignore[operator]
     assert runner.done
@@ -49,7 +50,7 @@ async def test_set_overrides_a_point_then_releases_it(
 async def test_initial_and_plant_changes(sim: SimulatorServer, device: ModbusDevice) -> None:
     runner = ScenarioRunner(
         Scenario.model_validate(
-            {"initial": {"soc_pct": 97.5}, "events": [{"at_s": 0.2, "plant": {"soc_pct": 5.5}}]}
+            {"initial": {"soc_pct": 97.5}, "events": [{"at_s": 0.8, "plant": {"soc_pct": 5.5}}]}
         ),
         sim,
     )
@@ -58,7 +59,7 @@ async def test_initial_and_plant_changes(sim: SimulatorServer, device: ModbusDev
     # With one battery unit the storage system's SOC (37760) is a slow point.
     full = await device.poll({PollGroup.FAST, PollGroup.SLOW})
     assert full.value("huawei_luna2000", "soc_pct") == pytest.approx(97.5, abs=0.2)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(1.3)
     empty = await device.poll({PollGroup.FAST, PollGroup.SLOW})
     assert empty.value("huawei_luna2000", "soc_pct") == pytest.approx(5.5, abs=0.2)
     await runner.stop()

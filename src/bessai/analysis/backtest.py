@@ -22,6 +22,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from bessai.analysis.intraday import Replan, Replanner
 from bessai.analysis.result import BacktestResult, DayResult
 from bessai.analysis.settle import SETTLEMENTS, Settle, Settlement, settle_plant
 from bessai.errors import ConfigError
@@ -30,6 +31,7 @@ from bessai.market.baselines import FORECASTERS, BandForecaster, Forecaster, emp
 from bessai.market.days import Day, Excluded, describe, market_days, scorable_days
 from bessai.market.prices import PriceSeries
 from bessai.optimize import CarbonPrice, Risk, Schedule, StorageSpec, optimize
+from bessai.optimize.horizon import PlanSettings
 from bessai.optimize.rules import rule_schedule
 from bessai.optimize.storage import FloatArray
 
@@ -185,7 +187,7 @@ def _segments(days: list[Day]) -> list[tuple[int, int]]:
 
 
 @dataclass(slots=True)
-class _Run:
+class RollingRun:
     """The back-test in progress: what was executed so far and the SOC carried over."""
 
     series: PriceSeries
@@ -196,6 +198,7 @@ class _Run:
     soc_initial_pct: float
     soc_final_pct: float
     carbon: CarbonTerm | None = None
+    replan: Replan | None = None
     soc_now: float = 0.0
     soc_perfect: float = 0.0
     booked_end: int = 0  # end of the last booked day, in steps from the first day
@@ -226,8 +229,8 @@ class _Run:
         dt = self.series.step_h
         return self.settle(plan.charge_kw, plan.discharge_kw, actual, dt, self.storage, soc_pct)
 
-    def day(self, day: Day, strategy: Strategy) -> None:
-        """Forecast, plan, execute and book one market day, beside its perfect foresight."""
+    def perfect_day(self, day: Day) -> Settlement:
+        """The day's perfect-foresight plan, executed from its own carried SOC and counted."""
         _, s, e = day
         actual = self.values[s:e]
         perfect_plan = optimize(
@@ -241,9 +244,20 @@ class _Run:
         perfect = self._execute(perfect_plan, actual, self.soc_perfect)
         self.soc_perfect = perfect.soc_end_pct
         self.totals["perfect_net"] += perfect.revenue - perfect.degradation_cost
+        return perfect
+
+    def day(self, day: Day, strategy: Strategy) -> None:
+        """Forecast, plan, execute and book one market day, beside its perfect foresight."""
+        _, s, e = day
+        actual = self.values[s:e]
+        perfect = self.perfect_day(day)
         if strategy.point is None:
             forecast, done = actual, perfect
         else:
+            if self.replan is not None:
+                done, forecast = self._replanner(strategy).day(s, e, self.soc_now)
+                self.book(day, forecast, done, perfect)
+                return
             history = self.series.prices.iloc[:s]
             steps, tz = self.series.index[s:e], self.series.timezone
             forecast = strategy.point(history, steps, tz)
@@ -251,9 +265,23 @@ class _Run:
             carbon = self.co2(forecast, s, e)
             plan = strategy.plan(forecast, bands, self.storage, self.target(self.soc_now), carbon)
             done = self._execute(plan, actual, self.soc_now)
-        self._book(day, forecast, done, perfect)
+        self.book(day, forecast, done, perfect)
 
-    def _book(self, day: Day, forecast: FloatArray, done: Settlement, perfect: Settlement) -> None:
+    def _replanner(self, strategy: Strategy) -> Replanner:
+        """The strategy re-planned during the day by the gateway's planning step."""
+        assert self.replan is not None
+        assert strategy.point is not None
+        if strategy.rule:
+            raise ConfigError("back-test: the rule engine plans once a day; no --replan-every-h")
+        if self.carbon is not None:
+            raise ConfigError("back-test: carbon-aware plans are made once a day; no re-planning")
+        bands = strategy.bands if strategy.risk is not None else None
+        base = PlanSettings(self.storage, self.series.step_h, strategy.risk)
+        how = (self.replan, self.settle, self.soc_final_pct)
+        return Replanner.of(self.series, strategy.point, bands, base, how)
+
+    def book(self, day: Day, forecast: FloatArray, done: Settlement, perfect: Settlement) -> None:
+        """Count one executed day beside its perfect foresight, and carry its SOC over."""
         i, j = day[1] - self.days[0][1], day[2] - self.days[0][1]
         # Through days left out since the last booked day the battery idled at its SOC.
         self.arrays["soc"][self.booked_end : i] = self.soc_now
@@ -334,6 +362,7 @@ def backtest(
     band_forecasters: dict[str, BandForecaster] | None = None,
     min_history_h: float | None = None,
     carbon: CarbonTerm | None = None,
+    replan: Replan | None = None,
 ) -> BacktestResult:
     """Run the day-ahead rolling back-test of one forecaster over ``[first_day, last_day]``
     (local dates, inclusive; default: from the second complete day, so every forecaster has
@@ -345,11 +374,14 @@ def backtest(
     (:func:`bessai.market.baselines.empirical_bands`). ``min_history_h``: see
     :func:`backtest_days`. Days touched by a gap in the prices are left out and listed in the
     result's ``excluded``. With ``carbon`` every plan (the strategy's and the yardsticks')
-    is carbon-aware: :class:`CarbonTerm`."""
+    is carbon-aware: :class:`CarbonTerm`. With ``replan`` a forecast strategy re-plans during
+    the day as the gateway does (:mod:`.intraday`)."""
     strategy = strategy_of(forecaster, forecasters, band_forecasters, risk)
     days, excluded = backtest_days(series, first_day, last_day, min_history_h)
     target = soc_initial_pct if soc_final_pct is None else soc_final_pct
-    run = _Run(series, storage, settle, days, excluded, soc_initial_pct, target, carbon)
+    run = RollingRun(
+        series, storage, settle, days, excluded, soc_initial_pct, target, carbon, replan
+    )
     for k, day in enumerate(days):
         run.day(day, strategy)
         if on_day is not None:

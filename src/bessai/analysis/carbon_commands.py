@@ -43,6 +43,7 @@ MARGINAL, AVERAGE = "location-marginal", "location-average"
 
 
 def register(carbon_app: typer.Typer) -> None:
+    """Add `bessai carbon backtest` to the carbon command group."""
     carbon_app.command("backtest")(carbon_backtest_command)
 
 
@@ -123,6 +124,7 @@ def carbon_backtest_command(
 
 
 def print_outcomes(outcomes: list[CarbonOutcome]) -> None:
+    """Print one row per CO2 price: revenue, CO2 avoided and what each tonne cost."""
     first = outcomes[0].result
     cur = first.unit.split("/")[0]
     table = Table(

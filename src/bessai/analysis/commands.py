@@ -15,6 +15,7 @@ from rich.table import Table
 
 from bessai.analysis.backtest import STRATEGIES, backtest
 from bessai.analysis.forecast_eval import eval_command
+from bessai.analysis.intraday import Replan
 from bessai.analysis.result import BacktestResult
 from bessai.analysis.settle import SETTLEMENTS, Settle
 from bessai.errors import ConfigError
@@ -65,6 +66,24 @@ class BacktestRun:
     soc: SocPlan
     risk: Risk | None
     settle: Settle
+    replan: ReplanHours | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplanHours:
+    """``--replan-every-h``, ``--lag-h`` and ``--scenario-days`` as given (hours and days)."""
+
+    every_h: float
+    lag_h: float
+    scenario_days: int
+
+    def steps(self, step_h: float) -> Replan:
+        """In steps of the loaded prices; a period or lag off the step grid is an error."""
+        every, lag = self.every_h / step_h, self.lag_h / step_h
+        for name, v in (("--replan-every-h", every), ("--lag-h", lag)):
+            if abs(v - round(v)) > 1e-9:
+                raise ConfigError(f"{name}: not a whole number of {step_h * 60:g}-minute steps")
+        return Replan(round(every), round(lag), self.scenario_days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +96,7 @@ class BacktestOutput:
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai backtest` and `bessai forecast eval`."""
     app.command("backtest")(backtest_command)
     forecast_app.command("eval")(eval_command)
 
@@ -84,7 +104,7 @@ def register(app: typer.Typer) -> None:
 def backtest_command(
     prices: PricesOpt,
     forecaster: Annotated[
-        str, typer.Option("--forecaster", help=f"One of: {', '.join(STRATEGIES)}.")
+        str, typer.Option("--forecaster", help=f"One of: {', '.join(STRATEGIES)}, week-mean-ar.")
     ],
     column: ColumnOpt = None,
     node: NodeOpt = None,
@@ -118,10 +138,32 @@ def backtest_command(
     ] = "plant",
     tz: TzOpt = None,
     max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
+    replan_every_h: Annotated[
+        float | None,
+        typer.Option(
+            "--replan-every-h",
+            help="Re-plan during the day every this many hours, as the gateway does "
+            "(default: one plan a day).",
+        ),
+    ] = None,
+    lag_h: Annotated[
+        float,
+        typer.Option("--lag-h", help="With --replan-every-h: hours before a price is known."),
+    ] = 1.0,
+    scenario_days: Annotated[
+        int,
+        typer.Option(
+            "--scenario-days",
+            help="With --replan-every-h: plan on the shapes of this many past days as "
+            "scenarios, with recourse after the next re-plan (0: on the point forecast).",
+        ),
+    ] = 0,
 ) -> None:
     """Day-ahead rolling back-test on real prices, against perfect foresight.
 
-    Each day: forecast, plan from the carried SOC, run the plant model, settle at real prices."""
+    Each day: forecast, plan from the carried SOC, run the plant model, settle at real prices.
+    With --replan-every-h the day is re-planned as the gateway does, from the prices known
+    --lag-h hours before each re-plan."""
     storage = StorageSpec(
         max_charge_kw=power_kw,
         capacity_kwh=capacity_kwh,
@@ -140,6 +182,7 @@ def backtest_command(
         SocPlan(soc_initial, soc_final),
         risk_from_options(min_spread, min_confidence, conservative),
         SETTLEMENTS[settlement],
+        None if replan_every_h is None else ReplanHours(replan_every_h, lag_h, scenario_days),
     )
     source = PriceSource.from_options(prices, column, node, first, last, tz=tz, max_gap_h=max_gap_h)
     run_backtest(source, run, BacktestOutput(as_json, plot, plot_days))
@@ -166,6 +209,7 @@ def run_backtest(source: PriceSource, run: BacktestRun, output: BacktestOutput) 
             on_day=on_day,
             risk=run.risk,
             settle=run.settle,
+            replan=None if run.replan is None else run.replan.steps(series.step_h),
         )
     if result.excluded:
         err.print(
@@ -180,7 +224,10 @@ def run_backtest(source: PriceSource, run: BacktestRun, output: BacktestOutput) 
         figure_backtest(result, days=output.plot_days).savefig(output.plot, dpi=110)
         err.print(f"[dim]plot written to {output.plot}[/]")
     if output.as_json:
-        typer.echo(json.dumps(result.summary(), indent=1))
+        summary = result.summary()
+        if run.replan is not None:
+            summary["replan"] = run.replan.steps(series.step_h).to_json()
+        typer.echo(json.dumps(summary, indent=1))
         return
     print_result(result)
 

@@ -38,6 +38,8 @@ BASELINES: tuple[str, ...] = ("persistence", "week-mean")
 
 
 def onnx_forecaster(model: OnnxModel) -> QuantileForecaster:
+    """A back-test forecaster that predicts with an exported model's ONNX runtime."""
+
     def run(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
         return model.forecast(history, target[0], horizon=len(target))[1]
 
@@ -72,6 +74,7 @@ def refit_forecaster(
 
 
 def baseline_forecaster(name: str) -> QuantileForecaster:
+    """A back-test forecaster from a baseline's name (persistence, week-mean, perfect)."""
     point_fn = FORECASTERS[name]
 
     def run(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
@@ -113,6 +116,7 @@ def run_strategy(
     risk: Risk | None = None,
     min_history_h: float | None = FORECAST_HISTORY_H,
 ) -> StrategyResult:
+    """Back-test one strategy of a quantile forecaster over the days given."""
     recorded: list[tuple[pd.DatetimeIndex, FloatArray]] = []
 
     def point(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:

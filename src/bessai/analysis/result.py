@@ -101,4 +101,5 @@ def _ratio(a: float, b: float) -> float:
 
 
 def summarise(results: list[BacktestResult]) -> list[dict[str, object]]:
+    """One table row per back-test: capture, revenue, cycles and wear."""
     return [r.summary() for r in results]

@@ -17,9 +17,21 @@ from fastapi.staticfiles import StaticFiles
 
 from bessai import __version__
 from bessai.api import errors
+from bessai.api.analyst_app import gateway_analyst
+from bessai.api.analyst_app import page as analyst_page
 from bessai.api.deps import ApiContext, EventHub
 from bessai.api.keys import KeyStore
-from bessai.api.routes import alerts, audit, carbon, control, events, history, status, system
+from bessai.api.routes import (
+    alerts,
+    analyst,
+    audit,
+    carbon,
+    control,
+    events,
+    history,
+    status,
+    system,
+)
 from bessai.api.security import Authorizer, BodyLimit, SecurityHeaders
 from bessai.config import Config, is_loopback
 from bessai.errors import ConfigError
@@ -73,11 +85,13 @@ def create_app(monitor: Monitor) -> FastAPI:
         redoc_url=None,
     )
     app.state.ctx = ctx
+    app.state.analyst = gateway_analyst(config)
     app.openapi = lambda: _openapi(app, api_cfg.max_page_size)  # type: ignore[method-assign]
     errors.install(app)
-    for module in (system, status, history, carbon, alerts, audit, events, control):
+    for module in (system, status, history, carbon, alerts, audit, events, control, analyst):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(system.outside)
+    app.include_router(analyst_page)
     app.mount("/static", StaticFiles(directory=system.STATIC_DIR), name="static")
 
     if api_cfg.cors_origins:

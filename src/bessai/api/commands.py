@@ -88,4 +88,5 @@ def revoke(
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai keys` (add, list, revoke API keys)."""
     app.add_typer(keys_app, name="keys")

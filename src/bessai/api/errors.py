@@ -53,5 +53,6 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into the API's JSON error document."""
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)

@@ -90,6 +90,7 @@ class FailureLimiter:
 
 def client_of(request: Request) -> str:
     # The peer address only: X-Forwarded-For is whatever the caller wants it to be.
+    """The address of the connection's peer, as logged ("unknown" without one)."""
     return request.client.host if request.client is not None else "unknown"
 
 

@@ -85,6 +85,9 @@ def register(app: typer.Typer) -> typer.Typer:
     carbon.command("factors")(factors_command)
     carbon.command("marginal")(marginal_command)
     carbon.command("report")(report_command)
+    from bessai.carbon.generation import factors_from_generation_command
+
+    carbon.command("factors-from-generation")(factors_from_generation_command)
     app.add_typer(carbon, name="carbon")
     return carbon
 

@@ -94,6 +94,7 @@ def default_bands(
 
 
 def check_bands(bands: Sequence[Band], where: str = "bands") -> None:
+    """A DataError naming `where` unless the bands exist, rise and end unbounded."""
     if not bands:
         raise DataError(f"{where}: no bands")
     bounds = [b.below_usd_mwh for b in bands]
@@ -118,6 +119,7 @@ def band_factors(prices_usd_mwh: FloatArray, bands: Sequence[Band]) -> FloatArra
 
 
 def marginal_method(bands: Sequence[Band], node: str) -> Method:
+    """The marginal-factor method of a node's bands, for the report."""
     text = "; ".join(
         f"< {b.below_usd_mwh:g}: {b.technology} {b.g_kwh:g}"
         if math.isfinite(b.below_usd_mwh)

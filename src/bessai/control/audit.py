@@ -153,6 +153,7 @@ class AuditLog:
 
 
 def open_readonly(path: Path) -> AuditLog:
+    """Open an audit log for reading (the CLI's `bessai audit`), never creating it."""
     if not path.exists():
         raise BessaiError(f"no audit log at {path} (has the gateway run with this data_dir?)")
     return AuditLog(path, repair=False)

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from bessai.config import load_config
 from bessai.control.audit import open_readonly
+from bessai.control.learned import policy_problem
 from bessai.control.planner import planner_inputs
 from bessai.telemetry.config import no_sinks_note
 
@@ -103,18 +104,29 @@ def config_check(
     Also loads what each optimizer would plan on (price file, trained model), as `bessai run`
     does at start, so a missing or mismatched model is found here."""
     cfg, overridden = load_config(path)
+    notes: list[str] = []
     for site in cfg.sites:
         if site.optimizer.enabled:
-            planner_inputs(site.id, site.optimizer)
+            prices, _ = planner_inputs(site.id, site.optimizer)
+            if site.controllers.policy is not None:
+                problem = policy_problem(
+                    site.controllers.policy, site.battery, prices.step, prices.unit
+                )
+                if problem is not None:
+                    notes.append(f"site {site.id}: controllers.policy: {problem}; the plan "
+                                 "dispatches instead")  # fmt: skip
     data = _jsonable(cfg.model_dump(mode="json"))
     typer.echo(tomli_w.dumps(data))
     source = str(path) if path else "embedded default"
     extra = f"; environment overrides: {', '.join(overridden)}" if overridden else ""
     typer.echo(f"# {source}: ok, {len(cfg.sites)} site(s){extra}", err=True)
     if (note := no_sinks_note(cfg.telemetry)) is not None:
+        notes.append(note)
+    for note in notes:
         typer.echo(f"# warning: {note}", err=True)
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai audit` and `bessai config check`."""
     app.command()(audit)
     app.add_typer(config_app, name="config")

@@ -182,6 +182,7 @@ class Idle:
 
 
 def decide(controllers: Sequence[Controller], now: datetime) -> Proposal:
+    """The proposal of the first controller, in priority order, that has one; else idle."""
     for controller in controllers:
         proposal = controller.propose(now)
         if proposal is not None:

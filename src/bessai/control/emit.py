@@ -13,6 +13,7 @@ from bessai.telemetry.pipeline import TelemetryPipeline
 
 
 def cycle_records(record: CycleRecord, previous_alarms: frozenset[str] | None) -> list[Record]:
+    """The telemetry records of one cycle: measurements, the decision and alarms that changed."""
     m = record.measurements
     site = record.site_id
     records = [
@@ -35,6 +36,10 @@ def cycle_records(record: CycleRecord, previous_alarms: frozenset[str] | None) -
                 "mode": record.mode.value,
                 "data_age_s": record.data_age_s,
                 "cycle_duration_s": round(record.duration_s, 4),
+                # What the fleet needs for its totals and flexibility (docs/fleet.md).
+                "capacity_kwh": None if m.capacity_wh is None else m.capacity_wh / 1000,
+                "max_charge_w": m.max_charge_w,
+                "max_discharge_w": m.max_discharge_w,
             },
             ts=record.ts,
         )
@@ -78,6 +83,7 @@ def cycle_records(record: CycleRecord, previous_alarms: frozenset[str] | None) -
 
 
 def active_alarms(record: CycleRecord) -> frozenset[str]:
+    """The alarm names active in this cycle's record."""
     return frozenset(record.safety_reasons) | frozenset(record.measurements.alarms)
 
 

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import structlog
 
@@ -24,7 +23,16 @@ from bessai.errors import ConfigError
 from bessai.market.baselines import FORECASTERS
 from bessai.market.predictor import Predictor, check_model_dir
 from bessai.market.prices import PriceSeries, load_prices
-from bessai.optimize import Bands, CarbonPrice, Schedule, StorageSpec, optimize
+from bessai.optimize import Bands, CarbonPrice, Schedule, StorageSpec
+from bessai.optimize.horizon import (
+    HorizonForecaster,
+    PlanRequest,
+    PlanSettings,
+    plan_horizon,
+    point_horizon,
+    predictor_horizon,
+)
+from bessai.optimize.storage import FloatArray
 from bessai.plant.degradation import cycle_wear_cost_per_mwh
 
 log = structlog.get_logger("bessai.planner")
@@ -36,6 +44,7 @@ BUILTIN_PRICES = {"crucero-2023": "cen_cmg_crucero220_2022-12_2023.csv"}
 
 
 def price_path(spec: str) -> Path:
+    """The price file a site's `optimizer.prices` names (`builtin:NAME` or a path)."""
     if spec.startswith("builtin:"):
         name = spec.removeprefix("builtin:")
         if name not in BUILTIN_PRICES:
@@ -91,6 +100,11 @@ class SchedulePlanner:
         self.site = site
         self.config = config
         self.prices, self.predictor = planner_inputs(site.id, config)
+        self.forecaster: HorizonForecaster = (
+            point_horizon(FORECASTERS[config.forecaster], scenario_days=config.scenario_days)
+            if self.predictor is None
+            else predictor_horizon(self.predictor, config.scenario_days)
+        )
         self.co2_bands: tuple[Band, ...] | None = None
         if config.co2_price_per_t > 0:
             if self.prices.unit != "USD/MWh":
@@ -103,6 +117,8 @@ class SchedulePlanner:
         self.plans = 0
         self.failures = 0
         site.schedule.max_age = timedelta(seconds=config.max_plan_age_s)
+        if site.learned is not None:
+            site.learned.fit(self.prices.step, self.prices.unit)
 
     def _offset(self, now: datetime) -> timedelta:
         """Replay maps now onto the same moment of the price file's last full year."""
@@ -149,29 +165,33 @@ class SchedulePlanner:
                 f"(last price: {last}) or holds under a week of history; the forecaster needs "
                 f"the last seven days up to at most {MAX_PRICE_LAG.days} days ago"
             )
-        bands: Bands | None = None
-        if self.predictor is not None:
-            predicted = self.predictor.predict(history, start.to_pydatetime())
-            n = min(steps, len(predicted.p50))
-            bands = Bands(p10=predicted.p10[:n], p50=predicted.p50[:n], p90=predicted.p90[:n])
-            forecast = np.asarray(predicted.point[:n], dtype=np.float64)
-        else:
-            forecast = FORECASTERS[self.config.forecaster](history, target, self.prices.timezone)
-        carbon = None
-        if self.co2_bands is not None:
-            # Carbon-aware: the forecast's CMg says which unit will be on the margin.
-            g_kwh = band_factors(forecast, self.co2_bands)
-            carbon = CarbonPrice(self.config.co2_price_per_t, g_kwh)
-        schedule = optimize(
-            forecast,
-            step.total_seconds() / 3600.0,
-            self.battery(),
-            soc_initial_pct=soc_pct,
-            bands=bands,
-            carbon=carbon,
-        )
+        request = PlanRequest(history, target, self.prices.timezone, soc_pct)
+        planned = plan_horizon(self.forecaster, request, self.settings())
+        schedule, forecast, bands = planned.schedule, planned.forecast.point, planned.forecast.bands
         plan_start = start.to_pydatetime() - offset
         return Plan(schedule, plan_start, tuple(float(p) for p in forecast), offset, bands)
+
+    def settings(self) -> PlanSettings:
+        """How this site's horizons are planned (:func:`bessai.optimize.horizon.plan_horizon`,
+        the step the intraday back-test runs too)."""
+        carbon = None
+        if self.co2_bands is not None:
+            bands, price = self.co2_bands, self.config.co2_price_per_t
+
+            def carbon(forecast: FloatArray) -> CarbonPrice:
+                # Carbon-aware: the forecast's CMg says which unit will be on the margin.
+                return CarbonPrice(price, band_factors(forecast, bands))
+
+        commit = None
+        if self.config.scenario_days > 0:
+            # Only the steps until the next re-plan are executed for sure.
+            commit = max(1, math.ceil(timedelta(seconds=self.config.replan_s) / self.prices.step))
+        return PlanSettings(
+            self.battery(),
+            self.prices.step.total_seconds() / 3600.0,
+            carbon=carbon,
+            commit_steps=commit,
+        )
 
     async def replan(self) -> Plan | None:
         record = self.site.last
@@ -192,6 +212,8 @@ class SchedulePlanner:
             log.error("planning failed", site=self.site.id, error=str(exc))
             return None
         self.site.schedule.load(plan.schedule, plan.start, now, plan.bands)
+        if self.site.learned is not None:
+            self.site.learned.load_forecast(plan.forecast, plan.start, now)
         self.last_plan = plan
         self.plans += 1
         log.info(

@@ -164,15 +164,36 @@ class SafetyGuard:
         return min(candidates, key=lambda c: c[0])
 
     def check(self, m: Measurements, requested_w: float) -> GuardDecision:
+        """Allow, clamp or block `requested_w` (W, > 0 charge) on these measurements."""
         if requested_w != requested_w:  # NaN from a broken controller is never sent
             return GuardDecision(requested_w, 0.0, Outcome.BLOCKED, "request is not a number")
         if requested_w == 0:
             return GuardDecision(0.0, 0.0, Outcome.ALLOWED, "stop is always allowed")
         charging = requested_w > 0
-
-        def blocked(reason: str) -> GuardDecision:
+        reason = self._blocking_reason(m, charging)
+        if reason is not None:
             return GuardDecision(requested_w, 0.0, Outcome.BLOCKED, reason)
 
+        setpoint_w = requested_w
+        binding: str | None = None
+        limit_w, limit_name = self.power_limit_w(m, charging)
+        if abs(setpoint_w) > limit_w:
+            setpoint_w = limit_w if charging else -limit_w
+            binding = f"{limit_name} = {limit_w:g} W"
+        room = self._grid_room(m, charging, setpoint_w)
+        if isinstance(room, str):
+            return GuardDecision(requested_w, 0.0, Outcome.BLOCKED, room)
+        if room is not None:
+            setpoint_w, binding = room
+
+        if setpoint_w == requested_w:
+            return GuardDecision(requested_w, setpoint_w, Outcome.ALLOWED, "within all limits")
+        return GuardDecision(
+            requested_w, setpoint_w, Outcome.CLAMPED, f"clamped by {binding}", binding
+        )
+
+    def _blocking_reason(self, m: Measurements, charging: bool) -> str | None:
+        """Why nothing in this direction may pass (stale data, a latch), or None."""
         missing = [
             name
             for name, value in (
@@ -183,50 +204,35 @@ class SafetyGuard:
             if value is None
         ]
         if missing:
-            return blocked(f"stale or missing data: {', '.join(missing)}")
+            return f"stale or missing data: {', '.join(missing)}"
         for latch in self.latches.values():
             if (charging and latch.blocks_charge) or (not charging and latch.blocks_discharge):
-                return blocked(latch.reason)
+                return latch.reason
+        return None
 
-        setpoint_w = requested_w
-        binding: str | None = None
-        limit_w, limit_name = self.power_limit_w(m, charging)
-        if abs(setpoint_w) > limit_w:
-            setpoint_w = limit_w if charging else -limit_w
-            binding = f"{limit_name} = {limit_w:g} W"
-
+    def _grid_room(
+        self, m: Measurements, charging: bool, setpoint_w: float
+    ) -> tuple[float, str] | str | None:
+        """The grid connection limits: a reduced (setpoint, binding limit), a blocking reason,
+        or None when they do not bind."""
         s = self.safety
-        if s.grid_import_max_w is not None or s.grid_export_max_w is not None:
-            if m.grid_power_w is None or m.battery_power_w is None:
-                return blocked("grid limits cannot be checked: meter data stale or missing")
-            # What the site would draw without the battery; the battery adds its setpoint to it.
-            base_w = m.grid_power_w - m.battery_power_w
-            if charging and s.grid_import_max_w is not None:
-                room_w = s.grid_import_max_w - base_w
-                if setpoint_w > room_w:
-                    if room_w <= 0:
-                        return blocked(
-                            f"grid import would exceed safety.grid_import_max_w = "
-                            f"{s.grid_import_max_w:g} W"
-                        )
-                    setpoint_w = room_w
-                    binding = f"safety.grid_import_max_w = {s.grid_import_max_w:g} W"
-            if not charging and s.grid_export_max_w is not None:
-                room_w = s.grid_export_max_w + base_w
-                if -setpoint_w > room_w:
-                    if room_w <= 0:
-                        return blocked(
-                            f"grid export would exceed safety.grid_export_max_w = "
-                            f"{s.grid_export_max_w:g} W"
-                        )
-                    setpoint_w = -room_w
-                    binding = f"safety.grid_export_max_w = {s.grid_export_max_w:g} W"
-
-        if setpoint_w == requested_w:
-            return GuardDecision(requested_w, setpoint_w, Outcome.ALLOWED, "within all limits")
-        return GuardDecision(
-            requested_w, setpoint_w, Outcome.CLAMPED, f"clamped by {binding}", binding
-        )
+        if s.grid_import_max_w is None and s.grid_export_max_w is None:
+            return None
+        if m.grid_power_w is None or m.battery_power_w is None:
+            return "grid limits cannot be checked: meter data stale or missing"
+        # What the site would draw without the battery; the battery adds its setpoint to it.
+        base_w = m.grid_power_w - m.battery_power_w
+        if charging and s.grid_import_max_w is not None:
+            room_w = s.grid_import_max_w - base_w
+            name = f"safety.grid_import_max_w = {s.grid_import_max_w:g} W"
+            if setpoint_w > room_w:
+                return f"grid import would exceed {name}" if room_w <= 0 else (room_w, name)
+        if not charging and s.grid_export_max_w is not None:
+            room_w = s.grid_export_max_w + base_w
+            name = f"safety.grid_export_max_w = {s.grid_export_max_w:g} W"
+            if -setpoint_w > room_w:
+                return f"grid export would exceed {name}" if room_w <= 0 else (-room_w, name)
+        return None
 
 
 def verdict(

@@ -36,6 +36,7 @@ from bessai.control.controllers import (
     TimeOfUseRules,
     decide,
 )
+from bessai.control.learned import LearnedDispatch
 from bessai.control.safety import GuardDecision, Latch, Outcome, SafetyGuard, SafetyState, verdict
 from bessai.control.state import SavedOverride, SiteMemory, StateStore
 from bessai.control.tracking import SetpointTracker, TrackingResult
@@ -145,6 +146,17 @@ class SiteRunner:
         )
         self.grid_event = GridEventSlot()
         self.schedule = ScheduleController()
+        #: the learned policy in the plan's place, when `controllers.policy` names one
+        self.learned = (
+            LearnedDispatch(
+                config.controllers.policy,
+                config.battery,
+                config.controllers.policy_max_ms,
+                self.schedule,
+            )
+            if config.controllers.policy is not None
+            else None
+        )
         self.time_of_use = TimeOfUseRules(
             [(*rule.times, rule.setpoint_w) for rule in config.controllers.time_of_use],
             ZoneInfo(config.timezone),
@@ -228,7 +240,8 @@ class SiteRunner:
     def controllers(self) -> list[Controller]:
         if self.mode is SiteMode.MANUAL:
             return [self.override]
-        return [self.override, self.grid_event, self.schedule, self.time_of_use]
+        planned: Controller = self.schedule if self.learned is None else self.learned
+        return [self.override, self.grid_event, planned, self.time_of_use]
 
     @property
     def failsafe_reason(self) -> str | None:
@@ -366,6 +379,8 @@ class SiteRunner:
             found, startup_writes = await self._take_over()
             draft.writes.extend(startup_writes)
 
+        if self.learned is not None:
+            self.learned.see(m)
         proposal = decide(self.controllers, draft.ts)
         decision = self.verdict(proposal.setpoint_w, m)
         self._count(proposal, decision, m)

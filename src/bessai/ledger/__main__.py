@@ -17,6 +17,7 @@ app.pretty_exceptions_enable = False
 
 
 def main() -> None:
+    """Run the standalone ledger verifier (`python -m bessai.ledger`)."""
     try:
         app(prog_name="python -m bessai.ledger")
     except BessaiError as exc:

@@ -39,6 +39,7 @@ def ledger_app() -> typer.Typer:
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai ledger` (keygen, verify, show, transfer, checkpoint, prove)."""
     app.add_typer(ledger_app(), name="ledger")
 
 

@@ -45,6 +45,7 @@ def parse_public(text: str, where: str = "public key") -> Ed25519PublicKey:
 
 
 def signature_ok(public: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    """Whether `signature` is the key's Ed25519 signature of `message`."""
     try:
         public.verify(signature, message)
     except InvalidSignature:

@@ -24,10 +24,12 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 
 def leaf_hash(data: bytes) -> bytes:
+    """RFC 6962 leaf hash: SHA-256 of 0x00 and the data."""
     return hashlib.sha256(LEAF_PREFIX + data).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
+    """RFC 6962 interior node hash: SHA-256 of 0x01, left and right."""
     return hashlib.sha256(NODE_PREFIX + left + right).digest()
 
 
@@ -174,6 +176,7 @@ def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[byte
 def verify_inclusion(
     index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes
 ) -> bool:
+    """Whether the audit path proves the leaf at `index` is in the tree of `size` with this root."""
     try:
         return root_from_inclusion(index, size, leaf, proof) == root
     except ValueError:

@@ -91,6 +91,7 @@ def utc_text(ts: datetime) -> str:
 
 
 def parse_utc(text: Any, where: str) -> datetime:
+    """An ISO 8601 UTC timestamp; a LedgerError naming `where` otherwise."""
     if not isinstance(text, str) or not _UTC_RE.fullmatch(text):
         raise LedgerError(f"{where}: time {text!r} is not YYYY-MM-DDTHH:MM:SSZ")
     try:
@@ -193,6 +194,7 @@ def mint_body(
 def transfer_body(
     *, seq: int, credit: str, prev: str, sender: str, recipient: str, ts: datetime
 ) -> dict[str, Any]:
+    """The canonical body of a transfer of a credit to a new owner."""
     return {
         "v": VERSION,
         "seq": seq,
@@ -237,6 +239,7 @@ class Checkpoint:
 
 
 def sign_checkpoint(size: int, root: bytes, key: Ed25519PrivateKey, ts: datetime) -> Checkpoint:
+    """A signed checkpoint of the log: its size and Merkle root at `ts`."""
     signer = public_b64(key)
     unsigned = Checkpoint(size, root, utc_text(ts), signer, key_id(signer), b"", b"")
     sig = key.sign(unsigned.message())

@@ -50,6 +50,7 @@ class _Anyone(Collection[str]):
 
 
 def checkpoints_path(log_path: Path) -> Path:
+    """The checkpoint file kept beside a credit log."""
     return log_path.with_name(f"{log_path.stem}.checkpoints{log_path.suffix or '.jsonl'}")
 
 

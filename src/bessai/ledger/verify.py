@@ -83,6 +83,7 @@ class _Keys:
 
 
 def read_lines(path: Path) -> list[bytes]:
+    """The log's lines as bytes; a LedgerError naming the file when it cannot be read."""
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -148,7 +148,8 @@ def _read_row(
             raise table.error(line, cols.minute, f"minuto {row[cols.minute]!r} is not 0/15/30/45")
     value = table.number(line, cols.price, row[cols.price], decimal_comma=decimal_comma)
     if cols.stamp is not None:
-        _check_stamp(table, line, cols.stamp, row[cols.stamp], day, hour, minute)
+        expected = datetime(day.year, day.month, day.day) + timedelta(hours=hour, minutes=minute)
+        _check_stamp(table, line, cols.stamp, row[cols.stamp], expected)
     try:
         start, issue = cen_start(day, hour, minute, ZoneInfo(SANTIAGO), line)
     except ValueError as exc:
@@ -159,10 +160,7 @@ def _read_row(
         raw.add(start, value, line)
 
 
-def _check_stamp(
-    table: Table, line: int, col: int, text: str, day: date, hour: int, minute: int
-) -> None:
-    expected = datetime(day.year, day.month, day.day) + timedelta(hours=hour, minutes=minute)
+def _check_stamp(table: Table, line: int, col: int, text: str, expected: datetime) -> None:
     try:
         stamp = datetime.fromisoformat(text.strip())
     except ValueError:

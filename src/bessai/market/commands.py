@@ -43,11 +43,12 @@ ModelDirOpt = Annotated[Path, typer.Option("--model", help="Model directory (fro
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai market fetch` and `bessai forecast train|predict`."""
     app.add_typer(forecast_app)
     app.add_typer(market_app)
-    from bessai.market.fetch import fetch_command
+    from bessai.market.datasets import fetch_any_command
 
-    market_app.command("fetch")(fetch_command)
+    market_app.command("fetch")(fetch_any_command)
 
 
 @forecast_app.command("train")

@@ -41,6 +41,7 @@ _VERSIONED = ("numpy", "pandas", "scikit-learn", "lightgbm", "onnx", "onnxruntim
 
 
 def library_versions() -> dict[str, str]:
+    """The versions of the libraries a model was trained and exported with, for its card."""
     out = {"python": platform.python_version()}
     for name in _VERSIONED:
         try:
@@ -77,12 +78,18 @@ def _run(model_bytes: bytes, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float
 def _ridge_as_matmul(fitted: FittedModel, n_features: int) -> Any:
     """The Ridge pipeline folded into one MatMul + Add: skl2onnx's LinearRegressor has no int8
     kernel, a MatMul does (onnxruntime's dynamic quantization)."""
-    from onnx import TensorProto, helper, numpy_helper
-
     pipe: Any = fitted.estimators["point"]
     scaler, ridge = pipe[0], pipe[-1]
     w = ridge.coef_ / scaler.scale_
     b = float(ridge.intercept_ - np.sum(ridge.coef_ * scaler.mean_ / scaler.scale_))
+    return linear_onnx(np.asarray(w, dtype=np.float64), b, n_features)
+
+
+def linear_onnx(weights: npt.NDArray[np.float64], intercept: float, n_features: int) -> Any:
+    """``X @ weights + intercept`` as an ONNX model (input ``X``, float32), the form of a
+    ``point.onnx`` the predictor runs (also the federated Ridge's, :mod:`bessai.federated`)."""
+    from onnx import TensorProto, helper, numpy_helper
+
     graph = helper.make_graph(
         [
             helper.make_node("MatMul", ["X", "W"], ["XW"]),
@@ -92,8 +99,8 @@ def _ridge_as_matmul(fitted: FittedModel, n_features: int) -> Any:
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, n_features])],
         [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])],
         [
-            numpy_helper.from_array(w.reshape(-1, 1).astype(np.float32), "W"),
-            numpy_helper.from_array(np.array([b], dtype=np.float32), "B"),
+            numpy_helper.from_array(weights.reshape(-1, 1).astype(np.float32), "W"),
+            numpy_helper.from_array(np.array([intercept], dtype=np.float32), "B"),
         ],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])

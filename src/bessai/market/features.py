@@ -56,6 +56,7 @@ def _holiday_calendar(country: str) -> holidays.HolidayBase:
 
 
 def steps_per_hour(step_s: float) -> int:
+    """Price steps per hour for a step of `step_s` seconds (a divisor of an hour)."""
     sph = 3600.0 / step_s
     if sph < 1 or sph != int(sph):
         raise DataError(f"forecast: the step must divide one hour, got {step_s:g} s")
@@ -63,6 +64,7 @@ def steps_per_hour(step_s: float) -> int:
 
 
 def feature_names(exog: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The model's input columns, in order, with the exogenous series appended."""
     return BASE_FEATURES + tuple(f"exog_{name}" for name in exog)
 
 

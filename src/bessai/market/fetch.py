@@ -150,6 +150,7 @@ def _slug(node: str) -> str:
 
 
 def days_between(first: date, last: date) -> list[date]:
+    """Every day from `first` to `last`, inclusive."""
     if last < first:
         raise ConfigError(f"--to {last} is before --from {first}")
     return [first + timedelta(days=k) for k in range((last - first).days + 1)]
@@ -230,9 +231,16 @@ class CenClient:
         raise AssertionError("unreachable")
 
     def day(self, day: date) -> Iterator[dict[str, Any]]:
-        """Every record the API holds for ``day`` (all buses), page by page."""
+        """Every CMg record the API holds for ``day`` (all buses), page by page."""
+        where = "{day} page {page} record {k}"
+        for page, k, rec in self.records(day, self.settings.path):
+            yield normalise(rec, where.format(day=day, page=page, k=k))
+
+    def records(self, day: date, path: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """(page, index, record) of every record of resource ``path`` for ``day``, following
+        either paging shape (module docstring)."""
         s = self.settings
-        url: str = s.path
+        url: str = path
         params: dict[str, str | int] | None = {
             "startDate": day.isoformat(),
             "endDate": day.isoformat(),
@@ -249,7 +257,7 @@ class CenClient:
             for k, rec in enumerate(records):
                 if not isinstance(rec, dict):
                     raise FetchError(f"{day} page {page} record {k}: not an object")
-                yield normalise(rec, f"{day} page {page} record {k}")
+                yield page, k, rec
             if "next" in body:  # v2: follow the link (it carries the key and the filters)
                 if not body["next"]:
                     return
@@ -289,6 +297,7 @@ class FetchPlan:
 
 
 def plan_fetch(node: str, first: date, last: date, out: Path) -> FetchPlan:
+    """What a fetch will request and where it writes, without any network call."""
     cache = out / ".cache" / _slug(node)
     days = days_between(first, last)
     cached = [d for d in days if (cache / f"{d.isoformat()}.json").is_file()]
@@ -322,6 +331,7 @@ def fetch(
 
 
 def write_tsv(plan: FetchPlan) -> Path:
+    """Write the fetched prices of a plan as one TSV file; returns its path."""
     lines = ["\t".join(TSV_COLUMNS)]
     for day in plan.days:
         rows = json.loads((plan.cache_dir / f"{day.isoformat()}.json").read_text("utf-8"))

@@ -14,6 +14,7 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def pinball(y: FloatArray, q: FloatArray, tau: float) -> float:
+    """The mean pinball (quantile) loss of predictions `q` for quantile `tau`."""
     diff = y - q
     return float(np.mean(np.maximum(tau * diff, (tau - 1) * diff)))
 

@@ -158,6 +158,7 @@ class PriceSource:
 
 def stdout_console() -> Console:
     # Off a terminal rich assumes 80 columns, which folds every reason over five lines.
+    """A rich console on stdout that prints plain text when stdout is not a terminal."""
     return Console() if sys.stdout.isatty() else Console(width=160)
 
 

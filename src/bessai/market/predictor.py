@@ -102,7 +102,8 @@ class OnnxModel:
                 f"{card_path}: the model was trained on other features than this version "
                 "builds; retrain it with `bessai forecast train`"
             )
-        if self.kind not in ("naive", "week-mean", "ridge", "lgbm"):
+        # "mlp": the federated MLP (bessai.federated), a point model like the Ridge.
+        if self.kind not in ("naive", "week-mean", "ridge", "lgbm", "mlp"):
             raise DataError(f"{card_path}: unknown model {self.kind!r}")
         self._sessions: dict[str, Any] = {}
         if self.card["files"]:
@@ -145,7 +146,7 @@ class OnnxModel:
         if self.kind in ("naive", "week-mean"):
             p = baseline_point(self.kind, x)
             return np.stack([p, p, p], axis=1)
-        if self.kind == "ridge":
+        if self.kind in ("ridge", "mlp"):
             p = self._run("point", x)
             out = np.stack([p, p, p], axis=1)
         else:

@@ -50,6 +50,7 @@ class RawPrices:
 
 
 def check_max_gap(max_gap_h: float) -> float:
+    """The largest gap (h) the price repair may fill; a ConfigError when negative or NaN."""
     if not max_gap_h >= 0:
         raise ConfigError(f"max_gap_h must be >= 0 hours, not {max_gap_h:g}")
     return float(max_gap_h)

@@ -157,6 +157,7 @@ def _step_ns(step: timedelta) -> int:
 
 
 def parse_unit(unit: str) -> tuple[str, str]:
+    """Currency and energy unit of a price column header such as `USD/MWh`."""
     currency, sep, energy = unit.partition("/")
     if not sep or energy not in _ENERGY_FACTOR or not currency.isalpha():
         raise ValueError(f"price unit {unit!r} is not '<currency>/MWh' or '<currency>/kWh'")

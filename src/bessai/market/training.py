@@ -169,6 +169,7 @@ class FittedModel:
 def raw_quantiles(
     kind: str, estimators: dict[str, _Regressor], x: npt.NDArray[np.float32], target: str
 ) -> FloatArray:
+    """The p10/p50/p90 predictions of fitted estimators (or a baseline) for feature rows `x`."""
     if kind in ("naive", "week-mean"):
         p = baseline_point(kind, x)
         return np.stack([p, p, p], axis=1)
@@ -259,6 +260,7 @@ def training_set(
     *,
     exog: pd.DataFrame | None = None,
 ) -> TrainingSet:
+    """Features and targets of a price series for the given forecast horizon."""
     step_s = (index[1] - index[0]).total_seconds()
     sph = steps_per_hour(step_s)
     horizon = spec.horizon_h * sph

@@ -300,10 +300,13 @@ class ModbusDevice:
             self._silent = None
             log.info("unit answers", device=self.name)
 
-    async def read_registers(self, address: int, count: int) -> list[int]:
-        """Read raw holding registers (FC03); the words are kept in `raw`."""
+    async def read_registers(self, address: int, count: int, *, keep: bool = True) -> list[int]:
+        """Read raw holding registers (FC03); the words are kept in `raw` unless `keep` is
+        False (a read for someone else, such as the proxy's on-demand reads: the raw cache holds
+        what the process image was built from)."""
         registers = await self._request(3, address, count)
-        self.raw.store(address, registers, time.monotonic())
+        if keep:
+            self.raw.store(address, registers, time.monotonic())
         return registers
 
     # -- reading points ---------------------------------------------------------------------

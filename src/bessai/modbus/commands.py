@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bessai.errors import BessaiError
 from bessai.modbus.client import ClientSettings, ModbusDevice, PollResult
@@ -39,6 +40,7 @@ def json_value(value: Value) -> Any:
 
 
 def poll_to_json(result: PollResult) -> dict[str, Any]:
+    """A poll result as a JSON document (values, units, errors per point)."""
     readings = sorted(result.readings.values(), key=lambda r: (r.point.address, r.profile))
     return {
         "requests": result.requests,
@@ -60,18 +62,20 @@ def poll_to_json(result: PollResult) -> dict[str, Any]:
 
 
 def _print_table(result: PollResult, console: Console) -> None:
+    # Values come from the device (model names, serial numbers, error texts): shown as text,
+    # never interpreted as rich markup.
     table = Table(show_edge=False, header_style="bold")
     for column in ("address", "profile", "name", "value", "unit", "group"):
         table.add_column(column, justify="right" if column == "address" else "left")
     for r in sorted(result.readings.values(), key=lambda r: (r.point.address, r.profile)):
         if not r.available:
-            shown = "[dim]unavailable[/]"
+            shown = Text("unavailable", style="dim")
         elif r.error:
-            shown = f"[red]error: {r.error}[/]"
+            shown = Text(f"error: {r.error}", style="red")
         elif isinstance(r.value, tuple):
-            shown = ", ".join(r.value) or "-"
+            shown = Text(", ".join(r.value) or "-")
         else:
-            shown = "-" if r.value is None else str(r.value)
+            shown = Text("-" if r.value is None else str(r.value))
         group = r.poll_group.value if r.poll_group else ""
         table.add_row(
             str(r.point.address), r.profile, r.point.name, shown, r.point.unit or "", group
@@ -83,7 +87,7 @@ def _print_table(result: PollResult, console: Console) -> None:
         f"{result.requests} requests in {result.duration_s:.2f} s"
     )
     for error in result.errors:
-        console.print(f"[red]{error}[/]")
+        console.print(Text(error, style="red"))
 
 
 def read(
@@ -228,6 +232,7 @@ def profile_check(path: Annotated[Path, typer.Argument(help="Profile JSON file."
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai read`, `bessai write` and `bessai profile`."""
     app.command()(read)
     app.command()(write)
     app.add_typer(profile_app, name="profile")

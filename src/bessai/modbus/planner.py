@@ -48,6 +48,7 @@ class ReadRequest:
 
 
 def read_request(points: Sequence[BoundPoint]) -> ReadRequest:
+    """One read covering these points (contiguous within the profile's limits)."""
     start = points[0].point.address
     end = max(bp.point.end for bp in points)
     return ReadRequest(start, end - start, tuple(points))

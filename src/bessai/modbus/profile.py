@@ -154,7 +154,7 @@ class Point(_Strict):
         return {**data, "length": width}
 
     @model_validator(mode="after")
-    def _check(self) -> Self:
+    def _check_shape(self) -> Self:
         fixed = TYPE_WIDTH.get(self.type)
         if fixed is not None and self.length != fixed:
             raise ValueError(f"length {self.length} does not match type {self.type} ({fixed})")
@@ -168,6 +168,10 @@ class Point(_Strict):
             raise ValueError("bitfield points need a 'bits' table")
         if self.bits and max(self.bits) >= 16 * self.length:
             raise ValueError(f"bit {max(self.bits)} does not fit in {self.length} register(s)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_access(self) -> Self:
         numeric = self.type not in (PointType.STR, PointType.BITFIELD, PointType.ENUM)
         if self.writable and numeric and (self.min is None or self.max is None):
             raise ValueError("writable numeric points need 'min' and 'max' limits")
@@ -209,7 +213,7 @@ class Profile(_Strict):
     points: list[Point]
 
     @model_validator(mode="after")
-    def _check(self) -> Self:
+    def _check_points(self) -> Self:
         names: set[str] = set()
         for point in self.points:
             where = f"register {point.address} ({point.name})"
@@ -220,24 +224,7 @@ class Profile(_Strict):
                 raise ValueError(f"{where}: not inside any served block")
         by_name = {p.name: p for p in self.points}
         for point in self.points:
-            where = f"register {point.address} ({point.name})"
-            for ref in (point.max_point, point.min_point):
-                if ref is not None and ref not in by_name:
-                    raise ValueError(f"{where}: limit point {ref!r} is not in the profile")
-            for key, cond in (("present_if", point.present_if), ("fast_if", point.fast_if)):
-                if cond is None:
-                    continue
-                ref_point = by_name.get(cond.point)
-                if ref_point is None:
-                    raise ValueError(f"{where}: {key} point is not in the profile")
-                if ref_point.group is not PollGroup.STATIC:
-                    raise ValueError(f"{where}: {key} must refer to a static point")
-            if point.fallback is not None:
-                substitute = by_name.get(point.fallback)
-                if substitute is None or not substitute.readable or substitute is point:
-                    raise ValueError(
-                        f"{where}: fallback {point.fallback!r} is not another readable point"
-                    )
+            _check_references(point, by_name)
         ordered = sorted((p for p in self.points if p.readable), key=lambda p: p.address)
         for prev, cur in pairwise(ordered):
             if cur.address < prev.end:
@@ -248,10 +235,31 @@ class Profile(_Strict):
         return self
 
     def point(self, name: str) -> Point:
+        """The point named `name`; a ProfileError when the profile has none."""
         for point in self.points:
             if point.name == name:
                 return point
         raise ProfileError(f"profile {self.name}: no point named {name!r}")
+
+
+def _check_references(point: Point, by_name: dict[str, Point]) -> None:
+    """The points this one names (limits, conditions, fallback) exist and fit their role."""
+    where = f"register {point.address} ({point.name})"
+    for ref in (point.max_point, point.min_point):
+        if ref is not None and ref not in by_name:
+            raise ValueError(f"{where}: limit point {ref!r} is not in the profile")
+    for key, cond in (("present_if", point.present_if), ("fast_if", point.fast_if)):
+        if cond is None:
+            continue
+        ref_point = by_name.get(cond.point)
+        if ref_point is None:
+            raise ValueError(f"{where}: {key} point is not in the profile")
+        if ref_point.group is not PollGroup.STATIC:
+            raise ValueError(f"{where}: {key} must refer to a static point")
+    if point.fallback is not None:
+        substitute = by_name.get(point.fallback)
+        if substitute is None or not substitute.readable or substitute is point:
+            raise ValueError(f"{where}: fallback {point.fallback!r} is not another readable point")
 
 
 def _format_validation_error(source: str, data: object, exc: ValidationError) -> str:
@@ -272,6 +280,7 @@ def _format_validation_error(source: str, data: object, exc: ValidationError) ->
 
 
 def parse_profile(data: object, source: str) -> Profile:
+    """Validate a profile document; a ProfileError naming the register and field otherwise."""
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:
@@ -279,6 +288,7 @@ def parse_profile(data: object, source: str) -> Profile:
 
 
 def load_profile_file(path: Path) -> Profile:
+    """Read and validate a JSON register profile file; a ProfileError naming the file otherwise."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

@@ -121,6 +121,7 @@ def factor_sources(
 
 
 def measured_marginal(config: CarbonConfig) -> Factors | None:
+    """The measured marginal factors file the configuration names, if any."""
     if config.marginal_factors is None:
         return None
     method = Method(

@@ -11,6 +11,7 @@ from bessai.observe.monitor import Monitor
 
 
 def health(monitor: Monitor) -> tuple[bool, dict[str, Any]]:
+    """Whether the gateway is healthy, with the per-site and telemetry details."""
     reasons: list[str] = []
     sites: dict[str, Any] = {}
     for site in monitor.gateway.sites.values():

@@ -74,6 +74,8 @@ class _RestartsCollector(Collector):
 
 
 class GatewayMetrics:
+    """The cycle's Prometheus instruments, labelled by site, on the gateway's one registry."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
@@ -134,9 +136,18 @@ class GatewayMetrics:
     def watch_devices(self, source: Callable[[], Iterable[tuple[str, str, DeviceStats]]]) -> None:
         self.registry.register(_DeviceStatsCollector(source))
 
+    def _first_sight(self, site: str) -> None:
+        """A site's event counters start at 0 rather than at their first event, so `rate()`
+        and `increase()` see the first block, clamp or overrun, and dashboards show 0 instead
+        of no data."""
+        for counter in (self.cycle_overruns, self.safety_blocks, self.safety_clamps, self.commands):
+            counter.labels(site)
+
     def observe(self, record: CycleRecord) -> None:
         """One cycle of one site (a SiteRunner listener)."""
         site = record.site_id
+        if site not in self._overruns_seen:
+            self._first_sight(site)
         self.cycles.labels(site).inc()
         self.cycle_duration.labels(site).observe(record.duration_s)
         overruns = record.overruns - self._overruns_seen.get(site, 0)

@@ -17,6 +17,7 @@ from bessai.observe.alerts import AlertManager, WebhookSender
 from bessai.observe.carbon import CarbonObserver, attach_carbon
 from bessai.observe.history import RecentHistory
 from bessai.observe.metrics import GatewayMetrics
+from bessai.observe.policy import attach_policy
 from bessai.telemetry.pipeline import TelemetryPipeline
 
 
@@ -40,6 +41,7 @@ class Monitor:
         self.history = RecentHistory({s.id: s.config.cycle_s for s in gateway.sites.values()})
         metrics.watch_devices(self._device_stats)
         metrics.watch_restarts(self._restarts)
+        attach_policy(gateway, metrics.registry)
         for site in gateway.sites.values():
             site.listeners.append(metrics.observe)
             site.listeners.append(self.history.observe)

@@ -43,6 +43,7 @@ from bessai.optimize.storage import StorageSpec
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai optimize`."""
     app.command("optimize")(optimize_command)
 
 

@@ -163,17 +163,11 @@ def explain(
         binding: list[str] = []
         if c[t] > 0:
             action = "charge"
-            if c[t] >= charge_limit - 1e-6:
-                binding.append("power limit")
-            if e[t] >= e_max - tol_e:
-                binding.append("SOC full")
+            binding += _binding(c[t] >= charge_limit - 1e-6, e[t] >= e_max - tol_e, "SOC full")
             head = f"charge: cheapest {cheap_rank[t]} of {n} ({price})"
         elif d[t] > 0:
             action = "discharge"
-            if d[t] >= discharge_limit - 1e-6:
-                binding.append("power limit")
-            if e[t] <= e_min + tol_e:
-                binding.append("SOC empty")
+            binding += _binding(d[t] >= discharge_limit - 1e-6, e[t] <= e_min + tol_e, "SOC empty")
             head = f"discharge: dearest {dear_rank[t]} of {n} ({price})"
         else:
             action = "idle"
@@ -181,13 +175,28 @@ def explain(
         if action != "idle" and t in duals.capped:
             binding.append("cycle cap")
         text = head + ("; " + ", ".join(binding) if binding else "")
-        if t in by_step:
-            text += "; violation: " + "; ".join(by_step[t])
-        if t == n - 1 and duals.terminal:
-            text += "; terminal target"
-        if t in duals.grid:
-            # A non-zero dual on the site's grid row: the import or export limit shapes the step.
-            text += "; grid limit"
         actions.append(action)
-        reasons.append(text)
+        reasons.append(text + _step_notes(t, n, by_step, duals))
     return actions, reasons
+
+
+def _binding(at_power_limit: bool, at_soc_limit: bool, soc_label: str) -> list[str]:
+    """The limits a charging or discharging step runs into."""
+    return [
+        label
+        for label, binds in (("power limit", at_power_limit), (soc_label, at_soc_limit))
+        if binds
+    ]
+
+
+def _step_notes(t: int, n: int, by_step: dict[int, list[str]], duals: Duals) -> str:
+    """Violations, the terminal target and the grid limit, as they apply to step t."""
+    text = ""
+    if t in by_step:
+        text += "; violation: " + "; ".join(by_step[t])
+    if t == n - 1 and duals.terminal:
+        text += "; terminal target"
+    if t in duals.grid:
+        # A non-zero dual on the site's grid row: the import or export limit shapes the step.
+        text += "; grid limit"
+    return text

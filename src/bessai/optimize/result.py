@@ -122,6 +122,7 @@ def schedule_of(
     x: FloatArray,
     duals: FloatArray,
     lay: Layout,
+    *,
     status: Status,
     solver: str,
     mip_gap: float,

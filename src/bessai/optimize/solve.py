@@ -150,7 +150,16 @@ def solve(pb: Problem) -> Schedule:
         h = run.highs
         reason = h.modelStatusToString(h.getModelStatus())
         return idle_schedule(pb, elapsed, f"solver failed ({reason}); idle plan")
-    return schedule_of(pb, run.x, run.duals, run.layout, run.status, solver, mip_gap, elapsed)
+    return schedule_of(
+        pb,
+        run.x,
+        run.duals,
+        run.layout,
+        status=run.status,
+        solver=solver,
+        mip_gap=mip_gap,
+        elapsed=elapsed,
+    )
 
 
 def optimize(

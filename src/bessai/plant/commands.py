@@ -36,6 +36,7 @@ def _cycling_soc_pct(
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai plant` (simulate the battery physics offline)."""
     plant = typer.Typer(help="Plant model: battery wear and behaviour.", no_args_is_help=True)
 
     @plant.command("wear")

@@ -16,6 +16,8 @@ Observation (float32):
     [0] SOC (0..1), [1] (cell temperature - 25 °C) / 20 K, [2] price now / price_scale,
     [3 : 3+F] the next F prices / price_scale (perfect foresight; the last price repeats past
     the end of the series), [-2:] sin and cos of the hour of day.
+    With `observed_prices_usd_mwh` (one row of F+1 prices per step, e.g. a day-ahead forecast)
+    [2 : 3+F] is that row instead: the agent plans on what a forecaster knew, not on the future.
 Reward per step, in USD:
     revenue      = -E_battery_kWh * price_USD/kWh             (selling what is discharged)
     - wear       = delta(capacity fade) / end_of_life_fade * replacement cost of the usable kWh
@@ -60,8 +62,8 @@ class ArbitrageTask:
         "forecast_steps",
         "initial_soc_pct",
         "n_days",
+        "obs_windows",
         "observation_space",
-        "padded_obs_prices",
         "penalty_usd_per_kwh",
         "prices_usd_mwh",
         "site_template",
@@ -89,6 +91,7 @@ class ArbitrageTask:
         ambient_daily_amplitude_c: float = 6.0,
         prior_age_days: float = 365.0,
         prior_full_cycles: float = 300.0,
+        observed_prices_usd_mwh: npt.ArrayLike | None = None,
     ) -> None:
         prices = np.asarray(prices_usd_mwh, dtype=np.float64).ravel()
         if not step_hours > 0:
@@ -131,14 +134,13 @@ class ArbitrageTask:
             prior_age_days=prior_age_days,
             prior_full_cycles=prior_full_cycles,
         )
-        # Padding lets the forecast window slice past the end without a branch per step.
-        self.padded_obs_prices = np.concatenate(
-            [prices, np.full(forecast_steps + 1, prices[-1])]
-        ).astype(np.float32) / np.float32(price_scale_usd_mwh)
+        self.obs_windows = _obs_windows(
+            prices, forecast_steps, price_scale_usd_mwh, observed_prices_usd_mwh
+        )
 
         n_obs = 3 + forecast_steps + 2
-        low = np.full(n_obs, float(self.padded_obs_prices.min()), dtype=np.float32)
-        high = np.full(n_obs, float(self.padded_obs_prices.max()), dtype=np.float32)
+        low = np.full(n_obs, float(self.obs_windows.min()), dtype=np.float32)
+        high = np.full(n_obs, float(self.obs_windows.max()), dtype=np.float32)
         low[0], high[0] = 0.0, 1.0
         low[1], high[1] = -_TEMP_OBS_BOUND, _TEMP_OBS_BOUND
         low[-2:], high[-2:] = -1.0, 1.0
@@ -178,6 +180,31 @@ class ArbitrageTask:
         return a * (cfg.max_charge_w if a >= 0 else cfg.max_discharge_w)
 
 
+def _obs_windows(
+    prices: npt.NDArray[np.float64],
+    forecast_steps: int,
+    price_scale_usd_mwh: float,
+    observed: npt.ArrayLike | None,
+) -> npt.NDArray[np.float32]:
+    """The price window the agent sees at each step (one row per step, and one more for the
+    observation after the last step), scaled. Without `observed`: the real prices from the
+    step on, the last one repeated past the end."""
+    n, width = prices.size, forecast_steps + 1
+    if observed is None:
+        padded = np.concatenate([prices, np.full(width, prices[-1])])
+        rows = np.lib.stride_tricks.sliding_window_view(padded, width)[: n + 1]
+    else:
+        rows = np.asarray(observed, dtype=np.float64)
+        if rows.shape != (n, width) or not np.all(np.isfinite(rows)):
+            raise ValueError(
+                f"observed_prices_usd_mwh must be {n} rows of {width} finite prices (one window"
+                f" per step), got shape {rows.shape}"
+            )
+        rows = np.concatenate([rows, rows[-1:]])
+    out: npt.NDArray[np.float32] = (rows / price_scale_usd_mwh).astype(np.float32)
+    return out
+
+
 class BessEnv(gym.Env[ObsArray, ObsArray]):
     """Battery arbitrage against a price series; see the module docstring. Keyword arguments
     are those of `ArbitrageTask`."""
@@ -209,7 +236,7 @@ class BessEnv(gym.Env[ObsArray, ObsArray]):
         obs = np.empty(task.observation_space.shape or (0,), dtype=np.float32)
         obs[0] = min(1.0, max(0.0, st.soc_pct / 100.0))
         obs[1] = min(_TEMP_OBS_BOUND, max(-_TEMP_OBS_BOUND, (st.cell_temp_c - 25.0) / 20.0))
-        obs[2 : 3 + task.forecast_steps] = task.padded_obs_prices[k : k + 1 + task.forecast_steps]
+        obs[2 : 3 + task.forecast_steps] = task.obs_windows[k]
         angle = 2.0 * math.pi * (task.hours_since_epoch(k) % 24.0) / 24.0
         obs[-2] = math.sin(angle)
         obs[-1] = math.cos(angle)

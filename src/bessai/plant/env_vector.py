@@ -83,7 +83,6 @@ class BessVectorEnv(VectorEnv[ObsBatch, ObsBatch, npt.NDArray[Any]]):
         self._i = np.zeros(n, dtype=np.int64)
         self._trackers: list[DegradationTracker] = []
         self._needs_reset = np.zeros(n, dtype=bool)
-        self._window = np.arange(self._task.forecast_steps + 1)
 
     @property
     def task(self) -> ArbitrageTask:
@@ -164,7 +163,7 @@ class BessVectorEnv(VectorEnv[ObsBatch, ObsBatch, npt.NDArray[Any]]):
         obs = np.empty((self.num_envs, *(task.observation_space.shape or (0,))), dtype=np.float32)
         obs[:, 0] = np.minimum(1.0, np.maximum(0.0, self._soc_pct() / 100.0))
         obs[:, 1] = np.clip((self._temp - 25.0) / 20.0, -_TEMP_OBS_BOUND, _TEMP_OBS_BOUND)
-        obs[:, 2 : 3 + task.forecast_steps] = task.padded_obs_prices[k[:, None] + self._window]
+        obs[:, 2 : 3 + task.forecast_steps] = task.obs_windows[k]
         hours = task.start_hour_of_day + k * task.step_hours
         angle = 2.0 * math.pi * (hours % 24.0) / 24.0
         obs[:, -2] = np.sin(angle)

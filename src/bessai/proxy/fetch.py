@@ -86,7 +86,7 @@ class OnDemandReader:
             if self.on_sent is not None:
                 self.on_sent()
             try:
-                registers = await self.device.read_registers(start, count)
+                registers = await self.device.read_registers(start, count, keep=False)
             except ModbusExceptionError as exc:
                 if exc.code == ILLEGAL_ADDRESS:
                     self._refused[(start, count)] = time.monotonic() + self.refused_for_s

@@ -129,6 +129,7 @@ class LoginSession:
 
 
 def identity_text(point: Point, words: list[int]) -> str:
+    """A STR identity point's words as text (NULs and padding removed)."""
     value = decode(point, words).value
     return "" if value is None else str(value)
 

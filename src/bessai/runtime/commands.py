@@ -158,4 +158,5 @@ def run(
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai run`."""
     app.command()(run)

@@ -63,7 +63,7 @@ def sim(
     async def run() -> None:
         plant = PhysicsPlant(PlantConfig(initial_soc_pct=soc_pct), now=datetime.now(UTC))
         server = SimulatorServer(
-            SimulatedHybrid(plant), host, port, units, speed, single_client=not multi_client
+            SimulatedHybrid(plant), host, port, units, speed=speed, single_client=not multi_client
         )
         runner = None
         if loaded is not None:
@@ -88,4 +88,5 @@ def sim(
 
 
 def register(app: typer.Typer) -> None:
+    """Add `bessai sim`."""
     app.command()(sim)

@@ -347,10 +347,15 @@ class SimulatedHybrid:
     def _update_live(self, s: PlantState) -> None:
         if (today := self.now.astimezone(SITE_TZ).date()) != self._day:
             self._day, self._day_base = today, s
-        day = self._day_base
+        values = {**self._inverter_values(s), **self._battery_values(s)}
+        values.update(self._pv_string_values(s.pv_power_w))
+        values.update({f"huawei_dtsu666.{k}": v for k, v in _meter_values(s).items()})
+        values.update(self.overrides)
+        for name, value in values.items():
+            self.set(name, value)
+
+    def _pv_string_values(self, pv_w: float) -> dict[str, object]:
         ident = self.identity
-        pv_w, battery_w, grid_w = s.pv_power_w, s.battery_power_w, s.grid_power_w
-        ac_w = pv_w - battery_w
         strings = ident.pv_string_count
         string_v = (
             360.0 + 80.0 * min(1.0, pv_w / max(1.0, float(ident.rated_power_w)))
@@ -358,22 +363,19 @@ class SimulatedHybrid:
             else 0.0
         )
         string_a = pv_w / strings / string_v if string_v > 0 else 0.0
+        values: dict[str, object] = {}
+        for n in range(1, strings + 1):
+            values[f"pv{n}_voltage_v"] = round(string_v, 1)
+            values[f"pv{n}_current_a"] = round(string_a, 2)
+        return values
+
+    def _inverter_values(self, s: PlantState) -> dict[str, object]:
+        day = self._day_base
+        pv_w = s.pv_power_w
+        ac_w = pv_w - s.battery_power_w
         phase_a = ac_w / 3.0 / 230.0
-        meter_w = -grid_w  # Huawei meter: > 0 export
-        meter_phase_a = meter_w / 3.0 / 230.0
-        forcible = self.raw("forcible_command")
-        forcible_w = 0.0
-        if forcible == FORCIBLE_CHARGE:
-            forcible_w = float(self.raw("forcible_charge_power_w"))
-        elif forcible == FORCIBLE_DISCHARGE:
-            forcible_w = -float(self.raw("forcible_discharge_power_w"))
-        remaining_min = 0
-        if battery_w > 1:
-            remaining_min = round((100 - s.soc_pct) / 100 * self.capacity_wh / battery_w * 60)
-        elif battery_w < -1:
-            remaining_min = round(s.soc_pct / 100 * self.capacity_wh / -battery_w * 60)
-        running = 2 if abs(battery_w) > 1 else 1
-        values: dict[str, object] = {
+        local_now = self.now.astimezone(SITE_TZ)
+        return {
             "state_1": 0b110,
             "state_2": 0b101 | (0b010 if pv_w > 0 else 0),
             "state_3": 0,
@@ -408,10 +410,26 @@ class SimulatedHybrid:
             "yearly_yield_kwh": round(s.pv_energy_kwh, 2),
             "generation_stats_time_local_s": self._local_epoch(self.now),
             "system_time_local_s": self._local_epoch(self.now),
-            "time_zone_min": round(
-                (self.now.astimezone(SITE_TZ).utcoffset() or timedelta(0)).total_seconds() / 60
-            ),
-            "dst_enabled": 1 if (self.now.astimezone(SITE_TZ).dst() or timedelta(0)) else 0,
+            "time_zone_min": round((local_now.utcoffset() or timedelta(0)).total_seconds() / 60),
+            "dst_enabled": 1 if (local_now.dst() or timedelta(0)) else 0,
+        }
+
+    def _battery_values(self, s: PlantState) -> dict[str, object]:
+        day = self._day_base
+        battery_w = s.battery_power_w
+        forcible = self.raw("forcible_command")
+        forcible_w = 0.0
+        if forcible == FORCIBLE_CHARGE:
+            forcible_w = float(self.raw("forcible_charge_power_w"))
+        elif forcible == FORCIBLE_DISCHARGE:
+            forcible_w = -float(self.raw("forcible_discharge_power_w"))
+        remaining_min = 0
+        if battery_w > 1:
+            remaining_min = round((100 - s.soc_pct) / 100 * self.capacity_wh / battery_w * 60)
+        elif battery_w < -1:
+            remaining_min = round(s.soc_pct / 100 * self.capacity_wh / -battery_w * 60)
+        running = 2 if abs(battery_w) > 1 else 1
+        return {
             "soc_pct": round(s.soc_pct, 1),
             "running_status": running,
             "bus_voltage_v": 450.0,
@@ -440,33 +458,30 @@ class SimulatedHybrid:
             "max_discharge_power_w": round(s.max_discharge_w),
             "forcible_power_w": round(forcible_w),
         }
-        for n in range(1, strings + 1):
-            values[f"pv{n}_voltage_v"] = round(string_v, 1)
-            values[f"pv{n}_current_a"] = round(string_a, 2)
-        for name, value in values.items():
-            self.set(name, value)
-        meter = {
-            "phase_a_voltage_v": 230.0,
-            "phase_b_voltage_v": 230.0,
-            "phase_c_voltage_v": 230.0,
-            "phase_a_current_a": round(meter_phase_a, 2),
-            "phase_b_current_a": round(meter_phase_a, 2),
-            "phase_c_current_a": round(meter_phase_a, 2),
-            "active_power_w": round(meter_w),
-            "reactive_power_var": 0,
-            "power_factor": 1.0,
-            "grid_frequency_hz": 50.0,
-            "exported_energy_kwh": round(s.exported_kwh, 2),
-            "imported_energy_kwh": round(s.imported_kwh, 2),
-            "reactive_energy_kvarh": 0.0,
-            "line_voltage_ab_v": 400.0,
-            "line_voltage_bc_v": 400.0,
-            "line_voltage_ca_v": 400.0,
-            "phase_a_active_power_w": round(meter_w / 3),
-            "phase_b_active_power_w": round(meter_w / 3),
-            "phase_c_active_power_w": round(meter_w / 3),
-        }
-        for name, value in meter.items():
-            self.set(f"huawei_dtsu666.{name}", value)
-        for name, value in self.overrides.items():
-            self.set(name, value)
+
+
+def _meter_values(s: PlantState) -> dict[str, object]:
+    """The DTSU666 meter's registers (Huawei sign: > 0 export)."""
+    meter_w = -s.grid_power_w
+    meter_phase_a = meter_w / 3.0 / 230.0
+    return {
+        "phase_a_voltage_v": 230.0,
+        "phase_b_voltage_v": 230.0,
+        "phase_c_voltage_v": 230.0,
+        "phase_a_current_a": round(meter_phase_a, 2),
+        "phase_b_current_a": round(meter_phase_a, 2),
+        "phase_c_current_a": round(meter_phase_a, 2),
+        "active_power_w": round(meter_w),
+        "reactive_power_var": 0,
+        "power_factor": 1.0,
+        "grid_frequency_hz": 50.0,
+        "exported_energy_kwh": round(s.exported_kwh, 2),
+        "imported_energy_kwh": round(s.imported_kwh, 2),
+        "reactive_energy_kvarh": 0.0,
+        "line_voltage_ab_v": 400.0,
+        "line_voltage_bc_v": 400.0,
+        "line_voltage_ca_v": 400.0,
+        "phase_a_active_power_w": round(meter_w / 3),
+        "phase_b_active_power_w": round(meter_w / 3),
+        "phase_c_active_power_w": round(meter_w / 3),
+    }

@@ -93,6 +93,7 @@ def scenario_path(name_or_path: str) -> Path:
 
 
 def load_scenario(path: Path) -> Scenario:
+    """Read and validate a YAML scenario file; a ConfigError naming the file otherwise."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:

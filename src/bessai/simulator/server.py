@@ -62,6 +62,7 @@ class SimulatorServer:
         host: str = "127.0.0.1",
         port: int = 5020,
         unit_ids: tuple[int, ...] = (0, 1),
+        *,
         speed: float = 1.0,
         tick_s: float = 0.2,
         single_client: bool = True,

@@ -19,7 +19,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from bessai.errors import TelemetryError
-from bessai.telemetry.lake import query_lake
+from bessai.telemetry.lake import QueryResult, query_lake
 from bessai.telemetry.tail import CONNECT_ATTEMPTS, TailTarget, report_json, run_tail
 
 
@@ -40,6 +40,30 @@ def _plain(value: Any) -> Any:
 def register(app: typer.Typer, configured_lake: Callable[[Path | None], Path]) -> None:
     """Add `lake query` and `tail`; `configured_lake` finds a configuration's lake (the CLI
     passes it in, so this package does not load the gateway's configuration itself)."""
+    _register_lake(app, configured_lake)
+    _register_tail(app)
+
+
+def _print_result(result: QueryResult, output: OutputFormat) -> None:
+    if output is OutputFormat.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.columns)
+        writer.writerows([[_plain(v) for v in row] for row in result.rows])
+    elif output is OutputFormat.json:
+        docs = [
+            {c: _plain(v) for c, v in zip(result.columns, row, strict=True)} for row in result.rows
+        ]
+        typer.echo(json.dumps(docs, indent=2))
+    else:
+        # Plain text cells: stored values (and the query's column names) are shown as they
+        # are, never as rich markup or emoji codes ('1:x:2' stays '1:x:2').
+        table = Table(*(Column(Text(c), overflow="fold") for c in result.columns))
+        for row in result.rows:
+            table.add_row(*(Text("" if v is None else str(_plain(v))) for v in row))
+        Console().print(table)
+
+
+def _register_lake(app: typer.Typer, configured_lake: Callable[[Path | None], Path]) -> None:
     lake_app = typer.Typer(
         help="The Parquet telemetry lake (site=<id>/date=<day>/*.parquet).",
         no_args_is_help=True,
@@ -73,26 +97,12 @@ def register(app: typer.Typer, configured_lake: Callable[[Path | None], Path]) -
     ) -> None:
         """Run DuckDB SQL over the Parquet lake."""
         result = query_lake(lake if lake is not None else configured_lake(config), sql)
-        if output is OutputFormat.csv:
-            writer = csv.writer(sys.stdout)
-            writer.writerow(result.columns)
-            writer.writerows([[_plain(v) for v in row] for row in result.rows])
-        elif output is OutputFormat.json:
-            docs = [
-                {c: _plain(v) for c, v in zip(result.columns, row, strict=True)}
-                for row in result.rows
-            ]
-            typer.echo(json.dumps(docs, indent=2))
-        else:
-            # Plain text cells: stored values (and the query's column names) are shown as they
-            # are, never as rich markup or emoji codes ('1:x:2' stays '1:x:2').
-            table = Table(*(Column(Text(c), overflow="fold") for c in result.columns))
-            for row in result.rows:
-                table.add_row(*(Text("" if v is None else str(_plain(v))) for v in row))
-            Console().print(table)
+        _print_result(result, output)
 
     app.add_typer(lake_app, name="lake")
 
+
+def _register_tail(app: typer.Typer) -> None:
     @app.command("tail")
     def tail(
         mqtt: Annotated[

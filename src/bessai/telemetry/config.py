@@ -124,8 +124,33 @@ class LakeSinkConfig(_Strict):
     backoff_max_s: float = Field(default=60.0, gt=0)
 
 
+class PubSubSinkConfig(_Strict):
+    """Google Cloud Pub/Sub (extra `bessai[gcp]`): one message per envelope, ordering key =
+    site_id, attribute `idempotency_key` = "<site_id>:<boot_id>:<seq>" for subscribers to
+    de-duplicate on (Pub/Sub delivers at least once)."""
+
+    type: Literal["pubsub"]
+    name: str = Field(default="pubsub", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+    topic: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
+    # A service account key file; without it, Application Default Credentials.
+    credentials_file: Path | None = None
+    # host:port of the Pub/Sub emulator (or a test server): plaintext, no credentials.
+    emulator_host: str | None = None
+    ack_timeout_s: float = Field(default=30.0, gt=0)
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PubSubSinkConfig:
+        if self.emulator_host is not None and self.credentials_file is not None:
+            raise ValueError("set credentials_file or emulator_host, not both")
+        return self
+
+
 SinkConfig = Annotated[
-    MqttSinkConfig | NatsSinkConfig | LakeSinkConfig, Field(discriminator="type")
+    MqttSinkConfig | NatsSinkConfig | LakeSinkConfig | PubSubSinkConfig,
+    Field(discriminator="type"),
 ]
 
 

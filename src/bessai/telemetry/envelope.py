@@ -212,4 +212,5 @@ def envelope_json_schema() -> dict[str, Any]:
 
 
 def now_utc() -> datetime:
+    """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)

@@ -65,29 +65,9 @@ def telemetry_health(
     now_us: int | None = None,
     notes: Sequence[str] = (),
 ) -> TelemetryHealth:
+    """Judge the outbox and every sink: `degraded` with the reasons, or `ok`."""
     now = now_us if now_us is not None else time.time_ns() // 1000
-    reasons: list[str] = []
-    recent_drop = stats.last_drop_us is not None and (now - stats.last_drop_us) / 1e6 <= drop_hold_s
-    if stats.storage_state == "error":
-        reasons.append(
-            f"outbox cannot be written ({stats.storage_error}); "
-            f"{stats.held_in_memory} envelopes held in memory"
-        )
-    elif stats.storage_state == "full":
-        reasons.append(
-            f"outbox storage is full ({stats.storage_error}); dropping oldest telemetry, "
-            f"{stats.held_in_memory} alarms/commands held in memory"
-        )
-    elif stats.storage_state == "capped":
-        reasons.append(
-            f"outbox cap reached: dropping oldest telemetry ({stats.dropped_total} dropped so far)"
-        )
-    elif recent_drop:
-        assert stats.last_drop_us is not None
-        reasons.append(
-            f"outbox dropped telemetry {(now - stats.last_drop_us) / 1e6:.0f} s ago "
-            f"({stats.dropped_total} dropped so far; storage full or cap reached)"
-        )
+    reasons = _outbox_reasons(stats, now, drop_hold_s)
     notes = list(notes)
     if stats.repaired is not None and stats.repaired_us is not None:
         # Loud for drop_hold_s (an alert fires), then a standing note until the restart.
@@ -95,47 +75,15 @@ def telemetry_health(
             reasons.append(stats.repaired)
         else:
             notes.append(stats.repaired)
-    oldest_age = stats.oldest_age_s(now)
     sink_docs: dict[str, dict[str, Any]] = {}
     for s in sinks:
-        # Judged per sink: the lake holds rows for its flush interval by design, which
-        # must not read as a stuck uplink.
-        if s.oldest_pending_ts_us is not None:
-            pending_age = (now - s.oldest_pending_ts_us) / 1e6
-            limit = max_oldest_age_s + s.expected_delay_s
-            if pending_age > limit:
-                reasons.append(
-                    f"sink {s.name} ({s.target}): oldest unsent envelope is "
-                    f"{pending_age:.0f} s old (limit {limit:g} s)"
-                )
-        if s.state == "auth_failed":
-            reasons.append(f"sink {s.name} ({s.target}): credentials refused: {s.last_error}")
-        elif (
-            s.failing_since_us is not None and (now - s.failing_since_us) / 1e6 > sink_stale_after_s
-        ):
-            failing_s = (now - s.failing_since_us) / 1e6
-            reasons.append(
-                f"sink {s.name} ({s.target}) failing for {failing_s:.0f} s: {s.last_error}"
-            )
-        sink_docs[s.name] = {
-            "type": s.type,
-            "target": s.target,
-            "state": s.state,
-            "last_ack": _iso(s.last_ack_us),
-            "last_ack_age_s": None if s.last_ack_us is None else (now - s.last_ack_us) / 1e6,
-            "pending_rows": s.pending_rows,
-            "oldest_pending_age_s": None
-            if s.oldest_pending_ts_us is None
-            else max(0.0, (now - s.oldest_pending_ts_us) / 1e6),
-            "consecutive_failures": s.consecutive_failures,
-            "last_error": s.last_error,
-            "last_error_at": _iso(s.last_error_us),
-        }
+        reasons.extend(_sink_reasons(s, now, max_oldest_age_s, sink_stale_after_s))
+        sink_docs[s.name] = _sink_doc(s, now)
     outbox_doc: dict[str, Any] = {
         "path": outbox_path,
         "rows": stats.rows,
         "bytes": stats.bytes,
-        "oldest_age_s": oldest_age,
+        "oldest_age_s": stats.oldest_age_s(now),
         "storage": stats.storage_state,
         "storage_error": stats.storage_error,
         "dropped_total": stats.dropped_total,
@@ -148,3 +96,66 @@ def telemetry_health(
         sinks=sink_docs,
         notes=tuple(notes),
     )
+
+
+def _outbox_reasons(stats: OutboxStats, now: int, drop_hold_s: float) -> list[str]:
+    recent_drop = stats.last_drop_us is not None and (now - stats.last_drop_us) / 1e6 <= drop_hold_s
+    if stats.storage_state == "error":
+        return [
+            f"outbox cannot be written ({stats.storage_error}); "
+            f"{stats.held_in_memory} envelopes held in memory"
+        ]
+    if stats.storage_state == "full":
+        return [
+            f"outbox storage is full ({stats.storage_error}); dropping oldest telemetry, "
+            f"{stats.held_in_memory} alarms/commands held in memory"
+        ]
+    if stats.storage_state == "capped":
+        return [
+            f"outbox cap reached: dropping oldest telemetry ({stats.dropped_total} dropped so far)"
+        ]
+    if recent_drop and stats.last_drop_us is not None:
+        return [
+            f"outbox dropped telemetry {(now - stats.last_drop_us) / 1e6:.0f} s ago "
+            f"({stats.dropped_total} dropped so far; storage full or cap reached)"
+        ]
+    return []
+
+
+def _sink_reasons(
+    s: SinkStatus, now: int, max_oldest_age_s: float, sink_stale_after_s: float
+) -> list[str]:
+    reasons: list[str] = []
+    # Judged per sink: the lake holds rows for its flush interval by design, which must not
+    # read as a stuck uplink.
+    if s.oldest_pending_ts_us is not None:
+        pending_age = (now - s.oldest_pending_ts_us) / 1e6
+        limit = max_oldest_age_s + s.expected_delay_s
+        if pending_age > limit:
+            reasons.append(
+                f"sink {s.name} ({s.target}): oldest unsent envelope is "
+                f"{pending_age:.0f} s old (limit {limit:g} s)"
+            )
+    if s.state == "auth_failed":
+        reasons.append(f"sink {s.name} ({s.target}): credentials refused: {s.last_error}")
+    elif s.failing_since_us is not None and (now - s.failing_since_us) / 1e6 > sink_stale_after_s:
+        failing_s = (now - s.failing_since_us) / 1e6
+        reasons.append(f"sink {s.name} ({s.target}) failing for {failing_s:.0f} s: {s.last_error}")
+    return reasons
+
+
+def _sink_doc(s: SinkStatus, now: int) -> dict[str, Any]:
+    return {
+        "type": s.type,
+        "target": s.target,
+        "state": s.state,
+        "last_ack": _iso(s.last_ack_us),
+        "last_ack_age_s": None if s.last_ack_us is None else (now - s.last_ack_us) / 1e6,
+        "pending_rows": s.pending_rows,
+        "oldest_pending_age_s": None
+        if s.oldest_pending_ts_us is None
+        else max(0.0, (now - s.oldest_pending_ts_us) / 1e6),
+        "consecutive_failures": s.consecutive_failures,
+        "last_error": s.last_error,
+        "last_error_at": _iso(s.last_error_us),
+    }

@@ -41,6 +41,12 @@ class TelemetryCollector(Collector):
         self._not_kept = not_kept
 
     def collect(self) -> Iterable[Metric]:
+        """The outbox, emission and sink families, read fresh on every scrape."""
+        yield from self._outbox_families()
+        yield from self._emission_families()
+        yield from self._sink_families()
+
+    def _outbox_families(self) -> Iterable[Metric]:
         now_us = time.time_ns() // 1000
         stats = self._stats()
         yield GaugeMetricFamily(
@@ -70,9 +76,14 @@ class TelemetryCollector(Collector):
             "Envelopes dropped by the cap or a full disk (telemetry only).",
             labels=["site", "kind"],
         )
-        for (site, kind), n in sorted(stats.dropped.items()):
+        emitted_counts = self._emitted()
+        # 0 for every (site, kind) emitted so far rather than no sample until the first drop:
+        # `increase()` then sees the first drop, and a dashboard shows 0, not "no data".
+        for (site, kind), n in sorted((dict.fromkeys(emitted_counts, 0) | stats.dropped).items()):
             drops.add_metric([site, kind], float(n))
         yield drops
+
+    def _emission_families(self) -> Iterable[Metric]:
         emitted = CounterMetricFamily(
             "bessai_telemetry_emitted",
             "Envelopes committed to the outbox.",
@@ -90,6 +101,7 @@ class TelemetryCollector(Collector):
             not_kept.add_metric([site, kind], float(n))
         yield not_kept
 
+    def _sink_families(self) -> Iterable[Metric]:
         sinks = list(self._sinks())
         yield GaugeMetricFamily(
             "bessai_telemetry_sinks",

@@ -25,13 +25,12 @@ import fcntl
 import os
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO
 
 import structlog
 
@@ -46,82 +45,29 @@ from bessai.telemetry.outbox_repair import (
     seq_floor_now,
 )
 from bessai.telemetry.outbox_schema import OUTBOX_FORMAT, OUTBOX_VERSION, SCHEMA, split_sql
+from bessai.telemetry.outbox_types import (
+    STORAGE_STATES,
+    AppendResult,
+    OutboxRow,
+    OutboxStats,
+    StorageState,
+    wall_clock_us,
+)
 
 log = structlog.get_logger(__name__)
 
-StorageState = Literal["ok", "capped", "full", "error"]
-STORAGE_STATES: tuple[StorageState, ...] = ("ok", "capped", "full", "error")
+__all__ = [
+    "HELD_MAX",
+    "STORAGE_STATES",
+    "AppendResult",
+    "Outbox",
+    "OutboxRow",
+    "OutboxStats",
+    "StorageState",
+]
 
 # Records held in memory while the outbox cannot store them (about 14 h of one site at 5 s).
 HELD_MAX = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """One stored envelope as the forwarder sees it."""
-
-    id: int
-    site_id: str
-    seq: int
-    device_id: str | None
-    kind: str
-    ts_us: int
-    payload: bytes
-
-    @property
-    def key(self) -> str:
-        return f"{self.site_id}:{self.seq}"
-
-    def payload_at(self, now_us: int, historical_after_us: int) -> bytes:
-        """The payload to publish now: flagged historical when it is late.
-
-        The stored JSON always carries `"historical":false` before `values`; value names
-        cannot be `historical` and strings are escaped, so the first match is the field."""
-        if now_us - self.ts_us > historical_after_us:
-            return self.payload.replace(b'"historical":false', b'"historical":true', 1)
-        return self.payload
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxStats:
-    """A snapshot of the outbox, cheap to read from any thread (metrics, health)."""
-
-    rows: int = 0
-    bytes: int = 0
-    oldest_ts_us: int | None = None
-    dropped: dict[tuple[str, str], int] = field(default_factory=dict)
-    storage_state: StorageState = "ok"
-    storage_error: str | None = None
-    held_in_memory: int = 0
-    last_drop_us: int | None = None
-    updated_us: int = 0
-    #: Set when a damaged outbox file was replaced at open (what happened, and when).
-    repaired: str | None = None
-    repaired_us: int | None = None
-
-    @property
-    def dropped_total(self) -> int:
-        return sum(self.dropped.values())
-
-    def oldest_age_s(self, now_us: int | None = None) -> float | None:
-        if self.oldest_ts_us is None:
-            return None
-        now = now_us if now_us is not None else _now_us()
-        return max(0.0, (now - self.oldest_ts_us) / 1e6)
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    """What one cycle's append did."""
-
-    envelopes: tuple[Envelope, ...]
-    dropped: int
-    held: int
-    storage_state: StorageState
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def _is_full(exc: sqlite3.Error) -> bool:
@@ -231,7 +177,7 @@ class Outbox:
             reason=damage.reason,
             next_seq=next_seq or {},
             seq_floor=floor,
-            at_us=_now_us(),
+            at_us=wall_clock_us(),
         )
         log.critical(
             "outbox damaged: moved aside, new outbox started", detail=self.repair.describe()
@@ -367,7 +313,7 @@ class Outbox:
             self._state = state
             self._storage_error = error
             if dropped:
-                self._last_drop_us = _now_us()
+                self._last_drop_us = wall_clock_us()
             self._refresh_stats(self._w)
             return AppendResult(envelopes, dropped, len(self._held), state)
 
@@ -578,7 +524,7 @@ class Outbox:
                 storage_error=self._storage_error,
                 held_in_memory=len(self._held),
                 last_drop_us=self._last_drop_us,
-                updated_us=_now_us(),
+                updated_us=wall_clock_us(),
             )
 
     def _read_stats(self, conn: sqlite3.Connection) -> None:
@@ -600,7 +546,7 @@ class Outbox:
             storage_error=self._storage_error,
             held_in_memory=len(self._held),
             last_drop_us=self._last_drop_us,
-            updated_us=_now_us(),
+            updated_us=wall_clock_us(),
             repaired=self.repair.describe() if self.repair else None,
             repaired_us=self.repair.at_us if self.repair else None,
         )

@@ -32,6 +32,7 @@ from bessai.telemetry.config import (
     LakeSinkConfig,
     MqttSinkConfig,
     NatsSinkConfig,
+    PubSubSinkConfig,
     TelemetryConfig,
     no_sinks_note,
 )
@@ -50,6 +51,7 @@ log = structlog.get_logger(__name__)
 
 
 def build_sinks(config: TelemetryConfig) -> list[Sink]:
+    """The sinks the telemetry configuration lists, constructed but not started."""
     sinks: list[Sink] = []
     for cfg in config.sinks:
         if isinstance(cfg, MqttSinkConfig):
@@ -58,6 +60,10 @@ def build_sinks(config: TelemetryConfig) -> list[Sink]:
             sinks.append(NatsSink(cfg))
         elif isinstance(cfg, LakeSinkConfig):
             sinks.append(LakeSink(cfg))
+        elif isinstance(cfg, PubSubSinkConfig):
+            from bessai.telemetry.sinks.pubsub import PubSubSink  # needs the gcp extra
+
+            sinks.append(PubSubSink(cfg))
     return sinks
 
 

@@ -132,6 +132,7 @@ class SeqChecker:
 
 
 def format_envelope(env: Envelope) -> str:
+    """One line per envelope for a terminal."""
     values = " ".join(f"{k}={v}" for k, v in env.values.items())
     flag = " historical" if env.historical else ""
     return (
@@ -213,6 +214,7 @@ async def tail_mqtt(
     on_ready: Callable[[str], None],
     retry: bool = False,
 ) -> None:
+    """Subscribe to the MQTT topics and feed each envelope to `handle` until stopped."""
     client, where = await _mqtt_client(url, retry=retry)
     try:
         await client.subscribe(f"{topic_prefix}/+/+/+", qos=1)
@@ -277,6 +279,7 @@ async def tail_nats(
     on_ready: Callable[[str], None],
     retry: bool = False,
 ) -> None:
+    """Subscribe to (or replay) the NATS subjects and feed each envelope to `handle`."""
     if not url.startswith(("nats://", "tls://")):
         raise TelemetryError(f"--nats {url!r}: expected nats://[user:pass@]host[:port]")
     lost = asyncio.Event()
@@ -388,4 +391,5 @@ async def run_tail(
 
 
 def report_json(checker: SeqChecker) -> str:
+    """The seq-continuity report as JSON."""
     return json.dumps({"ok": checker.ok, "sites": checker.report()}, indent=2)

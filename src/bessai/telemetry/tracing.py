@@ -15,6 +15,7 @@ TRACER_NAME = "bessai.telemetry"
 
 def tracer() -> trace.Tracer:
     # Looked up per use so a provider installed after import still takes effect.
+    """The project's OpenTelemetry tracer (a no-op without an exporter)."""
     return trace.get_tracer(TRACER_NAME)
 
 

@@ -16,6 +16,7 @@ router = APIRouter(route_class=AuthFirstRoute, responses=KEYED, dependencies=[RE
 async def get_alerts(
     ctx: Ctx, limit: PageLimit, site: Annotated[str | None, Query(max_length=64)] = None
 ) -> models.Alerts:
+    """Active and recent alerts, newest first."""
     manager = ctx.monitor.alerts
     return models.Alerts(
         active=[alert_out(a) for a in manager.active(site)],

@@ -22,6 +22,7 @@ async def get_audit(
     since: datetime | None = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> models.AuditPage:
+    """Audit log entries (every command and its verdict), newest first."""
     if since is not None:
         # The audit stores UTC ISO text and compares it as text: a bare time means UTC,
         # any other offset is converted.

@@ -112,6 +112,7 @@ def _tally_out(key: str, t: Tally) -> TallyOut:
 
 
 def carbon_view(observer: CarbonObserver | None) -> CarbonOut:
+    """The carbon document of the running gateway (empty when carbon accounting is off)."""
     if observer is None:
         return CarbonOut(enabled=False)
     methods: dict[str, MethodOut] = {}
@@ -156,6 +157,7 @@ def carbon_view(observer: CarbonObserver | None) -> CarbonOut:
 
 
 def credits_view(observer: CarbonObserver | None) -> CreditsOut:
+    """The energy credits minted so far and the ledger's latest checkpoint."""
     minter = observer.minter if observer is not None else None
     if observer is None or minter is None:
         return CreditsOut(enabled=False)

@@ -114,6 +114,7 @@ async def post_override(
 
 @router.delete("/sites/{site_id}/override", response_model=models.Cleared)
 async def delete_override(site: Site, who: Controller, ctx: Ctx) -> models.Cleared:
+    """Clear the site's manual override; the schedule or controllers take over."""
     had = await site.clear_override()
     note = GuardDecision(0, 0, Outcome.ALLOWED, "clearing an override only removes a request")
     await audit_action(ctx, site, who, "override cleared", note)

@@ -14,17 +14,20 @@ router = APIRouter(route_class=AuthFirstRoute, responses=KEYED, dependencies=[RE
 
 @router.get("/status", response_model=models.StatusList)
 async def get_status(ctx: Ctx) -> models.StatusList:
+    """Every site's latest state."""
     now = datetime.now(UTC)
     return models.StatusList(sites=[site_status(s, now) for s in ctx.gateway.sites.values()])
 
 
 @router.get("/sites/{site_id}/status", response_model=models.SiteStatus, responses=NOT_FOUND)
 async def get_site_status(site: Site) -> models.SiteStatus:
+    """One site's latest state."""
     return site_status(site, datetime.now(UTC))
 
 
 @router.get("/fleet", response_model=models.Fleet)
 async def get_fleet(ctx: Ctx) -> models.Fleet:
+    """Totals over this gateway's sites."""
     view = ctx.gateway.fleet()
     return models.Fleet(
         sites=view.sites,
@@ -44,4 +47,5 @@ async def get_fleet(ctx: Ctx) -> models.Fleet:
     responses=NOT_FOUND,
 )
 async def get_schedule(site: Site, ctx: Ctx) -> models.Schedule:
+    """The site's current plan, one slot per step, with each slot's reason."""
     return schedule_view(site, datetime.now(UTC), ctx.gateway.planners.get(site.id))

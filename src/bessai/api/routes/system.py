@@ -30,6 +30,7 @@ router = APIRouter(route_class=AuthFirstRoute, responses=KEYED)
 
 @router.get("/version", response_model=models.Version, dependencies=[READ])
 async def get_version() -> models.Version:
+    """The gateway's version."""
     return models.Version(version=__version__)
 
 
@@ -67,16 +68,19 @@ async def metrics_access(
 
 @outside.get("/health")
 def get_health(ctx: Ctx) -> JSONResponse:
+    """Liveness and readiness: 200 when healthy, 503 with the reasons otherwise."""
     healthy, body = health(ctx.monitor)
     return JSONResponse(body, status_code=200 if healthy else 503)
 
 
 @outside.get("/metrics", dependencies=[Depends(metrics_access)])
 def get_metrics(ctx: Ctx) -> Response:
+    """Prometheus metrics in the text exposition format."""
     registry = ctx.monitor.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @outside.get("/")
 def get_dashboard() -> FileResponse:
+    """The dashboard page."""
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")

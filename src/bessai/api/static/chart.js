@@ -1,10 +1,12 @@
 // Time-series charts drawn as plain SVG: a y axis with its unit, time ticks on the site's wall
 // clock, one path per series, broken where data is missing instead of bridging the gap.
-import { hm, hms, offsetMin } from "./time.js";
+import { hm, hms, md, offsetMin } from "./time.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const MARGIN = { left: 56, right: 14, top: 10, bottom: 24 };
-const TIME_STEPS_S = [10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+const TIME_STEPS_S = [10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
+  86400, 172800, 432000, 604800, 1209600, 2592000];
+const DAY_S = 86400;
 const MAX_TIME_TICKS = 7;
 
 export function svgEl(name, attrs, text) {
@@ -31,13 +33,15 @@ function autoRange(values, minSpan) {
 
 function timeTicks(start, end, zone) {
   const spanS = (end - start) / 1000;
-  const stepS = TIME_STEPS_S.find((s) => spanS / s <= MAX_TIME_TICKS) || 3600;
+  const stepS = TIME_STEPS_S.find((s) => spanS / s <= MAX_TIME_TICKS) || 2592000;
   const stepMs = stepS * 1000;
   // Round on the site's wall clock, so ticks fall on :00, :05 ... even at a UTC+5:45 site.
   const shift = offsetMin(start, zone) * 60000;
   const ticks = [];
   for (let t = Math.ceil((start + shift) / stepMs) * stepMs - shift; t <= end; t += stepMs) ticks.push(t);
-  return { ticks, label: (t) => (stepS < 60 ? hms(t, zone) : hm(t, zone)) };
+  // Days and longer (the analyst's ranges): the local date; a day of hours: the wall clock.
+  const label = (t) => (stepS >= DAY_S ? md(t, zone) : stepS < 60 ? hms(t, zone) : hm(t, zone));
+  return { ticks, label };
 }
 
 /**
@@ -89,4 +93,5 @@ export function drawTimeChart(svg, points, start, end, opts) {
   }
   svg.replaceChildren(...out);
   svg.setAttribute("data-points", visible.length);
+  return { X, Y, x0, x1, y0, y1 };
 }

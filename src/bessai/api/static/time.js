@@ -42,6 +42,12 @@ export function hm(ms, zone) {
   return pad(w.hour) + ":" + pad(w.minute);
 }
 
+/** "03-14": the local month and day. */
+export function md(ms, zone) {
+  const w = wall(ms, zone);
+  return pad(w.month) + "-" + pad(w.day);
+}
+
 export function dateTime(ms, zone) {
   const w = wall(ms, zone);
   return w.year + "-" + pad(w.month) + "-" + pad(w.day) + " " + hms(ms, zone);

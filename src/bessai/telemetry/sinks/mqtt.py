@@ -35,10 +35,12 @@ _AUTH_CODES = {4, 5, 0x86, 0x87, 0x8C}
 
 
 def topic_for(prefix: str, site_id: str, device_id: str | None, kind: str) -> str:
+    """The MQTT topic of an envelope."""
     return f"{prefix}/{site_id}/{device_id or SITE_DEVICE}/{kind}"
 
 
 def status_topic(prefix: str, site_id: str) -> str:
+    """The retained online/offline topic of a site."""
     return f"{prefix}/{site_id}/status"
 
 

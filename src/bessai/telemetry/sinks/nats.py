@@ -31,6 +31,7 @@ log = structlog.get_logger(__name__)
 
 
 def subject_for(prefix: str, site_id: str, device_id: str | None, kind: str) -> str:
+    """The NATS subject of an envelope."""
     return f"{prefix}.{site_id}.{device_id or SITE_DEVICE}.{kind}"
 
 

@@ -17,7 +17,7 @@ import pytest
 from bessai.config import Config, default_data_dir, load_config
 from bessai.control.audit import AuditLog, AuditRecord
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bessai(

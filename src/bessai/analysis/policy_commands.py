@@ -1,0 +1,103 @@
+"""`bessai policy eval`: the learned policy, the optimizer on the same forecast and the rule
+engine in the same rolling back-test, side by side."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import TaskID
+from rich.table import Table
+
+from bessai.analysis.backtest import backtest
+from bessai.analysis.result import BacktestResult
+from bessai.market.options import (
+    ColumnOpt,
+    FromOpt,
+    JsonOpt,
+    NodeOpt,
+    PricesOpt,
+    PriceSource,
+    ToOpt,
+    day_progress,
+    stdout_console,
+)
+from bessai.optimize.options import CapacityOpt, PowerOpt, WearOpt
+from bessai.optimize.storage import StorageSpec
+from bessai.policy.commands import PolicyDirOpt, policy_app
+
+
+def register() -> None:
+    """Add `eval` to the `policy` group."""
+    policy_app.command("eval")(eval_command)
+
+
+def eval_command(
+    model: PolicyDirOpt,
+    prices: PricesOpt,
+    node: NodeOpt = None,
+    column: ColumnOpt = None,
+    first: FromOpt = None,
+    last: ToOpt = None,
+    power_kw: PowerOpt = 1000.0,
+    capacity_kwh: CapacityOpt = 4000.0,
+    degradation: WearOpt = 0.0,
+    forecaster: Annotated[
+        str, typer.Option("--forecaster", help="The forecast both the policy and the LP read.")
+    ] = "week-mean",
+    as_json: JsonOpt = False,
+) -> None:
+    """Back-test the policy beside the LP on the same forecast and the rule engine: capture
+    of the daily perfect foresight, and equivalent full cycles."""
+    # onnxruntime loads only for this command, not for every `bessai` start.
+    from bessai.analysis.policy_backtest import PolicyBacktest, policy_backtest
+    from bessai.policy.runner import OnnxPolicy
+
+    storage = StorageSpec(
+        max_charge_kw=power_kw, capacity_kwh=capacity_kwh, degradation_per_mwh=degradation
+    )
+    policy = OnnxPolicy(model)
+    err = Console(stderr=True)
+    source = PriceSource.from_options(prices, column, node, first, last)
+    series = source.load(err)
+    results: list[BacktestResult] = []
+    with day_progress(err, "back-test {task.description}") as progress:
+        for name in ("ppo", forecaster, "rule"):
+            task = progress.add_task(name, total=None)
+
+            def on_day(done: int, total: int, task: TaskID = task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            if name == "ppo":
+                spec = PolicyBacktest(
+                    storage, forecaster, first_day=source.first, last_day=source.last
+                )
+                results.append(policy_backtest(series, policy, spec, on_day))
+            else:
+                results.append(
+                    backtest(series, name, storage, first_day=source.first,
+                             last_day=source.last, on_day=on_day)
+                )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps([r.summary() for r in results], indent=1))
+        return
+    _table(results)
+
+
+def _table(results: list[BacktestResult]) -> None:
+    first = results[0]
+    cur = first.unit.split("/")[0]
+    table = Table(title=f"{first.node} {first.first_day} .. {first.last_day}")
+    for column in ("strategy", f"net revenue ({cur})", "capture vs daily perfect", "EFC"):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for r in results:
+        name = "LP + " + r.forecaster if r.forecaster not in ("ppo", "rule") else r.forecaster
+        table.add_row(
+            name,
+            f"{r.net_revenue:,.0f}",
+            f"{r.capture_daily:.1%}",
+            f"{r.equivalent_full_cycles:.0f}",
+        )
+    stdout_console().print(table)

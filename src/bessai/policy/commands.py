@@ -1,0 +1,131 @@
+"""`bessai policy train` and `bessai policy check` (PyTorch, the `[rl]` extra); `eval` joins
+the group from :mod:`bessai.analysis.policy_commands`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bessai.errors import ConfigError
+from bessai.market.options import (
+    ColumnOpt,
+    FromOpt,
+    MaxGapOpt,
+    NodeOpt,
+    PricesOpt,
+    PriceSource,
+    ToOpt,
+    stdout_console,
+)
+from bessai.market.prices import DEFAULT_MAX_GAP_H
+
+policy_app = typer.Typer(
+    name="policy",
+    help="Learned dispatch: train a PPO policy, check its ONNX export, judge it.",
+    no_args_is_help=True,
+)
+
+PolicyDirOpt = Annotated[Path, typer.Option("--model", help="Exported policy directory.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `policy` group to the `bessai` command."""
+    app.add_typer(policy_app)
+
+
+def need_torch(command: str) -> None:
+    """One line instead of an ImportError when the `[rl]` extra is missing."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"{command} needs PyTorch: pip install 'bessai[rl]' (the CPU build: pip install "
+            "torch --index-url https://download.pytorch.org/whl/cpu)"
+        ) from None
+
+
+@policy_app.command("train")
+def train_command(
+    prices: PricesOpt,
+    out: Annotated[Path, typer.Option("--out", help="Policy directory to write.")],
+    node: NodeOpt = None,
+    column: ColumnOpt = None,
+    first: FromOpt = None,
+    last: ToOpt = None,
+    steps: Annotated[int, typer.Option("--steps", help="Environment steps to train.")] = 1_500_000,
+    max_minutes: Annotated[
+        float | None, typer.Option("--max-minutes", help="Stop after this much wall time.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    num_envs: Annotated[int, typer.Option("--num-envs", help="Batteries stepped together.")] = 32,
+    forecaster: Annotated[
+        str, typer.Option("--forecaster", help="What the policy sees: persistence or week-mean.")
+    ] = "week-mean",
+    duration_h: Annotated[
+        float, typer.Option("--duration-h", help="Battery hours at full power.")
+    ] = 4.0,
+    clock: Annotated[
+        bool,
+        typer.Option(
+            "--clock/--no-clock",
+            help="Let the network read the hour of day, or only the forecast's shape.",
+        ),
+    ] = True,
+    max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
+) -> None:
+    """Train PPO on bessai/BESS-v0 over real prices, the observation holding the day-ahead
+    forecast; write policy.onnx, card.json, network.pt and learning_curve.png."""
+    need_torch("policy train")
+    from bessai.policy.ppo import PpoSettings
+    from bessai.policy.training import TrainSpec, train_policy
+
+    if steps < 1 or num_envs < 1:
+        raise ConfigError("--steps and --num-envs must be at least 1")
+    err = Console(stderr=True)
+    source = PriceSource.from_options(prices, column, node, first, last, max_gap_h=max_gap_h)
+    series = source.load_window(err)
+    ppo = PpoSettings(
+        total_steps=steps,
+        num_envs=num_envs,
+        seed=seed,
+        max_wall_s=None if max_minutes is None else max_minutes * 60.0,
+        use_clock=clock,
+    )
+    spec = TrainSpec(forecaster=forecaster, duration_h=duration_h, ppo=ppo)
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("PPO {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=steps)
+
+        def on_iteration(done: int, usd_per_day: float) -> None:
+            progress.update(task, completed=done, description=f"{usd_per_day:8.1f} USD/day")
+
+        curve = train_policy(series, spec, out, on_iteration)
+    stdout_console().print(
+        f"trained {curve.steps[-1]:,} steps in {time.perf_counter() - started:.0f} s "
+        f"(last episode reward {curve.usd_per_day[-1]:.1f} USD/day); wrote {out}"
+    )
+
+
+@policy_app.command("check")
+def check_command(model: PolicyDirOpt) -> None:
+    """Verify that policy.onnx computes what the training-time network (network.pt) does."""
+    need_torch("policy check")
+    from bessai.policy.export import CHECK_TOLERANCE, check_policy
+
+    worst = check_policy(model)
+    stdout_console().print(
+        f"{model}: ONNX equals the training-time network (largest difference {worst:.2g}, "
+        f"tolerance {CHECK_TOLERANCE:g})"
+    )

@@ -1,0 +1,98 @@
+"""`bessai policy train` as a function: real prices and their day-ahead forecast windows, the
+vector environment, PPO, then the exported policy with its card and learning curve."""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bessai.market.prices import PriceSeries
+from bessai.plant.battery import BatteryParams, ci_container_1mw_4mwh
+from bessai.plant.env_vector import BessVectorEnv
+from bessai.policy.export import ExportInfo, export_policy
+from bessai.policy.ppo import Curve, PpoSettings, train_ppo
+from bessai.policy.windows import training_series
+
+
+@dataclass(frozen=True, slots=True)
+class TrainSpec:
+    """What is trained: the observation, episode and battery shape, and PPO's settings."""
+
+    forecaster: str = "week-mean"
+    forecast_steps: int = 24
+    episode_days: int = 7
+    duration_h: float = 4.0
+    efficiency: float = 0.95
+    price_scale_usd_mwh: float = 100.0
+    replacement_cost_usd_per_kwh: float = 0.0
+    ppo: PpoSettings = dataclasses.field(default_factory=PpoSettings)
+
+
+def training_battery(duration_h: float, efficiency: float) -> BatteryParams:
+    """The battery trained on: the 1 MW container with `duration_h` hours of energy, the
+    back-test's efficiencies and no auxiliaries (sites meter those apart from arbitrage)."""
+    return dataclasses.replace(
+        ci_container_1mw_4mwh(),
+        name=f"training 1 MW / {duration_h:g} h",
+        nameplate_energy_kwh=1000.0 * duration_h,
+        charge_efficiency=efficiency,
+        discharge_efficiency=efficiency,
+        aux_power_w=0.0,
+    )
+
+
+def train_policy(
+    series: PriceSeries,
+    spec: TrainSpec,
+    out: Path,
+    on_iteration: Callable[[int, float], None] | None = None,
+) -> Curve:
+    """Train on `series` and export to `out` (policy.onnx, card.json, network.pt and
+    learning_curve.png)."""
+    data = training_series(series, spec.forecaster, spec.forecast_steps)
+    battery = training_battery(spec.duration_h, spec.efficiency)
+    venv = BessVectorEnv(
+        spec.ppo.num_envs,
+        data.prices_usd_mwh,
+        series.step.total_seconds() / 3600.0,
+        battery=battery,
+        episode_days=spec.episode_days,
+        forecast_steps=spec.forecast_steps,
+        start_hour_of_day=data.start_hour_utc,
+        replacement_cost_usd_per_kwh=spec.replacement_cost_usd_per_kwh,
+        price_scale_usd_mwh=spec.price_scale_usd_mwh,
+        observed_prices_usd_mwh=data.windows_usd_mwh,
+    )
+    reward_scale = battery.max_charge_w / 1e6 * spec.price_scale_usd_mwh
+    net, curve = train_ppo(venv, spec.ppo, reward_scale, on_iteration)
+    training = {
+        "algorithm": "PPO (bessai.policy.ppo, clipped surrogate, GAE)",
+        "prices": f"{series.node} {data.first} .. {data.last} ({series.unit})",
+        "forecaster": spec.forecaster,
+        "observation_prices": "day-ahead forecast made at the start of each market day",
+        "episode_days": spec.episode_days,
+        "battery": battery.name,
+        "efficiency": spec.efficiency,
+        "replacement_cost_usd_per_kwh": spec.replacement_cost_usd_per_kwh,
+        "seed": spec.ppo.seed,
+        "num_envs": spec.ppo.num_envs,
+        "steps": curve.steps[-1],
+        "wall_s": round(curve.wall_s, 1),
+        "machine": f"{platform.machine()}, {platform.python_implementation()} "
+        f"{platform.python_version()}",
+        "settings": dataclasses.asdict(spec.ppo),
+    }
+    score = {"train_usd_per_day_last": round(curve.usd_per_day[-1], 2)}
+    info = ExportInfo(
+        forecast_steps=spec.forecast_steps,
+        step_hours=series.step.total_seconds() / 3600.0,
+        price_scale_usd_mwh=spec.price_scale_usd_mwh,
+        duration_h=spec.duration_h,
+        training=training,
+        score=score,
+    )
+    export_policy(net, info, out, curve)
+    return curve

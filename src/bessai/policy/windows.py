@@ -1,0 +1,87 @@
+"""The forecast the agent sees: at each step, the next F+1 prices as the day-ahead forecaster
+predicted them at the start of the step's market day (from the prices before that day). The
+optimizer's back-test plans on the same forecast, so the comparison is fair."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from bessai.errors import ConfigError
+from bessai.market.baselines import FORECASTERS, Forecaster
+from bessai.market.days import Day, market_days
+from bessai.market.prices import PriceSeries
+
+F64 = npt.NDArray[np.float64]
+#: the forecasters read this much history before a day (week-mean: seven days)
+HISTORY_DAYS = 8
+
+
+def forecaster_named(name: str) -> Forecaster:
+    """A day-ahead forecaster of `bessai.market.baselines` by name."""
+    if name not in FORECASTERS:
+        raise ConfigError(f"forecaster {name!r}: choose one of {', '.join(sorted(FORECASTERS))}")
+    return FORECASTERS[name]
+
+
+def day_windows(
+    history: pd.Series,
+    first_step: pd.Timestamp,
+    series: PriceSeries,
+    n_steps: int,
+    width: int,
+    forecaster: Forecaster,
+) -> F64:
+    """(n_steps, width) windows for the day starting at `first_step`, from one forecast of
+    n_steps + width - 1 steps made on `history`."""
+    target = pd.date_range(first_step, periods=n_steps + width - 1, freq=series.step)
+    forecast = np.asarray(forecaster(history, target, series.timezone), dtype=np.float64)
+    view: F64 = np.lib.stride_tricks.sliding_window_view(forecast, width)[:n_steps]
+    return view
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSeries:
+    """Contiguous real prices, the forecast window seen at each step, and the UTC hour of the
+    first step (the environment's `start_hour_of_day`)."""
+
+    prices_usd_mwh: F64
+    windows_usd_mwh: F64
+    start_hour_utc: float
+    first: str
+    last: str
+
+
+def training_series(series: PriceSeries, forecaster: str, forecast_steps: int) -> TrainingSeries:
+    """The windows over every market day of `series` that has `HISTORY_DAYS` before it. A gap
+    in the prices ends the usable stretch: the longest run of consecutive days is kept."""
+    if series.unit != "USD/MWh":
+        raise ConfigError(f"training prices must be in USD/MWh, got {series.unit}")
+    predict = forecaster_named(forecaster)
+    days = market_days(series)[HISTORY_DAYS:]
+    runs: list[list[Day]] = []
+    for day in days:  # market days are complete and priced; a gap splits the runs
+        if runs and runs[-1][-1][2] == day[1]:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    if not runs:
+        raise ConfigError("training prices: no complete day with a week of history before it")
+    run = max(runs, key=len)
+    width = forecast_steps + 1
+    rows = []
+    for _, s, e in run:
+        history = series.prices.iloc[:s].dropna()
+        rows.append(day_windows(history, series.index[s], series, e - s, width, predict))
+    s0, e1 = run[0][1], run[-1][2]
+    first = series.index[s0]
+    return TrainingSeries(
+        prices_usd_mwh=series.values[s0:e1],
+        windows_usd_mwh=np.concatenate(rows),
+        start_hour_utc=first.hour + first.minute / 60.0,
+        first=str(run[0][0]),
+        last=str(run[-1][0]),
+    )

@@ -1,0 +1,70 @@
+"""Training a tiny policy end to end (only where PyTorch is installed: the `[rl]` extra)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bessai.cli import app
+from bessai.errors import PolicyError
+from bessai.policy.card import CARD_FILE, WEIGHTS_FILE, load_card
+from bessai.policy.runner import OnnxPolicy
+from tests.conftest import DATA
+
+torch = pytest.importorskip("torch")
+
+
+def test_train_export_check_eval(tmp_path: Path) -> None:
+    out = tmp_path / "policy"
+    runner = CliRunner()
+    prices = str(DATA / "cen_cmg_crucero220_2019-2023.csv")
+    trained = runner.invoke(
+        app,
+        ["policy", "train", "--prices", prices, "--from", "2022-01-01", "--to", "2022-02-28",
+         "--out", str(out), "--steps", "700", "--num-envs", "2", "--seed", "3"],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    assert "trained" in trained.output
+    card = load_card(out)
+    assert card.training["seed"] == 3
+    assert card.training["steps"] == 2 * 2 * 168
+    assert "2022-01-09" in card.training["prices"]  # a week of history before the first day
+    assert (out / "learning_curve.png").stat().st_size > 1000
+    OnnxPolicy(out)
+
+    checked = runner.invoke(app, ["policy", "check", "--model", str(out)])
+    assert checked.exit_code == 0, checked.output
+    assert "ONNX equals the training-time network" in checked.output
+
+    evaluated = runner.invoke(
+        app,
+        ["policy", "eval", "--model", str(out), "--prices", prices, "--from", "2023-03-01",
+         "--to", "2023-03-03", "--json"],
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    rows = json.loads(evaluated.stdout)
+    assert [r["forecaster"] for r in rows] == ["ppo", "week-mean", "rule"]
+    assert all(r["days"] == 3 for r in rows)
+
+
+def test_check_finds_a_graph_that_is_not_the_network(tmp_path: Path) -> None:
+    from bessai.policy.export import ExportInfo, check_policy, export_policy
+    from bessai.policy.network import ActorCritic
+
+    out = tmp_path / "p"
+    export_policy(ActorCritic(24, hidden=8), ExportInfo(24, 1.0, 100.0, 4.0), out, None)
+    assert check_policy(out) < 1e-4
+    clockless = tmp_path / "clockless"
+    net = ActorCritic(24, hidden=8, use_clock=False)
+    export_policy(net, ExportInfo(24, 1.0, 100.0, 4.0), clockless, None)
+    assert check_policy(clockless) < 1e-4
+    other = ActorCritic(24, hidden=8)
+    saved = torch.load(out / WEIGHTS_FILE, weights_only=True)
+    saved["state_dict"] = other.state_dict()
+    torch.save(saved, out / WEIGHTS_FILE)
+    with pytest.raises(PolicyError, match="differs from"):
+        check_policy(out)
+    assert json.loads((out / CARD_FILE).read_text())["format"] == "bessai-policy/1"
