@@ -15,7 +15,20 @@ from typing import Protocol
 
 from bessai.devices.base import Acquisition, WriteRecord
 
-__all__ = ["Assessor", "SecurityAlert", "SecurityAssessment"]
+__all__ = ["ALERT_KINDS", "Assessor", "SecurityAlert", "SecurityAssessment"]
+
+#: every `SecurityAlert.kind` a monitor raises (metrics start each at 0)
+ALERT_KINDS = (
+    "foreign_write",
+    "connection_theft",
+    "exception_pattern",
+    "flooding",
+    "sweep",
+    "write_burst",
+    "physics",
+    "range",
+    "anomaly",
+)
 
 
 @dataclass(frozen=True, slots=True)
