@@ -27,6 +27,7 @@ BENCHMARKS: list[str] = [
     "policy",
     "fleet",
     "federated",
+    "security",
 ]
 
 

@@ -30,6 +30,7 @@ from bessai.plant import commands as plant_commands
 from bessai.policy import commands as policy_commands
 from bessai.runtime import analyst_commands
 from bessai.runtime import commands as runtime_commands
+from bessai.security import commands as security_commands
 from bessai.simulator import commands as sim_commands
 from bessai.telemetry import commands as telemetry_commands
 from bessai.vpp import commands as vpp_commands
@@ -82,6 +83,7 @@ analyst_commands.register(app)
 policy_commands.register(app)
 analysis_policy_commands.register()
 fleet_commands.register(app)
+security_commands.register(app)
 
 
 def main() -> None:

@@ -53,6 +53,21 @@ class OverrideState(_Out):
     until_utc: datetime
 
 
+class SecurityStatus(_Out):
+    """The security monitor of a site (docs/security-monitor.md)."""
+
+    learning: bool = Field(description="true until the learned checks are armed")
+    learned_cycles: int
+    anomaly_score: float | None = Field(default=None, description="higher = stranger")
+    threshold: float | None = Field(default=None, description="from the false-alarm budget")
+    suspect: list[str] = Field(default_factory=list, description="readings kept from the plan")
+    alerts_by_kind: dict[str, int] = Field(default_factory=dict)
+    tolerances: dict[str, float] | None = None
+    recent: list[dict[str, Any]] = Field(
+        default_factory=list, description="the last alerts: cycle, ts, kind, check, evidence"
+    )
+
+
 class SiteStatus(_Out):
     site: str
     name: str
@@ -74,6 +89,7 @@ class SiteStatus(_Out):
     safety: Safety | None = None
     controller: ActiveController | None = None
     decision: Decision | None = None
+    security: SecurityStatus | None = None
 
 
 class StatusList(_Out):

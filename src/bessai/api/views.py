@@ -31,6 +31,13 @@ def site_status(site: SiteRunner, now: datetime) -> models.SiteStatus:
         mode=site.mode.value,
         override=override,
     )
+    if site.assessor is not None:
+        suspect = (
+            [] if site.last is None or site.last.security is None else site.last.security.suspect
+        )
+        status.security = models.SecurityStatus.model_validate(
+            {**site.assessor.status(), "suspect": list(suspect)}
+        )
     record = site.last
     if record is None:
         return status

@@ -22,6 +22,7 @@ from bessai.config.sections import (
     GatewayConfig,
     OptimizerConfig,
     SafetyConfig,
+    SecurityConfig,
     SimulatorConfig,
     TrackingConfig,
     _Section,
@@ -53,6 +54,7 @@ class SiteConfig(_Section):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     vpp: VppConfig = Field(default_factory=VppConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
 
     @model_validator(mode="after")
     def _one_hybrid(self) -> Self:

@@ -259,3 +259,34 @@ class SimulatorConfig(_Section):
     initial_soc_pct: Pct = 50.0
     load_mean_w: float = Field(default=800.0, ge=0, le=1e7, description="house load, daily mean")
     pv_peak_w: float = Field(default=8_000.0, ge=0, le=1e7, description="clear-sky PV peak")
+
+
+class SecurityConfig(_Section):
+    """The security monitor on the Modbus path (docs/security-monitor.md)."""
+
+    enabled: bool = True
+    reread_every: int = Field(
+        default=1, ge=1, le=100, description="cycles between re-reads of one control block"
+    )
+    on_foreign_write: Literal["alert", "restore", "safe"] = Field(
+        default="safe", description="alert only; restore the gateway's values; or restore + SAFE"
+    )
+    safe_hold_cycles: int = Field(
+        default=12, ge=1, le=100_000, description="cycles SAFE is held after a foreign write"
+    )
+    train_cycles: int = Field(
+        default=720, ge=20, le=1_000_000, description="benign cycles before the score is armed"
+    )
+    false_alarms_per_day: float = Field(
+        default=0.5, gt=0, le=1_000, description="anomaly-score budget per 24 h of cycles"
+    )
+    persist_cycles: int = Field(
+        default=2, ge=1, le=100, description="consecutive cycles over a limit before an alert"
+    )
+    tolerance_margin: float = Field(
+        default=1.5, ge=1.0, le=100, description="learned residual tolerance x this margin"
+    )
+    connection_losses_per_hour: float = Field(
+        default=0.0, ge=0, le=3600, description="losses tolerated (no alert) in any hour"
+    )
+    seed: int = 0

@@ -203,6 +203,11 @@ class SchedulePlanner:
         if soc is None:
             log.warning("no measured SOC yet; plan postponed", site=self.site.id)
             return None
+        if record is not None and record.security is not None and record.security.suspect:
+            # Readings the security monitor takes to be false must not steer the plan.
+            log.warning("readings flagged by the security monitor; plan postponed",
+                        site=self.site.id, suspect=list(record.security.suspect))  # fmt: skip
+            return None
         now = datetime.now(UTC)
         try:
             plan = await asyncio.to_thread(self.plan, now, soc)

@@ -40,6 +40,7 @@ from bessai.control.learned import LearnedDispatch
 from bessai.control.safety import GuardDecision, Latch, Outcome, SafetyGuard, SafetyState, verdict
 from bessai.control.state import SavedOverride, SiteMemory, StateStore
 from bessai.control.tracking import SetpointTracker, TrackingResult
+from bessai.control.watch import Assessor, SecurityAssessment
 from bessai.devices.base import (
     HOLD_BOTH,
     NO_BLOCK,
@@ -93,6 +94,8 @@ class CycleRecord:
     block: DirectionBlock = NO_BLOCK
     tracking: TrackingResult | None = None
     overruns: int = 0
+    #: the security monitor's verdict, when one is wired
+    security: SecurityAssessment | None = None
 
 
 @dataclass(slots=True)
@@ -104,6 +107,7 @@ class _Draft:
     data_age_s: float | None = None
     tracking: TrackingResult | None = None
     block: DirectionBlock = NO_BLOCK
+    security: SecurityAssessment | None = None
     writes: list[WriteRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -172,6 +176,8 @@ class SiteRunner:
         self._act_error: str | None = None
         self._startup_done = False
         self._last_audited: tuple[str, float, str] | None = None
+        #: the security monitor (bessai.security), wired by the runtime; None: not watched
+        self.assessor: Assessor | None = None
         self._restore(store)
 
     # -- operator state ------------------------------------------------------------------------
@@ -367,6 +373,7 @@ class SiteRunner:
         draft.errors.extend(draft.acquired.errors)
         draft.data_age_s = self._assess(m, time.monotonic())
         draft.tracking = self._track(m, time.monotonic())
+        await self._watch(draft)
         found: str | None = None
         if not self._startup_done and draft.data_age_s is not None:
             found, startup_writes = await self._take_over()
@@ -392,6 +399,17 @@ class SiteRunner:
             log.warning(reason, site=self.id)
         await self._audit(draft.ts, proposal, decision, draft.writes, act_error, reason)
         return await self._finish(draft, proposal, decision)
+
+    async def _watch(self, draft: _Draft) -> None:
+        """Ask the security monitor about this read; a high-confidence event puts the site in
+        SAFE (after the monitor restored the gateway's register values, audited here)."""
+        if self.assessor is None:
+            return
+        assessment = await self.assessor.assess(self._cycle, draft.acquired)
+        draft.security = assessment
+        draft.writes.extend(assessment.writes)
+        if assessment.failsafe is not None:
+            self._enter_safe(assessment.failsafe)
 
     async def _act_and_track(
         self, draft: _Draft, decision: GuardDecision
@@ -443,6 +461,7 @@ class SiteRunner:
             block=draft.block,
             tracking=draft.tracking,
             overruns=self.counters.overruns,
+            security=draft.security,
         )
         self.last = record
         self.counters.cycles += 1

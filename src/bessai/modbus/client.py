@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -100,6 +100,9 @@ class ModbusDevice:
         self._identified = False
         #: verified write read-backs not yet handed to a poll result
         self._read_backs: dict[str, Reading] = {}
+        #: told of every write this client sends (address, registers, landed): the security
+        #: monitor learns from them which register values are the gateway's own
+        self.write_listeners: list[Callable[[int, tuple[int, ...], bool], None]] = []
         #: per point, the points it stands in for where the device does not serve them
         self._fallback_of: dict[tuple[str, str], list[Point]] = {}
         for prof in profiles:
@@ -183,6 +186,7 @@ class ModbusDevice:
 
     def _connection_lost(self) -> None:
         # Reconnect at once on the next request; the back-off applies to failed connects only.
+        self.stats.connection_drops += 1
         self._drop_connection()
 
     # -- one request, with retries ----------------------------------------------------------
@@ -232,6 +236,10 @@ class ModbusDevice:
         except ModbusIOException as exc:
             self.stats.errors += 1
             self.stats.timeouts += 1
+            if not client.connected or time.monotonic() - started < 0.9 * self.settings.timeout_s:
+                # The peer closed the connection under the request (pymodbus reports that as a
+                # timeout, early or at the timeout): not a silent device.
+                self.stats.connection_resets += 1
             # A late answer would be matched to the next request; start over on a new socket.
             self._connection_lost()
             if not self._unit_answered:
@@ -243,6 +251,7 @@ class ModbusDevice:
             ) from None
         except (ConnectionException, OSError, asyncio.IncompleteReadError) as exc:
             self.stats.errors += 1
+            self.stats.connection_resets += 1
             self._connection_lost()
             raise _ConnectionLostError(
                 f"connection lost ({exc or type(exc).__name__})",
@@ -539,13 +548,22 @@ class ModbusDevice:
                 )
         return registers
 
+    def _tell_write(self, address: int, registers: Sequence[int], *, landed: bool) -> None:
+        for listener in self.write_listeners:
+            listener(address, tuple(registers), landed)
+
     async def write_point(self, name: str, value: object, *, verify: bool = True) -> WriteResult:
         """Write one writable point after validation: FC06 for one register, FC16 for more;
         then read it back and compare."""
         profile, point = self.find_point(name)
         registers = await self.check_write(profile, point, value)
         fc = 6 if len(registers) == 1 else 16
-        await self._request(fc, point.address, registers)
+        try:
+            await self._request(fc, point.address, registers)
+        except DeviceError:
+            self._tell_write(point.address, registers, landed=False)
+            raise
+        self._tell_write(point.address, registers, landed=True)
         log.info(
             "wrote point",
             device=self.name,

@@ -78,5 +78,10 @@ class ClientStats:
     errors: int = 0
     timeouts: int = 0
     reconnects: int = 0
+    #: connections closed under a request by the other side (not our timeout): on a device that
+    #: serves one client, the sign that another client connected
+    connection_resets: int = 0
+    #: connections this client dropped itself after a failed request (each is reconnected)
+    connection_drops: int = 0
     exceptions_by_code: dict[int, int] = field(default_factory=dict)
     last_latency_s: float = 0.0

@@ -93,7 +93,15 @@ _LATCH_SEVERITY = {
 }
 #: Cycle-derived kinds; `observe` resolves any of these a cycle no longer shows.
 _CYCLE_KINDS = frozenset(
-    {"safety_block", "safety_limit", "device_alarm", "failsafe", "device_offline", "tracking"}
+    {
+        "safety_block",
+        "safety_limit",
+        "device_alarm",
+        "failsafe",
+        "device_offline",
+        "tracking",
+        "security",
+    }
 )
 
 
@@ -235,7 +243,28 @@ class AlertManager:
             for key in self._active:
                 if key[0] == site.id and key[1] == "device_alarm":
                     seen[(key[1], key[2])] = True
+        self._security(site.id, record, hold, seen)
         self._sync(site.id, _CYCLE_KINDS, seen)
+
+    def _security(
+        self,
+        site_id: str,
+        record: CycleRecord,
+        hold: Callable[[str, str, Severity, str], None],
+        seen: dict[tuple[str, str], Any],
+    ) -> None:
+        """The security monitor's detections (docs/security-monitor.md): critical when acted
+        on; held while the monitor keeps the site in SAFE or readings from the planner."""
+        security = record.security
+        if security is None:
+            return
+        for alert in security.alerts:
+            severity = Severity.CRITICAL if alert.confidence == "high" else Severity.WARNING
+            hold("security", alert.kind, severity, f"{alert.check}: {alert.message}")
+        if security.failsafe is not None or security.suspect:
+            for key in self._active:
+                if key[0] == site_id and key[1] == "security":
+                    seen[(key[1], key[2])] = True
 
     def report(
         self,

@@ -4,6 +4,7 @@ memory, it never touches a device."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bessai.control.watch import ALERT_KINDS
 from bessai.devices.base import DeviceStats
 
 if TYPE_CHECKING:
@@ -117,7 +119,17 @@ class GatewayMetrics:
                 ("setpoint_w", "Battery setpoint after the safety guard"),
             )
         }
+        self.ids_alerts = Counter(
+            "ids_alerts", "Security monitor alerts by kind", ["site", "kind"], registry=r
+        )
+        self.ids_anomaly_score = Gauge(
+            "ids_anomaly_score",
+            "Security monitor anomaly score (higher = stranger)",
+            ["site"],
+            registry=r,
+        )
         self._overruns_seen: dict[str, int] = {}
+        self._ids_sites: set[str] = set()
 
     def watch_restarts(self, source: Callable[[], Iterable[tuple[str, int]]]) -> None:
         """Site task restarts, read from the gateway's counters at each scrape (a site that
@@ -166,3 +178,15 @@ class GatewayMetrics:
         ):
             if value is not None:
                 self.values[name].labels(site).set(value)
+        security = record.security
+        if security is not None:
+            if site not in self._ids_sites:
+                # Every kind from 0, so increase() and rate() have a series before the first alert.
+                self._ids_sites.add(site)
+                for kind in ALERT_KINDS:
+                    self.ids_alerts.labels(site, kind)
+            for alert in security.alerts:
+                self.ids_alerts.labels(site, alert.kind).inc()
+            # NaN while the monitor is still learning: no score yet, and no alert on one.
+            score = security.score if security.score is not None else math.nan
+            self.ids_anomaly_score.labels(site).set(score)

@@ -20,6 +20,7 @@ import errno
 import ipaddress
 import socket
 import time
+from collections.abc import Callable
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -128,6 +129,9 @@ class ProxyServer:
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._logged: set[tuple[str, str]] = set()
+        #: told of every client request (client, function code, address, count): the security
+        #: monitor looks for sweeps and write bursts here
+        self.request_listeners: list[Callable[[str, int, int, int], None]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -287,6 +291,8 @@ class ProxyServer:
         if request.dev_id not in self.unit_ids:
             return None  # as on the device: a unit id it does not have gets no answer
         fc = request.function_code
+        for listener in self.request_listeners:
+            listener(client, fc, getattr(request, "address", 0), getattr(request, "count", 0))
         if fc == 3:
             return await self._read(request)
         if fc in (6, 16):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 
 import structlog
 
@@ -19,6 +20,7 @@ from bessai.observe.metrics import GatewayMetrics
 from bessai.observe.monitor import Monitor
 from bessai.proxy import ProxyServer
 from bessai.runtime.simulators import EmbeddedSimulators
+from bessai.security.wiring import attach, watch_requests
 from bessai.telemetry.pipeline import TelemetryPipeline
 from bessai.vpp.metrics import VppMetrics
 from bessai.vpp.ven import Ven
@@ -80,9 +82,14 @@ class Runtime:
         emitter = CycleEmitter(self.telemetry)
         for site in gateway.sites.values():
             site.emitters.append(emitter)
+            # An embedded simulator's plant may run faster than the wall clock: the physics
+            # checks integrate in its time.
+            sim = self.simulators.servers.get(site.id)
+            attach(site, clock=sim.plant_seconds if sim is not None else time.monotonic)
         self._gateway, self._monitor = gateway, monitor
         if config.proxy.enabled:
             self.proxy = _proxy(config, gateway, self.metrics)
+            watch_requests(self.proxy.site, self.proxy.request_listeners)
             await self.proxy.start()
         monitor.start()
         await gateway.start()

@@ -94,6 +94,10 @@ class SimulatorServer:
         elapsed_s = (time.monotonic() - self._mono_start) * self._speed
         return self._plant_start + timedelta(seconds=elapsed_s)
 
+    def plant_seconds(self) -> float:
+        """Plant time as seconds since the epoch (a clock for consumers that integrate)."""
+        return self.plant_now().timestamp()
+
     @property
     def speed(self) -> float:
         return self._speed
