@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 from collections.abc import Iterator
 
@@ -36,6 +37,8 @@ from tests.fleet.pg import pg_cluster
 from tests.telemetry.brokers import LOOPBACK, nats_process
 
 pytestmark = pytest.mark.slow
+
+RATED = re.compile(r"\b(?:rate|irate|increase)\(\s*(fleet_\w+)")
 
 
 @contextlib.contextmanager
@@ -103,17 +106,21 @@ def test_fleet_panels_and_rules_name_only_exported_metrics(live_fleet: tuple[str
     assert not unknown_metrics(rule_exprs("fleet.rules.yml"), known)
 
 
-def test_fleet_panels_and_rules_read_gauges_as_gauges(live_fleet: tuple[str, str]) -> None:
-    """The fleet metrics the panels and rules read raw (max, sum, comparisons) are gauges:
-    a counter there would need rate()."""
+def test_fleet_panels_and_rules_read_each_metric_as_its_type(live_fleet: tuple[str, str]) -> None:
+    """What the fleet panels and rules take rate() of is a counter (`..._total`); what they
+    read raw (max, sum, comparisons) is a gauge."""
     _, metrics_text = live_fleet
     types = {f.name: f.type for f in text_string_to_metric_families(metrics_text)}
     exprs = [str(p.values[0]) for p in targets(FLEET)] + list(
         rule_exprs("fleet.rules.yml").values()
     )
     read = {name for expr in exprs for name in metric_names(expr) if name.startswith("fleet_")}
-    assert read
-    assert {name: types.get(name) for name in read} == dict.fromkeys(read, "gauge")
+    rated = {name for expr in exprs for name in RATED.findall(expr)}
+    assert rated <= read
+    assert {n: types.get(n.removesuffix("_total")) for n in rated} == dict.fromkeys(
+        rated, "counter"
+    )
+    assert {n: types.get(n) for n in read - rated} == dict.fromkeys(read - rated, "gauge")
 
 
 def test_fleet_rules_evaluate_without_error_and_stay_quiet(live_fleet: tuple[str, str]) -> None:
