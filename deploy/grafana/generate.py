@@ -465,7 +465,8 @@ def market_dashboard() -> dict[str, Any]:
 
 
 def fleet_dashboard() -> dict[str, Any]:
-    """The fleet backend (`bessai fleet serve`): sites reporting, capacity, consumer lag."""
+    """The fleet backend (`bessai fleet serve`): sites reporting, capacity, SOC and flexibility,
+    the consumer's lag, NATS connection and throughput."""
     panels = [
         Panel("Sites reporting", (q("max(fleet_sites_active)"),), "stat", width=6),
         Panel("Fleet capacity", (q("max(fleet_total_capacity_kwh)"),), "stat", "kwatth", 6),
@@ -477,6 +478,27 @@ def fleet_dashboard() -> dict[str, Any]:
             width=12,
         ),
         Panel("Sites reporting over time", (q("max(fleet_sites_active)", "sites"),), width=12),
+        Panel("Fleet SOC", (q("max(fleet_soc_pct)"),), "stat", "percent", 6),
+        Panel("Sites known", (q("max(fleet_sites)"),), "stat", width=6),
+        Panel("Sites in SAFE", (q("max(fleet_sites_safe)"),), "stat", width=6),
+        Panel("Consumers connected to NATS", (q("sum(fleet_nats_connected)"),), "stat", width=6),
+        Panel(
+            "Flexibility over the horizon",
+            (q("max by (direction) (fleet_flexibility_kwh)", "{{direction}}"),),
+            unit="kwatth",
+            width=12,
+        ),
+        Panel(
+            "Envelopes consumed",
+            (
+                q("sum(rate(fleet_envelopes_written_total[$__rate_interval]))", "stored"),
+                q("sum(rate(fleet_envelopes_duplicate_total[$__rate_interval]))", "duplicate"),
+                q("sum(rate(fleet_envelopes_rejected_total[$__rate_interval]))", "rejected"),
+                q("sum(rate(fleet_db_errors_total[$__rate_interval]))", "database errors"),
+            ),
+            unit="ops",
+            width=12,
+        ),
     ]
     return dashboard("bessai-fleet", "open-bess-edge / fleet", panels)
 

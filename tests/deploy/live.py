@@ -137,10 +137,22 @@ def drive_proxy(port: int) -> None:
         client.close()
 
 
-def prometheus_config(target: str) -> dict[str, Any]:
-    """The shipped site Prometheus config, scraping `target` every second, with the rules."""
-    shipped = yaml.safe_load((DEPLOY / "compose" / "site" / "prometheus.yml").read_text())
-    job = next(j for j in shipped["scrape_configs"] if j["job_name"] == "bessai-gateway")
+@dataclass(frozen=True)
+class Stack:
+    """A shipped compose stack's Prometheus: its folder under deploy/compose and scrape job."""
+
+    folder: str
+    job: str
+
+
+SITE_STACK = Stack("site", "bessai-gateway")
+FLEET_STACK = Stack("fleet", "bessai-fleet")
+
+
+def prometheus_config(target: str, stack: Stack = SITE_STACK) -> dict[str, Any]:
+    """The stack's shipped Prometheus config, scraping `target` every second, with its rules."""
+    shipped = yaml.safe_load((DEPLOY / "compose" / stack.folder / "prometheus.yml").read_text())
+    job = next(j for j in shipped["scrape_configs"] if j["job_name"] == stack.job)
     job["static_configs"] = [{"targets": [target]}]
     rules = DEPLOY / "prometheus" / "rules"
     return {
@@ -151,11 +163,11 @@ def prometheus_config(target: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def run_prometheus(workdir: Path, target: str) -> Iterator[str]:
+def run_prometheus(workdir: Path, target: str, stack: Stack = SITE_STACK) -> Iterator[str]:
     """A real Prometheus server on a free loopback port; yields its base URL."""
     port = free_port()
     config = workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(prometheus_config(target)))
+    config.write_text(yaml.safe_dump(prometheus_config(target, stack)))
     log = workdir / "prometheus.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -1,97 +1,42 @@
 """Every Grafana panel's query returns data from a real Prometheus scraping a running gateway
 (`bessai run` on its simulator), with the shipped scrape job and rules: no panel may name a
-metric the code does not export.
+metric the code does not export. The fleet backend's panels run against a live fleet
+service in test_grafana_fleet_live.py.
 
-Panels of the fleet backend name their agreed metrics (fleet_*). Until the code exports them
-they are skipped with that reason; once it does, their test fails until it runs them against
-the live fleet service. The security monitor's (ids_*) run against the gateway, which has it on
-by default."""
+The security monitor's panels (ids_*) run against the gateway, which has the monitor on by
+default. A panel of a service that is not built yet can be listed in `panels.PENDING`: skipped
+with that reason until the code exports its metric, then failing until it runs live."""
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from tests.deploy.conftest import DEPLOY, ROOT
+from tests.deploy.conftest import DEPLOY
 from tests.deploy.live import (
     drive_proxy,
     exported_names,
     metric_names,
-    query,
     run_gateway,
     run_prometheus,
     wait_for_samples,
 )
-
-DASHBOARDS = DEPLOY / "grafana" / "dashboards"
-RULES = DEPLOY / "prometheus" / "rules"
-SRC = ROOT / "src" / "bessai"
-
-# Metrics of services that are not on this branch yet: prefix -> (service, how to run it).
-PENDING = {
-    "fleet_": ("the fleet backend (issue 15)", "a live `bessai fleet serve`"),
-}
-
-
-def _substitute(expr: str) -> str:
-    """Grafana's variables as the dashboard's defaults resolve them (All sites)."""
-    return expr.replace("$site", ".*").replace("$__rate_interval", "15s")
-
-
-def _targets() -> list[Any]:
-    params = []
-    for path in sorted(DASHBOARDS.glob("*.json")):
-        board = json.loads(path.read_text())
-        for panel in board["panels"]:
-            for target in panel["targets"]:
-                params.append(
-                    pytest.param(
-                        target["expr"],
-                        target["legendFormat"],
-                        id=f"{path.stem}:{panel['id']}{target['refId']}:{panel['title'][:40]}",
-                    )
-                )
-    return params
-
-
-def _recording_rules() -> set[str]:
-    names = set()
-    for path in RULES.glob("*.yml"):
-        for group in yaml.safe_load(path.read_text())["groups"]:
-            names |= {r["record"] for r in group["rules"] if "record" in r}
-    return names
-
-
-def _exported_by_code(name: str) -> bool:
-    return any(name in p.read_text() for p in SRC.rglob("*.py"))
-
-
-def _pending(expr: str) -> str | None:
-    """Why this query cannot be checked against the gateway, or None."""
-    names = metric_names(expr)
-    if 'job="bessai-fleet"' in expr:
-        names.add("fleet_sites_active")
-    for name in sorted(names):
-        for part in name.split(":"):  # a recording rule: level:metric:operations
-            for prefix, (service, live) in PENDING.items():
-                if not part.startswith(prefix):
-                    continue
-                if not _exported_by_code(part):
-                    return f"{part} is not exported by the code yet ({service}); check with {live}"
-                pytest.fail(
-                    f"{part} is exported by the code now: run this panel against {live} "
-                    "(make this test strict)"
-                )
-    return None
+from tests.deploy.panels import (
+    DASHBOARDS,
+    GATEWAY,
+    check_panel,
+    check_rules_healthy_and_quiet,
+    pending,
+    recording_rules,
+    rule_exprs,
+    targets,
+    unknown_metrics,
+)
 
 
 @pytest.fixture(scope="module")
@@ -112,43 +57,25 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
             yield prometheus, httpx.get(f"{gateway.url}/metrics", timeout=5).text
 
 
-@pytest.mark.parametrize(("expr", "legend"), _targets())
+@pytest.mark.parametrize(("expr", "legend"), targets(GATEWAY))
 def test_panel_query_returns_data(live: tuple[str, str], expr: str, legend: str) -> None:
     """Data for the query, and every label its legend names (`{{site}}`) on every series."""
     prometheus, _ = live
-    reason = _pending(expr)
-    if reason is not None:
-        query(prometheus, _substitute(expr))  # valid PromQL even before its service lands
-        pytest.skip(reason)
-    result = query(prometheus, _substitute(expr))
-    assert result, f"no data: {expr}"
-    for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", legend):
-        assert all(label in series["metric"] for series in result), (legend, result)
+    check_panel(prometheus, expr, legend)
 
 
 def test_panels_name_only_exported_metrics_or_recording_rules(live: tuple[str, str]) -> None:
     _, metrics_text = live
-    known = exported_names(metrics_text) | _recording_rules() | {"up"}
-    unknown = {}
-    for param in _targets():
-        expr = str(param.values[0])
-        if _pending(expr) is None:
-            missing = metric_names(expr) - known
-            if missing:
-                unknown[expr] = sorted(missing)
+    known = exported_names(metrics_text) | recording_rules() | {"up"}
+    exprs = (str(param.values[0]) for param in targets(GATEWAY))
+    unknown = unknown_metrics({e: e for e in exprs if pending(e) is None}, known)
     assert not unknown, unknown
 
 
 def test_gateway_rules_name_only_exported_metrics(live: tuple[str, str]) -> None:
     _, metrics_text = live
-    known = exported_names(metrics_text) | _recording_rules() | {"up"}
-    doc = yaml.safe_load((RULES / "gateway.rules.yml").read_text())
-    unknown = {
-        r.get("alert") or r["record"]: sorted(metric_names(r["expr"]) - known)
-        for g in doc["groups"]
-        for r in g["rules"]
-        if metric_names(r["expr"]) - known
-    }
+    known = exported_names(metrics_text) | recording_rules() | {"up"}
+    unknown = unknown_metrics(rule_exprs("gateway.rules.yml"), known)
     assert not unknown, unknown
 
 
@@ -204,19 +131,4 @@ def test_rules_evaluate_without_error_and_stay_quiet_on_a_healthy_gateway(
     """The shipped rules, loaded by the live Prometheus: every rule evaluates (no many-to-many
     match, no type error at run time) and no alert fires on a healthy demo gateway."""
     prometheus, _ = live
-    deadline = time.monotonic() + 10
-    while True:  # every group evaluated at least once (1 s interval)
-        groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
-        rules = [rule for group in groups for rule in group["rules"]]
-        if all(r["health"] != "unknown" for r in rules) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert len(rules) == sum(
-        len(group["rules"])
-        for name in ("gateway.rules.yml", "security.rules.yml")
-        for group in yaml.safe_load((RULES / name).read_text())["groups"]
-    )
-    broken = {rule["name"]: rule.get("lastError") for rule in rules if rule["health"] != "ok"}
-    assert not broken, broken
-    firing = [r["name"] for r in rules if r["type"] == "alerting" and r["state"] == "firing"]
-    assert not firing, firing
+    check_rules_healthy_and_quiet(prometheus, ("gateway.rules.yml", "security.rules.yml"))
