@@ -135,6 +135,34 @@ def _tls(insecure: bool, certfile: Path | None, keyfile: Path | None, ca: Path |
     return Tls(insecure, certfile, keyfile, ca)
 
 
+_CertOpt = Annotated[Path | None, typer.Option("--ssl-certfile", help="TLS certificate.")]
+_KeyOpt = Annotated[Path | None, typer.Option("--ssl-keyfile", help="TLS private key.")]
+_CaOpt = Annotated[
+    Path | None, typer.Option("--ssl-ca-certfile", help="CA certificate of the TLS chain.")
+]
+_SupernodeAuthOpt = Annotated[
+    bool,
+    typer.Option(
+        "--supernode-auth",
+        help="Accept only registered SuperNodes (flwr supernode register).",
+        metavar="",
+    ),
+]
+_NodeKeyOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--node-key", help="Public key of a SuperNode allowed in (repeat the option)."),
+]
+
+
+def _check_serve(min_clients: int, model: str, fit_rounds: int, fedprox_mu: float) -> None:
+    if min_clients < 1:
+        raise ConfigError("fl serve: --min-clients must be at least 1")
+    if model not in ("ridge", "mlp"):
+        raise ConfigError(f"fl serve: --model {model!r}; choose ridge or mlp")
+    if fit_rounds < 1 or fedprox_mu < 0:
+        raise ConfigError("fl serve: need --fit-rounds >= 1 and --fedprox-mu >= 0")
+
+
 @fl_app.command("serve")
 def serve_command(
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
@@ -170,41 +198,18 @@ def serve_command(
         float, typer.Option("--run-timeout-s", help="Longest wait for the whole run.")
     ] = 3600.0,
     insecure: InsecureOpt = False,
-    ssl_certfile: Annotated[
-        Path | None, typer.Option("--ssl-certfile", help="TLS certificate.")
-    ] = None,
-    ssl_keyfile: Annotated[
-        Path | None, typer.Option("--ssl-keyfile", help="TLS private key.")
-    ] = None,
-    ssl_ca_certfile: Annotated[
-        Path | None, typer.Option("--ssl-ca-certfile", help="CA certificate of the TLS chain.")
-    ] = None,
-    supernode_auth: Annotated[
-        bool,
-        typer.Option(
-            "--supernode-auth",
-            help="Accept only registered SuperNodes (flwr supernode register).",
-            metavar="",
-        ),
-    ] = False,
-    node_key: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--node-key", help="Public key of a SuperNode allowed in (repeat the option)."
-        ),
-    ] = None,
+    ssl_certfile: _CertOpt = None,
+    ssl_keyfile: _KeyOpt = None,
+    ssl_ca_certfile: _CaOpt = None,
+    supernode_auth: _SupernodeAuthOpt = False,
+    node_key: _NodeKeyOpt = None,
     metrics_port: Annotated[
         int | None, typer.Option("--metrics-port", help="Serve fl_* metrics on 127.0.0.1:PORT.")
     ] = None,
 ) -> None:
     """Start a SuperLink, train the federated forecaster with the sites that join, write the
     model directory, stop."""
-    if min_clients < 1:
-        raise ConfigError("fl serve: --min-clients must be at least 1")
-    if model not in ("ridge", "mlp"):
-        raise ConfigError(f"fl serve: --model {model!r}; choose ridge or mlp")
-    if fit_rounds < 1 or fedprox_mu < 0:
-        raise ConfigError("fl serve: need --fit-rounds >= 1 and --fedprox-mu >= 0")
+    _check_serve(min_clients, model, fit_rounds, fedprox_mu)
     opts = ServeOptions(
         LinkOptions(
             host,
