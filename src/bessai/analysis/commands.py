@@ -101,6 +101,27 @@ def register(app: typer.Typer) -> None:
     forecast_app.command("eval")(eval_command)
 
 
+_ReplanOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--replan-every-h",
+        help="Re-plan during the day every this many hours, as the gateway does "
+        "(default: one plan a day).",
+    ),
+]
+_LagOpt = Annotated[
+    float, typer.Option("--lag-h", help="With --replan-every-h: hours before a price is known.")
+]
+_ScenarioDaysOpt = Annotated[
+    int,
+    typer.Option(
+        "--scenario-days",
+        help="With --replan-every-h: plan on the shapes of this many past days as "
+        "scenarios, with recourse after the next re-plan (0: on the point forecast).",
+    ),
+]
+
+
 def backtest_command(
     prices: PricesOpt,
     forecaster: Annotated[
@@ -138,26 +159,9 @@ def backtest_command(
     ] = "plant",
     tz: TzOpt = None,
     max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
-    replan_every_h: Annotated[
-        float | None,
-        typer.Option(
-            "--replan-every-h",
-            help="Re-plan during the day every this many hours, as the gateway does "
-            "(default: one plan a day).",
-        ),
-    ] = None,
-    lag_h: Annotated[
-        float,
-        typer.Option("--lag-h", help="With --replan-every-h: hours before a price is known."),
-    ] = 1.0,
-    scenario_days: Annotated[
-        int,
-        typer.Option(
-            "--scenario-days",
-            help="With --replan-every-h: plan on the shapes of this many past days as "
-            "scenarios, with recourse after the next re-plan (0: on the point forecast).",
-        ),
-    ] = 0,
+    replan_every_h: _ReplanOpt = None,
+    lag_h: _LagOpt = 1.0,
+    scenario_days: _ScenarioDaysOpt = 0,
 ) -> None:
     """Day-ahead rolling back-test on real prices, against perfect foresight.
 

@@ -110,6 +110,20 @@ def _flow_index(k_n: int, n: int, commit: int) -> tuple[npt.NDArray[np.int64], .
     return c_col.astype(np.int64), d_col.astype(np.int64)
 
 
+def _unit_costs(pb: ScenarioProblem) -> tuple[float, float, float, FloatArray]:
+    """The slack penalty (USD/kWh), the wear of a charged and a discharged kW over one step, and
+    the tie-break ramp per step, in the model's units."""
+    sc, s, dt = pb.scenarios, pb.storage, pb.step_h
+    n = sc.prices.shape[1]
+    scale = float(max(np.max(np.abs(sc.prices)), 1.0))
+    big = 100.0 * (2 * scale + s.degradation_per_mwh + 1.0) / 1000.0
+    big /= s.eta_charge * s.eta_discharge
+    wear_c = s.degradation_per_mwh / 1000.0 * s.eta_charge * dt
+    wear_d = s.degradation_per_mwh / 1000.0 * dt / s.eta_discharge
+    tie = TIE_BREAK * scale / 1000.0 * dt * (1.0 + np.arange(n) / n)
+    return big, wear_c, wear_d, tie
+
+
 def build_scenario_lp(pb: ScenarioProblem) -> ScenarioLp:
     """The two-stage model of ``pb``, vectorised (one re-plan per step of a year of back-test
     builds 8,760 of them)."""
@@ -117,12 +131,7 @@ def build_scenario_lp(pb: ScenarioProblem) -> ScenarioLp:
     k_n, n = sc.prices.shape
     commit = min(max(pb.commit_steps, 0), n)
     w = sc.weights
-    scale = float(max(np.max(np.abs(sc.prices)), 1.0))
-    big = 100.0 * (2 * scale + s.degradation_per_mwh + 1.0) / 1000.0
-    big /= s.eta_charge * s.eta_discharge
-    wear_c = s.degradation_per_mwh / 1000.0 * s.eta_charge * dt
-    wear_d = s.degradation_per_mwh / 1000.0 * dt / s.eta_discharge
-    tie = TIE_BREAK * scale / 1000.0 * dt * (1.0 + np.arange(n) / n)
+    big, wear_c, wear_d, tie = _unit_costs(pb)
     c_col, d_col = _flow_index(k_n, n, commit)
     n_flow = 2 * commit + 2 * k_n * (n - commit)
     e_col = n_flow + np.arange(k_n * n).reshape(k_n, n)
