@@ -254,3 +254,12 @@ class FleetConfig(_Section):
     data_dir: Path = Field(
         default=Path("var"), description="API keys (api.keys_file) live here; relative to the file"
     )
+    vtn: bool = Field(
+        default=False,
+        description="also serve the OpenADR 3.1 VTN of the fleet's VPP at /openadr3/3.1.0 "
+        "(docs/vpp.md); its clients come from BESSAI_VTN_CLIENTS (ID:SECRET:ROLE, comma "
+        "separated)",
+    )
+    vtn_db: Path | None = Field(
+        default=None, description="SQLite file of the VTN's objects (relative to data_dir)"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -55,8 +56,10 @@ def _settings(config: Path | None, http_port: int | None = None) -> FleetSetting
 async def _serve(settings: FleetSettings, migrate_schema: bool, console: Console) -> None:
     from bessai.fleet.service import FleetService
     from bessai.fleet.store import redact
+    from bessai.fleet.vtn import close_vtn, fleet_vtn
 
-    service = FleetService(settings, migrate_schema=migrate_schema)
+    vtn, routers = fleet_vtn(settings.fleet, os.environ)
+    service = FleetService(settings, migrate_schema=migrate_schema, extra_routers=routers)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, service.stop_event.set)
@@ -71,9 +74,13 @@ async def _serve(settings: FleetSettings, migrate_schema: bool, console: Console
             markup=False,
             highlight=False,
         )
+        if vtn is not None:
+            console.print(f"OpenADR 3.1 VTN {base}/openadr3/3.1.0", markup=False, highlight=False)
         await service.wait()
     finally:
         await service.stop()
+        if vtn is not None:
+            await close_vtn(vtn)
 
 
 @fleet_app.command("serve")

@@ -95,6 +95,7 @@ def load_fleet_settings(
         "data_dir": data_dir.resolve(),
         "database_tls_ca_file": _under(data_dir, fleet.database_tls_ca_file),
         "nats_tls_ca_file": _under(data_dir, fleet.nats_tls_ca_file),
+        "vtn_db": _under(data_dir, fleet.vtn_db),
     }
     url = environ.get(DATABASE_URL_ENV)
     if url:
