@@ -33,7 +33,7 @@ fleet_app = typer.Typer(
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Fleet configuration (TOML with a [fleet] table)."),
+    typer.Option("--config", "-c", help="Fleet configuration (TOML with a \\[fleet] table)."),
 ]
 
 

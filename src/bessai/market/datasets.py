@@ -337,7 +337,7 @@ def fetch_any_command(
         "cen-data"
     ),
     config: Annotated[
-        Path | None, typer.Option("--config", help="Deployment TOML with [market].")
+        Path | None, typer.Option("--config", help="Deployment TOML with \\[market].")
     ] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL.")] = None,
     min_interval_s: Annotated[

@@ -355,7 +355,7 @@ def fetch_command(
         "cen-data"
     ),
     config: Annotated[
-        Path | None, typer.Option("--config", help="Deployment TOML with [market].")
+        Path | None, typer.Option("--config", help="Deployment TOML with \\[market].")
     ] = None,
     base_url: Annotated[
         str | None, typer.Option("--base-url", help=f"API base URL [{DEFAULT_BASE_URL}].")

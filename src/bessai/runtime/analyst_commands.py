@@ -54,7 +54,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 8010,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="Gateway configuration: its keys and [api] limits."),
+        typer.Option("--config", "-c", help="Gateway configuration: its keys and \\[api] limits."),
     ] = None,
     keys_file: Annotated[
         Path | None, typer.Option("--keys-file", help="API keys file (bessai keys add).")

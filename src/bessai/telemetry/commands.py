@@ -106,7 +106,7 @@ def _register_tail(app: typer.Typer) -> None:
     @app.command("tail")
     def tail(
         mqtt: Annotated[
-            str | None, typer.Option("--mqtt", help="mqtt[s]://[user:pass@]host[:port]")
+            str | None, typer.Option("--mqtt", help="mqtt\\[s]://\\[user:pass@]host\\[:port]")
         ] = None,
         nats_url: Annotated[
             str | None, typer.Option("--nats", help="nats://[user:pass@]host[:port]")
