@@ -97,7 +97,14 @@ def check_panel(prometheus: str, expr: str, legend: str, *, numbers: bool = Fals
     if reason is not None:
         query(prometheus, substitute(expr))  # valid PromQL even before its service lands
         pytest.skip(reason)
+    # A rate() over a counter needs two scrapes of it inside its window: ask again for a while
+    # rather than judge on the first scrape after the series appeared. A metric that is not
+    # there still fails, after the wait.
+    deadline = time.monotonic() + 20.0
     result = query(prometheus, substitute(expr))
+    while not result and time.monotonic() < deadline:
+        time.sleep(0.5)
+        result = query(prometheus, substitute(expr))
     assert result, f"no data: {expr}"
     for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", legend):
         assert all(label in series["metric"] for series in result), (legend, result)
