@@ -14,6 +14,7 @@ from fastapi import APIRouter
 
 from bessai.api.keys import KeyStore
 from bessai.api.security import Authorizer
+from bessai.api.serving import EmbeddedServer, port_free
 from bessai.errors import ConfigError
 from bessai.fleet.app import create_fleet_app
 from bessai.fleet.consumer import FleetConsumer
@@ -36,35 +37,6 @@ def db_options(settings: FleetSettings, max_size: int = 4) -> DbOptions:
     )
 
 
-def _port_free(host: str, port: int) -> None:
-    """A busy port as one line naming the key, before uvicorn logs a traceback and exits."""
-    import errno
-    import socket
-
-    if port == 0:
-        return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise ConfigError(
-                    f"port {port} on {host} is already in use: choose another with "
-                    "fleet.http_port or --http-port (0 = any free port)"
-                ) from None
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-
-
-class _Server(uvicorn.Server):
-    """uvicorn inside our loop; the service owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def]
-        yield
-
-
 class FleetService:
     """One `fleet serve` process."""
 
@@ -81,7 +53,7 @@ class FleetService:
         self.stop_event = asyncio.Event()
         self.port = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._server: _Server | None = None
+        self._server: EmbeddedServer | None = None
         self._consumer: FleetConsumer | None = None
         self.ctx: FleetContext | None = None
 
@@ -120,9 +92,13 @@ class FleetService:
     async def _serve_http(self) -> None:
         assert self.ctx is not None
         fleet = self.settings.fleet
-        _port_free(fleet.http_host, fleet.http_port)
+        port_free(
+            fleet.http_host,
+            fleet.http_port,
+            ": choose another with fleet.http_port or --http-port (0 = any free port)",
+        )
         proxies = self.settings.api.trusted_proxies
-        server = _Server(
+        server = EmbeddedServer(
             uvicorn.Config(
                 create_fleet_app(self.ctx, self.extra_routers),
                 host=fleet.http_host,

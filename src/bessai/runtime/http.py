@@ -3,45 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-from collections.abc import Iterator
 
 import uvicorn
 
+from bessai.api import serving
 from bessai.api.app import check_bind, create_app
 from bessai.errors import BessaiError
 from bessai.observe.monitor import Monitor
 from bessai.vpp.ven import Ven
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside our loop: the gateway owns SIGINT/SIGTERM (stop dispatch first)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def port_free(host: str, port: int) -> None:
     """A busy port in one line, with the way out, before uvicorn logs its own traceback."""
-    import socket
-
-    if port == 0:
-        return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise BessaiError(
-                    f"port {port} on {host} is already in use (another gateway?); choose "
-                    "another with --http-port PORT (0 = any free port), "
-                    "gateway.http_port in the config, or `make demo PORT=8001`"
-                ) from None
-            raise BessaiError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    serving.port_free(
+        host,
+        port,
+        " (another gateway?); choose another with --http-port PORT (0 = any free port), "
+        "gateway.http_port in the config, or `make demo PORT=8001`",
+    )
 
 
 async def serve_http(
@@ -52,7 +31,7 @@ async def serve_http(
     check_bind(config, host)
     port_free(host, port)
     proxies = config.api.trusted_proxies
-    server = _EmbeddedServer(
+    server = serving.EmbeddedServer(
         uvicorn.Config(
             create_app(monitor, vens),
             host=host,
