@@ -37,7 +37,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import typer
-from rich.console import Console
 
 from bessai.errors import ConfigError, DataError
 from bessai.market.fetch import (
@@ -47,9 +46,9 @@ from bessai.market.fetch import (
     _slug,
     days_between,
     fetch_command,
+    run_fetch,
     settings_from,
 )
-from bessai.market.options import day_progress
 
 CEN_TZ = ZoneInfo("America/Santiago")
 SYSTEM = "system"
@@ -399,20 +398,7 @@ def run_dataset(plan: DatasetPlan, options: FetchOptions) -> None:
         }
         typer.echo(json.dumps(doc, indent=1))
         return
-    err = Console(stderr=True)
-    client = CenClient(settings)
-    try:
-        with day_progress(err, f"CEN {plan.dataset.name}") as progress:
-            task = progress.add_task("days", total=len(plan.missing))
-
-            def on_day(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
-            path = fetch_dataset(plan, client, on_day=on_day)
-    finally:
-        client.close()
-    err.print(
-        f"[dim]{len(plan.missing)} days fetched ({client.requests} requests, "
-        f"{client.retried} retried), {len(plan.cached)} from the cache[/]"
-    )
-    typer.echo(str(path))
+    run_fetch(
+        settings, f"CEN {plan.dataset.name}", (len(plan.missing), len(plan.cached)),
+        lambda client, on_day: fetch_dataset(plan, client, on_day=on_day),
+    )  # fmt: skip

@@ -393,20 +393,35 @@ def fetch_command(
             )
         )
         return
+    run_fetch(
+        settings, f"CEN {node}", (len(plan.missing), len(plan.cached)),
+        lambda client, on_day: fetch(plan, client, on_day=on_day),
+    )  # fmt: skip
+
+
+def run_fetch(
+    settings: FetchSettings,
+    label: str,
+    missing_cached: tuple[int, int],
+    fetch_days: Callable[[CenClient, Callable[[int, int], None]], Path],
+) -> None:
+    """Run a download with its day progress bar on stderr, report the requests it took and
+    print the file it wrote (`market fetch`, real CMg or another dataset)."""
+    missing, cached = missing_cached
     err = Console(stderr=True)
     client = CenClient(settings)
     try:
-        with day_progress(err, f"CEN {node}") as progress:
-            task = progress.add_task("days", total=len(plan.missing))
+        with day_progress(err, label) as progress:
+            task = progress.add_task("days", total=missing)
 
             def on_day(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            path = fetch(plan, client, on_day=on_day)
+            path = fetch_days(client, on_day)
     finally:
         client.close()
     err.print(
-        f"[dim]{len(plan.missing)} days fetched ({client.requests} requests, "
-        f"{client.retried} retried), {len(plan.cached)} from the cache[/]"
+        f"[dim]{missing} days fetched ({client.requests} requests, "
+        f"{client.retried} retried), {cached} from the cache[/]"
     )
     typer.echo(str(path))
