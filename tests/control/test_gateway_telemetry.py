@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bessai.config import Config
+from bessai.errors import BessaiError
 from bessai.runtime.service import Runtime
 from bessai.simulator.server import SimulatorServer
 from bessai.telemetry.lake import query_lake
@@ -101,15 +102,42 @@ def _gateway(config: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def _lake_rows(lake: Path) -> list[tuple[object, ...]]:
+    try:
+        return query_lake(
+            lake, "SELECT seq, boot_id FROM telemetry WHERE site_id = 'k1' ORDER BY seq"
+        ).rows
+    except BessaiError:  # the lake has no file yet, or one being written
+        return []
+
+
+def _wait_for_boots(lake: Path, boots: int, rows_after: int) -> None:
+    """Until the lake holds `boots` boot ids and `rows_after` rows of the latest one: a fixed
+    sleep let a loaded machine kill the gateway before it had delivered anything."""
+    deadline = time.monotonic() + 90.0
+    while time.monotonic() < deadline:
+        rows = _lake_rows(lake)
+        seen = {r[1] for r in rows}
+        if len(seen) >= boots and sum(1 for r in rows if r[1] == rows[-1][1]) >= rows_after:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the lake did not reach {boots} boots with {rows_after} rows in 90 s")
+
+
 def test_seq_continues_across_sigkill_and_nothing_committed_is_lost(tmp_path: Path) -> None:
     config = _write_config(tmp_path)
+    lake = tmp_path / "lake"
     first = _gateway(config)
-    time.sleep(4.0)
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=10)
+    try:
+        _wait_for_boots(lake, boots=1, rows_after=5)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
     second = _gateway(config)
-    time.sleep(4.0)
-    second.send_signal(signal.SIGTERM)
+    try:
+        _wait_for_boots(lake, boots=2, rows_after=5)
+    finally:
+        second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=20) == 0
     rows = query_lake(
         tmp_path / "lake",
