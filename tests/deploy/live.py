@@ -21,9 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymodbus.client import ModbusTcpClient
 
 from tests.deploy.conftest import DEPLOY, prometheus_binary
-from tests.telemetry.brokers import free_port, wait_for_port
-
-LOOPBACK = "127.0.0.1"
+from tests.process import LOOPBACK, free_port, wait_for_port
 
 GATEWAY_TOML = """\
 [gateway]
