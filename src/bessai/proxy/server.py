@@ -24,7 +24,6 @@ from collections.abc import Callable
 
 import structlog
 from prometheus_client import CollectorRegistry
-from pymodbus.exceptions import ModbusIOException
 from pymodbus.framer import FramerSocket
 from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
 from pymodbus.pdu.mei_message import ReadDeviceInformationResponse
@@ -38,6 +37,7 @@ from bessai.config import ProxyConfig
 from bessai.control.site import CycleRecord, SiteRunner
 from bessai.errors import BessaiError
 from bessai.modbus.client import ModbusDevice
+from bessai.modbus.serving import client_requests, send_answer
 from bessai.proxy.fetch import OnDemandReader
 from bessai.proxy.huawei import (
     IDENTITY_POINTS,
@@ -238,35 +238,9 @@ class ProxyServer:
         framer = FramerSocket(decoder)
         session = LoginSession(self.config.login_password.get_secret_value())
         throttle = _Throttle(self.config.client_requests_per_s)
-        buffer = b""
-        while True:
-            try:
-                chunk = await reader.read(1024)
-            except (ConnectionError, OSError):
-                return
-            if not chunk:
-                return
-            buffer += chunk
-            while buffer:
-                try:
-                    used, pdu = framer.handleFrame(buffer, 0, 0)
-                except ModbusIOException as exc:
-                    # A frame that does not decode: a count beyond 125 is an illegal value, an
-                    # unknown function code an illegal function, as on the device.
-                    buffer = b""
-                    fc = exc.fcode or 0
-                    code = ILLEGAL_VALUE if fc in (3, 6, 16) else ILLEGAL_FUNCTION
-                    response: ModbusPDU = ExceptionResponse(
-                        fc, code, exc.dev_id or 0, exc.transaction_id or 0
-                    )
-                    writer.write(framer.buildFrame(response))
-                    break
-                if pdu is None:
-                    if used:
-                        buffer = buffer[used:]
-                        continue
-                    break
-                buffer = buffer[used:]
+        requests = client_requests(reader, writer, framer, _bad_frame_code)
+        async with contextlib.aclosing(requests):
+            async for pdu in requests:
                 delay_s = throttle.delay_s()
                 if delay_s > 0:
                     await asyncio.sleep(delay_s)
@@ -279,9 +253,7 @@ class ProxyServer:
                     answer = _exception(pdu, DEVICE_FAILURE)
                 if answer is None or writer.is_closing():
                     continue
-                writer.write(framer.buildFrame(answer))
-                with contextlib.suppress(ConnectionError):
-                    await writer.drain()
+                await send_answer(writer, framer, answer)
 
     # -- answers ------------------------------------------------------------------------------
 
@@ -390,6 +362,12 @@ class ProxyServer:
 def _listen_error(host: str, port: int, exc: OSError) -> BessaiError:
     why = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
     return BessaiError(f"proxy: cannot listen on {host}:{port}: {why} (set [proxy] port or host)")
+
+
+def _bad_frame_code(function_code: int) -> int:
+    # A frame that does not decode: a count beyond 125 is an illegal value, an unknown
+    # function code an illegal function, as on the device.
+    return ILLEGAL_VALUE if function_code in (3, 6, 16) else ILLEGAL_FUNCTION
 
 
 def _exception(request: ModbusPDU, code: int) -> ModbusPDU:

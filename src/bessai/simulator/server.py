@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from pymodbus.exceptions import ModbusIOException
 from pymodbus.framer import FramerSocket
 from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
 from pymodbus.pdu.mei_message import ReadDeviceInformationResponse
@@ -26,6 +25,7 @@ from pymodbus.pdu.register_message import (
     WriteSingleRegisterResponse,
 )
 
+from bessai.modbus.serving import client_requests, send_answer
 from bessai.simulator.device import SimulatedHybrid
 
 log = structlog.get_logger("bessai.simulator")
@@ -188,41 +188,16 @@ class SimulatorServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         framer = FramerSocket(DecodePDU(True))
-        buffer = b""
-        while True:
-            try:
-                chunk = await reader.read(1024)
-            except (ConnectionError, OSError):
-                return
-            if not chunk:
-                return
-            buffer += chunk
-            while buffer:
-                try:
-                    used, pdu = framer.handleFrame(buffer, 0, 0)
-                except ModbusIOException as exc:
-                    # A frame we cannot decode: answer "illegal function" like a device would.
-                    buffer = b""
-                    fc = exc.fcode or 0
-                    response: ModbusPDU = ExceptionResponse(
-                        fc, ILLEGAL_FUNCTION, exc.dev_id or 0, exc.transaction_id or 0
-                    )
-                    writer.write(framer.buildFrame(response))
-                    break
-                if pdu is None:
-                    if used:
-                        buffer = buffer[used:]
-                        continue
-                    break
-                buffer = buffer[used:]
+        # A frame we cannot decode: answer "illegal function" like a device would.
+        requests = client_requests(reader, writer, framer, lambda fc: ILLEGAL_FUNCTION)
+        async with contextlib.aclosing(requests):
+            async for pdu in requests:
                 answer = await self._answer(pdu)
                 if answer is None:
                     continue
                 if writer.is_closing():
                     return
-                writer.write(framer.buildFrame(answer))
-                with contextlib.suppress(ConnectionError):
-                    await writer.drain()
+                await send_answer(writer, framer, answer)
 
     async def _answer(self, request: ModbusPDU) -> ModbusPDU | None:
         self.requests_received[request.function_code] += 1
