@@ -1,5 +1,5 @@
-"""The server side of Modbus TCP framing, shared by the simulator and the proxy: the request
-frames a client sends, and the answers written back to it."""
+"""The server side of Modbus TCP, shared by the simulator and the proxy: the request frames a
+client sends, the answers written back to it, and the answers both servers build alike."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from collections.abc import AsyncGenerator, Callable
 from pymodbus.exceptions import ModbusIOException
 from pymodbus.framer import FramerSocket
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.pdu.register_message import (
+    WriteMultipleRegistersResponse,
+    WriteSingleRegisterResponse,
+)
 
 
 async def client_requests(
@@ -57,3 +61,25 @@ async def send_answer(
     writer.write(framer.buildFrame(answer))
     with contextlib.suppress(ConnectionError):
         await writer.drain()
+
+
+def exception_answer(request: ModbusPDU, code: int) -> ModbusPDU:
+    """The exception response with ``code`` to ``request``."""
+    return ExceptionResponse(request.function_code, code, request.dev_id, request.transaction_id)
+
+
+def write_answer(request: ModbusPDU, registers: list[int]) -> ModbusPDU:
+    """The response to an accepted write of ``registers`` (function 6 or 16)."""
+    if request.function_code == 6:
+        return WriteSingleRegisterResponse(
+            address=request.address,
+            registers=registers,
+            dev_id=request.dev_id,
+            transaction_id=request.transaction_id,
+        )
+    return WriteMultipleRegistersResponse(
+        address=request.address,
+        count=len(registers),
+        dev_id=request.dev_id,
+        transaction_id=request.transaction_id,
+    )

@@ -17,15 +17,13 @@ from datetime import datetime, timedelta
 
 import structlog
 from pymodbus.framer import FramerSocket
-from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
+from pymodbus.pdu import DecodePDU, ModbusPDU
 from pymodbus.pdu.mei_message import ReadDeviceInformationResponse
 from pymodbus.pdu.register_message import (
     ReadHoldingRegistersResponse,
-    WriteMultipleRegistersResponse,
-    WriteSingleRegisterResponse,
 )
 
-from bessai.modbus.serving import client_requests, send_answer
+from bessai.modbus.serving import client_requests, exception_answer, send_answer, write_answer
 from bessai.simulator.device import SimulatedHybrid
 
 log = structlog.get_logger("bessai.simulator")
@@ -210,16 +208,16 @@ class SimulatorServer:
             await asyncio.sleep(self.faults.latency_s)
         self.requests_served += 1
         if self.faults.busy_until > now:
-            return self._exception(request, DEVICE_BUSY)
+            return exception_answer(request, DEVICE_BUSY)
         if self.faults.exception_until > now:
-            return self._exception(request, self.faults.exception_code)
+            return exception_answer(request, self.faults.exception_code)
         self.advance()
         device = self.device
         fc = request.function_code
         if fc == 3:
             values = device.read(request.address, request.count)
             if isinstance(values, int):
-                return self._exception(request, values)
+                return exception_answer(request, values)
             return ReadHoldingRegistersResponse(
                 registers=values, dev_id=request.dev_id, transaction_id=request.transaction_id
             )
@@ -227,21 +225,9 @@ class SimulatorServer:
             registers = list(request.registers)
             code = device.write(request.address, registers)
             if code is not None:
-                return self._exception(request, code)
+                return exception_answer(request, code)
             log.info("register write", address=request.address, registers=registers)
-            if fc == 6:
-                return WriteSingleRegisterResponse(
-                    address=request.address,
-                    registers=registers,
-                    dev_id=request.dev_id,
-                    transaction_id=request.transaction_id,
-                )
-            return WriteMultipleRegistersResponse(
-                address=request.address,
-                count=len(registers),
-                dev_id=request.dev_id,
-                transaction_id=request.transaction_id,
-            )
+            return write_answer(request, registers)
         if fc == 0x2B:
             ident = device.identity
             return ReadDeviceInformationResponse(
@@ -254,10 +240,4 @@ class SimulatorServer:
                 dev_id=request.dev_id,
                 transaction_id=request.transaction_id,
             )
-        return self._exception(request, ILLEGAL_FUNCTION)
-
-    @staticmethod
-    def _exception(request: ModbusPDU, code: int) -> ModbusPDU:
-        return ExceptionResponse(
-            request.function_code, code, request.dev_id, request.transaction_id
-        )
+        return exception_answer(request, ILLEGAL_FUNCTION)
