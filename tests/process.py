@@ -11,9 +11,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 LOOPBACK = "127.0.0.1"
@@ -45,6 +47,41 @@ def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {LOOPBACK}:{port} after {timeout_s} s")
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 20.0) -> None:
+    """SIGTERM (as an operator's Ctrl-C), then SIGKILL if it has not exited within `timeout_s`."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def wait_ready(
+    proc: subprocess.Popen[Any],
+    ready: Callable[[], bool],
+    log_path: Path,
+    *,
+    name: str,
+    timeout_s: float,
+) -> None:
+    """Poll `ready()` (an HTTP error counts as not yet) until it holds; an AssertionError with
+    the process's log when it exits first or `timeout_s` runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"{name} exited {proc.returncode}:\n{log_path.read_text()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if ready():
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{name} did not come up within {timeout_s} s:\n{log_path.read_text()}"
+            )
+        time.sleep(0.1)
 
 
 class ServerProcess:
@@ -92,13 +129,8 @@ class ServerProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within `stop_timeout_s`."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(self.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc, self.stop_timeout_s)
         self.proc = None
 
     def restart(self) -> None:
