@@ -139,6 +139,55 @@ def dashboard(
     }
 
 
+def on_site(metric: str) -> str:
+    """`metric` restricted to the sites chosen in `$site`."""
+    return f"{metric}{{{SITE}}}"
+
+
+def rate_sum(metric: str, by: str = "site", *, per_minute: bool = False) -> str:
+    """The rate of a counter of the chosen sites summed by `by`, per second or per minute."""
+    expr = f"sum by ({by}) (rate({on_site(metric)}[{RATE}]))"
+    return f"{expr} * 60" if per_minute else expr
+
+
+def stat(title: str, *queries: Query, unit: str = "short", width: int = 6, **kw: Any) -> Panel:
+    """A stat panel (the last value of each query)."""
+    return Panel(title, queries, "stat", unit, width, **kw)
+
+
+def series(title: str, *queries: Query, unit: str = "short", width: int = 12, **kw: Any) -> Panel:
+    """A time-series panel."""
+    return Panel(title, queries, unit=unit, width=width, **kw)
+
+
+def per_site_stat(title: str, metric: str, unit: str = "short", **kw: Any) -> Panel:
+    """A stat of one gauge, one value per chosen site."""
+    return stat(title, q(on_site(metric), "{{site}}"), unit=unit, **kw)
+
+
+def soc_series() -> Panel:
+    """The state of charge of each chosen site over time."""
+    return series(
+        "State of charge", q(on_site("bessai_soc_pct"), "{{site}}"), unit="percent", width=8
+    )
+
+
+def dispatch_series(title: str, width: int) -> Panel:
+    """The setpoint after the safety guard against the measured battery power."""
+    return series(
+        title,
+        q(on_site("bessai_setpoint_w"), "setpoint {{site}}"),
+        q(on_site("bessai_battery_power_w"), "measured {{site}}"),
+        unit="watt",
+        width=width,
+    )
+
+
+def per_minute_series(title: str, metric: str, width: int = 12) -> Panel:
+    """A counter of the chosen sites per minute, one line per site."""
+    return series(title, q(rate_sum(metric, per_minute=True), "{{site}}"), width=width)
+
+
 SAFETY_MAPPINGS = (
     {
         "type": "value",
@@ -151,228 +200,147 @@ SAFETY_MAPPINGS = (
 )
 
 
-def site_dashboard() -> dict[str, Any]:
-    """One or more sites: plant values, safety, the cycle, Modbus, outbox, sinks, alerts."""
+def _site_plant_panels() -> list[Panel]:
     power = [
-        q(f"bessai_battery_power_w{{{SITE}}}", "battery {{site}}"),
-        q(f"bessai_pv_power_w{{{SITE}}}", "pv {{site}}"),
-        q(f"bessai_grid_power_w{{{SITE}}}", "grid {{site}}"),
-        q(f"bessai_load_power_w{{{SITE}}}", "load {{site}}"),
+        q(on_site(f"bessai_{name}_power_w"), f"{name} {{{{site}}}}")
+        for name in ("battery", "pv", "grid", "load")
     ]
-    panels = [
-        Panel(
-            "State of charge", (q(f"bessai_soc_pct{{{SITE}}}", "{{site}}"),), "stat", "percent", 6
-        ),
-        Panel(
+    return [
+        per_site_stat("State of charge", "bessai_soc_pct", "percent"),
+        per_site_stat(
             "Safety state",
-            (q(f"bessai_safety_state{{{SITE}}}", "{{site}}"),),
-            "stat",
-            width=6,
+            "bessai_safety_state",
             mappings=SAFETY_MAPPINGS,
             description="normal, limited (clamped by a limit) or SAFE (dispatch stopped)",
         ),
-        Panel(
-            "Battery temperature",
-            (q(f"bessai_battery_temp_c{{{SITE}}}", "{{site}}"),),
-            "stat",
-            "celsius",
-            6,
-        ),
-        Panel(
+        per_site_stat("Battery temperature", "bessai_battery_temp_c", "celsius"),
+        per_site_stat(
             "Age of battery data",
-            (q(f"bessai_data_age_seconds{{{SITE}}}", "{{site}}"),),
-            "stat",
+            "bessai_data_age_seconds",
             "s",
-            6,
             description="over sites.safety.stale_after_s the site goes SAFE",
         ),
-        Panel(
+        series(
             "Power flows (battery > 0 charging, grid > 0 importing)",
-            tuple(power),
+            *power,
             unit="watt",
             width=16,
         ),
-        Panel(
-            "Setpoint after the safety guard",
-            (
-                q(f"bessai_setpoint_w{{{SITE}}}", "setpoint {{site}}"),
-                q(f"bessai_battery_power_w{{{SITE}}}", "measured {{site}}"),
-            ),
-            unit="watt",
-            width=8,
-        ),
-        Panel(
-            "State of charge",
-            (q(f"bessai_soc_pct{{{SITE}}}", "{{site}}"),),
-            unit="percent",
-            width=8,
-        ),
-        Panel(
+        dispatch_series("Setpoint after the safety guard", 8),
+        soc_series(),
+    ]
+
+
+def _site_cycle_and_modbus_panels() -> list[Panel]:
+    modbus = [
+        q(
+            rate_sum(f"bessai_modbus_{name}_total", "site, device"),
+            f"{name} {{{{site}}}}/{{{{device}}}}",
+        )
+        for name in ("requests", "errors", "timeouts")
+    ]
+    p50 = rate_sum("bessai_cycle_duration_seconds_bucket", "site, le")
+    return [
+        series(
             "Cycle duration",
-            (
-                q(f"site:bessai_cycle_duration_seconds:p95_5m{{{SITE}}}", "p95 {{site}}"),
-                q(
-                    f"histogram_quantile(0.5, sum by (site, le) "
-                    f"(rate(bessai_cycle_duration_seconds_bucket{{{SITE}}}[{RATE}])))",
-                    "p50 {{site}}",
-                ),
+            q(on_site("site:bessai_cycle_duration_seconds:p95_5m"), "p95 {{site}}"),
+            q(
+                f"histogram_quantile(0.5, {p50})",
+                "p50 {{site}}",
             ),
             unit="s",
             width=8,
         ),
-        Panel(
+        series(
             "Cycles and overruns per second",
-            (
-                q(
-                    f"sum by (site) (rate(bessai_cycles_total{{{SITE}}}[{RATE}]))",
-                    "cycles {{site}}",
-                ),
-                q(
-                    f"sum by (site) (rate(bessai_cycle_overruns_total{{{SITE}}}[{RATE}]))",
-                    "overruns {{site}}",
-                ),
-            ),
+            q(rate_sum("bessai_cycles_total"), "cycles {{site}}"),
+            q(rate_sum("bessai_cycle_overruns_total"), "overruns {{site}}"),
             unit="ops",
             width=8,
         ),
-        Panel(
-            "Modbus requests, errors and timeouts per second",
-            (
-                q(
-                    f"sum by (site, device) (rate(bessai_modbus_requests_total{{{SITE}}}[{RATE}]))",
-                    "requests {{site}}/{{device}}",
-                ),
-                q(
-                    f"sum by (site, device) (rate(bessai_modbus_errors_total{{{SITE}}}[{RATE}]))",
-                    "errors {{site}}/{{device}}",
-                ),
-                q(
-                    f"sum by (site, device) (rate(bessai_modbus_timeouts_total{{{SITE}}}[{RATE}]))",
-                    "timeouts {{site}}/{{device}}",
-                ),
-            ),
-            unit="reqps",
-            width=8,
-        ),
-        Panel(
+        series("Modbus requests, errors and timeouts per second", *modbus, unit="reqps", width=8),
+        series(
             "Modbus error ratio (5 min)",
-            (q(f"site:bessai_modbus_errors:ratio_rate5m{{{SITE}}}", "{{site}}"),),
+            q(on_site("site:bessai_modbus_errors:ratio_rate5m"), "{{site}}"),
             unit="percentunit",
             width=8,
         ),
-        Panel(
+        series(
             "Modbus latency of the last request",
-            (q(f"bessai_modbus_last_latency_seconds{{{SITE}}}", "{{site}}/{{device}}"),),
+            q(on_site("bessai_modbus_last_latency_seconds"), "{{site}}/{{device}}"),
             unit="s",
             width=8,
         ),
-        Panel(
+        stat(
             "TCP connections to devices (increase, 1 h)",
-            (q(f"increase(bessai_modbus_connects_total{{{SITE}}}[1h])", "{{site}}/{{device}}"),),
-            "stat",
-            width=6,
+            q(f"increase({on_site('bessai_modbus_connects_total')}[1h])", "{{site}}/{{device}}"),
         ),
-        Panel(
+        series(
             "Safety guard: blocked, clamped, registers written per minute",
-            (
-                q(
-                    f"sum by (site) (rate(bessai_safety_blocks_total{{{SITE}}}[{RATE}])) * 60",
-                    "blocked {{site}}",
-                ),
-                q(
-                    f"sum by (site) (rate(bessai_safety_clamps_total{{{SITE}}}[{RATE}])) * 60",
-                    "clamped {{site}}",
-                ),
-                q(
-                    f"sum by (site) (rate(bessai_device_writes_total{{{SITE}}}[{RATE}])) * 60",
-                    "writes {{site}}",
-                ),
-            ),
-            width=12,
+            q(rate_sum("bessai_safety_blocks_total", per_minute=True), "blocked {{site}}"),
+            q(rate_sum("bessai_safety_clamps_total", per_minute=True), "clamped {{site}}"),
+            q(rate_sum("bessai_device_writes_total", per_minute=True), "writes {{site}}"),
         ),
-        Panel(
+        stat(
             "Site task restarts (1 h)",
-            (q(f"increase(bessai_site_restarts_total{{{SITE}}}[1h])", "{{site}}"),),
-            "stat",
-            width=6,
+            q(f"increase({on_site('bessai_site_restarts_total')}[1h])", "{{site}}"),
         ),
-        Panel(
+    ]
+
+
+def _site_telemetry_panels() -> list[Panel]:
+    return [
+        series(
             "Outbox: waiting envelopes and oldest age",
-            (
-                q("sum by (instance) (bessai_outbox_rows)", "rows {{instance}}"),
-                q(
-                    "max by (instance) (bessai_outbox_oldest_age_seconds)",
-                    "oldest age s {{instance}}",
-                ),
-            ),
+            q("sum by (instance) (bessai_outbox_rows)", "rows {{instance}}"),
+            q("max by (instance) (bessai_outbox_oldest_age_seconds)", "oldest age s {{instance}}"),
             width=8,
         ),
-        Panel(
+        stat(
             "Outbox size",
-            (q("sum by (instance) (bessai_outbox_bytes)", "{{instance}}"),),
-            "stat",
-            "bytes",
-            4,
-        ),
-        Panel(
-            "Outbox storage state",
-            (q("bessai_outbox_storage_state == 1", "{{state}}"),),
-            "stat",
+            q("sum by (instance) (bessai_outbox_bytes)", "{{instance}}"),
+            unit="bytes",
             width=4,
         ),
-        Panel(
-            "Held in memory (disk full)", (q("sum(bessai_outbox_held_in_memory)"),), "stat", width=4
-        ),
-        Panel(
+        stat("Outbox storage state", q("bessai_outbox_storage_state == 1", "{{state}}"), width=4),
+        stat("Held in memory (disk full)", q("sum(bessai_outbox_held_in_memory)"), width=4),
+        stat(
             "Outbox drops (1 h)",
-            (
-                q(
-                    f"sum by (site, kind) (increase(bessai_outbox_dropped_total{{{SITE}}}[1h]))",
-                    "{{site}} {{kind}}",
-                ),
+            q(
+                f"sum by (site, kind) (increase({on_site('bessai_outbox_dropped_total')}[1h]))",
+                "{{site}} {{kind}}",
             ),
-            "stat",
             width=4,
         ),
-        Panel(
+        series(
             "Envelopes committed per second",
-            (
-                q(
-                    f"sum by (site, kind) (rate(bessai_telemetry_emitted_total{{{SITE}}}[{RATE}]))",
-                    "{{site}} {{kind}}",
-                ),
-            ),
+            q(rate_sum("bessai_telemetry_emitted_total", "site, kind"), "{{site}} {{kind}}"),
             unit="ops",
             width=8,
         ),
-        Panel("Sink state", (q("bessai_sink_state == 1", "{{sink}}: {{state}}"),), "stat", width=8),
-        Panel(
+        stat("Sink state", q("bessai_sink_state == 1", "{{sink}}: {{state}}"), width=8),
+        series(
             "Sinks: pending, acknowledged and failed",
-            (
-                q("bessai_sink_pending_rows", "pending {{sink}}"),
-                q(f"rate(bessai_sink_published_total[{RATE}])", "acked/s {{sink}}"),
-                q(f"rate(bessai_sink_publish_errors_total[{RATE}])", "errors/s {{sink}}"),
-            ),
+            q("bessai_sink_pending_rows", "pending {{sink}}"),
+            q(f"rate(bessai_sink_published_total[{RATE}])", "acked/s {{sink}}"),
+            q(f"rate(bessai_sink_publish_errors_total[{RATE}])", "errors/s {{sink}}"),
             width=8,
         ),
-        Panel(
+        stat(
             "Configured sinks",
-            (q("sum by (instance) (bessai_telemetry_sinks)"),),
-            "stat",
+            q("sum by (instance) (bessai_telemetry_sinks)"),
             width=4,
             description="0: telemetry is kept nowhere",
         ),
-        Panel(
+        stat(
             "Since last sink acknowledgement",
-            (q("time() - (bessai_sink_last_ack_timestamp_seconds > 0)", "{{sink}}"),),
-            "stat",
-            "s",
-            4,
+            q("time() - (bessai_sink_last_ack_timestamp_seconds > 0)", "{{sink}}"),
+            unit="s",
+            width=4,
         ),
-        Panel(
+        stat(
             "Active alerts by severity",
-            (q("sum by (severity) (bessai_alerts_active)", "{{severity}}"),),
-            "stat",
+            q("sum by (severity) (bessai_alerts_active)", "{{severity}}"),
             width=8,
         ),
         Panel(
@@ -381,82 +349,55 @@ def site_dashboard() -> dict[str, Any]:
             "bargauge",
             width=8,
         ),
-        Panel(
+        series(
             "Modbus proxy: clients and requests per second",
-            (
-                q(f"bessai_proxy_clients{{{SITE}}}", "clients {{site}}"),
-                q(
-                    f"sum by (site, answer) (rate(bessai_proxy_requests_total{{{SITE}}}[{RATE}]))",
-                    "{{answer}} {{site}}",
-                ),
-            ),
-            width=12,
+            q(on_site("bessai_proxy_clients"), "clients {{site}}"),
+            q(rate_sum("bessai_proxy_requests_total", "site, answer"), "{{answer}} {{site}}"),
         ),
     ]
+
+
+def site_dashboard() -> dict[str, Any]:
+    """One or more sites: plant values, safety, the cycle, Modbus, outbox, sinks, alerts."""
+    panels = _site_plant_panels() + _site_cycle_and_modbus_panels() + _site_telemetry_panels()
     return dashboard("bessai-site", "open-bess-edge / site", panels, "bessai_cycles_total")
 
 
 def market_dashboard() -> dict[str, Any]:
     """What the arbitrage does: setpoint against measurement, energy moved, CO2."""
     panels = [
-        Panel(
-            "Dispatch: setpoint and measured battery power",
-            (
-                q(f"bessai_setpoint_w{{{SITE}}}", "setpoint {{site}}"),
-                q(f"bessai_battery_power_w{{{SITE}}}", "measured {{site}}"),
-            ),
-            unit="watt",
-            width=16,
-        ),
-        Panel(
-            "State of charge",
-            (q(f"bessai_soc_pct{{{SITE}}}", "{{site}}"),),
-            unit="percent",
-            width=8,
-        ),
+        dispatch_series("Dispatch: setpoint and measured battery power", 16),
+        soc_series(),
         *(
-            Panel(
+            stat(
                 f"{title} (24 h)",
-                (
-                    q(
-                        f"sum by (site) (avg_over_time({series}{{{SITE}}}[24h])) * 24 / 1000",
-                        "{{site}}",
-                    ),
+                q(
+                    f"sum by (site) (avg_over_time({on_site(metric)}[24h])) * 24 / 1000",
+                    "{{site}}",
                 ),
-                "stat",
-                "kwatth",
-                6,
+                unit="kwatth",
                 description="the average power of the last 24 h times 24 h (a gap counts at "
                 "the average)",
             )
-            for title, series in (
+            for title, metric in (
                 ("Energy charged", "site:bessai_battery_charge_power_w:clamped"),
                 ("Energy discharged", "site:bessai_battery_discharge_power_w:clamped"),
                 ("Grid import", "site:bessai_grid_import_power_w:clamped"),
                 ("PV energy", "bessai_pv_power_w"),
             )
         ),
-        Panel(
+        series(
             "CO2 avoided since start (< 0: added)",
-            (q(f"bessai_carbon_avoided_kg{{{SITE}}}", "{{site}} {{method}}"),),
+            q(on_site("bessai_carbon_avoided_kg"), "{{site}} {{method}}"),
             unit="masskg",
-            width=12,
         ),
-        Panel(
+        series(
             "Grid emission factor of the last interval",
-            (q(f"bessai_carbon_intensity_g_kwh{{{SITE}}}", "{{site}} {{method}}"),),
-            width=12,
+            q(on_site("bessai_carbon_intensity_g_kwh"), "{{site}} {{method}}"),
             extra={"fieldConfig": {"defaults": {"unit": "g/kWh"}, "overrides": []}},
         ),
-        Panel(
-            "Registers written to the inverter per minute",
-            (
-                q(
-                    f"sum by (site) (rate(bessai_device_writes_total{{{SITE}}}[{RATE}])) * 60",
-                    "{{site}}",
-                ),
-            ),
-            width=24,
+        per_minute_series(
+            "Registers written to the inverter per minute", "bessai_device_writes_total", 24
         ),
     ]
     return dashboard(
@@ -467,38 +408,32 @@ def market_dashboard() -> dict[str, Any]:
 def fleet_dashboard() -> dict[str, Any]:
     """The fleet backend (`bessai fleet serve`): sites reporting, capacity, SOC and flexibility,
     the consumer's lag, NATS connection and throughput."""
+    consumed = [
+        q(f"sum(rate(fleet_{counter}_total[{RATE}]))", legend)
+        for counter, legend in (
+            ("envelopes_written", "stored"),
+            ("envelopes_duplicate", "duplicate"),
+            ("envelopes_rejected", "rejected"),
+            ("db_errors", "database errors"),
+        )
+    ]
     panels = [
-        Panel("Sites reporting", (q("max(fleet_sites_active)"),), "stat", width=6),
-        Panel("Fleet capacity", (q("max(fleet_total_capacity_kwh)"),), "stat", "kwatth", 6),
-        Panel("Fleet services up", (q('sum(up{job="bessai-fleet"})'),), "stat", width=6),
-        Panel("Consumer lag (max)", (q("job:fleet_consumer_lag_messages:max"),), "stat", width=6),
-        Panel(
-            "Consumer lag by instance",
-            (q("fleet_consumer_lag_messages", "{{instance}}"),),
-            width=12,
-        ),
-        Panel("Sites reporting over time", (q("max(fleet_sites_active)", "sites"),), width=12),
-        Panel("Fleet SOC", (q("max(fleet_soc_pct)"),), "stat", "percent", 6),
-        Panel("Sites known", (q("max(fleet_sites)"),), "stat", width=6),
-        Panel("Sites in SAFE", (q("max(fleet_sites_safe)"),), "stat", width=6),
-        Panel("Consumers connected to NATS", (q("sum(fleet_nats_connected)"),), "stat", width=6),
-        Panel(
+        stat("Sites reporting", q("max(fleet_sites_active)")),
+        stat("Fleet capacity", q("max(fleet_total_capacity_kwh)"), unit="kwatth"),
+        stat("Fleet services up", q('sum(up{job="bessai-fleet"})')),
+        stat("Consumer lag (max)", q("job:fleet_consumer_lag_messages:max")),
+        series("Consumer lag by instance", q("fleet_consumer_lag_messages", "{{instance}}")),
+        series("Sites reporting over time", q("max(fleet_sites_active)", "sites")),
+        stat("Fleet SOC", q("max(fleet_soc_pct)"), unit="percent"),
+        stat("Sites known", q("max(fleet_sites)")),
+        stat("Sites in SAFE", q("max(fleet_sites_safe)")),
+        stat("Consumers connected to NATS", q("sum(fleet_nats_connected)")),
+        series(
             "Flexibility over the horizon",
-            (q("max by (direction) (fleet_flexibility_kwh)", "{{direction}}"),),
+            q("max by (direction) (fleet_flexibility_kwh)", "{{direction}}"),
             unit="kwatth",
-            width=12,
         ),
-        Panel(
-            "Envelopes consumed",
-            (
-                q("sum(rate(fleet_envelopes_written_total[$__rate_interval]))", "stored"),
-                q("sum(rate(fleet_envelopes_duplicate_total[$__rate_interval]))", "duplicate"),
-                q("sum(rate(fleet_envelopes_rejected_total[$__rate_interval]))", "rejected"),
-                q("sum(rate(fleet_db_errors_total[$__rate_interval]))", "database errors"),
-            ),
-            unit="ops",
-            width=12,
-        ),
+        series("Envelopes consumed", *consumed, unit="ops"),
     ]
     return dashboard("bessai-fleet", "open-bess-edge / fleet", panels)
 
@@ -512,49 +447,24 @@ def security_dashboard() -> dict[str, Any]:
             "bargauge",
             width=12,
         ),
-        Panel(
+        series(
             "Anomaly score",
-            (q("ids_anomaly_score", "{{instance}}"),),
-            width=12,
+            q("ids_anomaly_score", "{{instance}}"),
             extra={
                 "fieldConfig": {"defaults": {"unit": "short", "min": 0, "max": 1}, "overrides": []}
             },
         ),
-        Panel(
+        series(
             "Proxy writes by outcome per minute",
-            (
-                q(
-                    "sum by (site, outcome, code) "
-                    f"(rate(bessai_proxy_writes_total{{{SITE}}}[{RATE}])) * 60",
-                    "{{site}} {{outcome}} {{code}}",
-                ),
+            q(
+                rate_sum("bessai_proxy_writes_total", "site, outcome, code", per_minute=True),
+                "{{site}} {{outcome}} {{code}}",
             ),
-            width=12,
             description="refused: a client that is not a listed writer",
         ),
-        Panel(
-            "Modbus proxy clients", (q(f"bessai_proxy_clients{{{SITE}}}", "{{site}}"),), width=12
-        ),
-        Panel(
-            "Safety guard blocks per minute",
-            (
-                q(
-                    f"sum by (site) (rate(bessai_safety_blocks_total{{{SITE}}}[{RATE}])) * 60",
-                    "{{site}}",
-                ),
-            ),
-            width=12,
-        ),
-        Panel(
-            "Registers written to devices per minute",
-            (
-                q(
-                    f"sum by (site) (rate(bessai_device_writes_total{{{SITE}}}[{RATE}])) * 60",
-                    "{{site}}",
-                ),
-            ),
-            width=12,
-        ),
+        series("Modbus proxy clients", q(on_site("bessai_proxy_clients"), "{{site}}")),
+        per_minute_series("Safety guard blocks per minute", "bessai_safety_blocks_total"),
+        per_minute_series("Registers written to devices per minute", "bessai_device_writes_total"),
     ]
     return dashboard("bessai-security", "open-bess-edge / security", panels, "bessai_proxy_clients")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,19 @@ needs_chromium = pytest.mark.skipif(
 EXPECTED_CONSOLE = re.compile(
     r"status of 40[13] \((Unauthorized|Forbidden)\)|net::ERR_(CONNECTION_REFUSED|EMPTY_RESPONSE)"
 )
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    """A fresh page in headless Chromium (sync Playwright), closed after the test."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            yield browser.new_context(viewport=VIEWPORT).new_page()  # type: ignore[arg-type]
+        finally:
+            browser.close()
 
 
 def screenshot(page: Any, name: str) -> Path:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,11 @@ from bessai.observe.monitor import Monitor
 from bessai.optimize import Schedule
 from bessai.runtime.service import Runtime
 from bessai.simulator.server import SimulatorServer
+from tests.api.browser import page
 from tests.control.conftest import site_config
+from tests.process import free_port, stop_process, wait_ready
+
+__all__ = ["page"]  # the browser fixture, shared with the fleet page's test
 
 
 @dataclass
@@ -96,12 +99,6 @@ async def wait_for(condition: Callable[[], object], timeout_s: float = 10.0) -> 
         await asyncio.sleep(0.05)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class RunningGateway:
     base_url: str
@@ -162,29 +159,16 @@ def gateway_process(config_path: Path, port: int, key: str) -> Iterator[subproce
             env=env,
         )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"
+
+    def has_soc() -> bool:
+        r = httpx.get(f"{base_url}/api/v1/status", headers={"X-API-Key": key})
+        return r.status_code == 200 and r.json()["sites"][0].get("soc_pct") is not None
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"gateway exited: {log_path.read_text()}")
-            try:
-                r = httpx.get(f"{base_url}/api/v1/status", headers={"X-API-Key": key})
-                if r.status_code == 200 and r.json()["sites"][0].get("soc_pct") is not None:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"gateway did not come up: {log_path.read_text()}")
-            time.sleep(0.2)
+        wait_ready(proc, has_soc, log_path, name="gateway", timeout_s=30)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture(scope="session")
@@ -197,21 +181,6 @@ def running_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
         yield RunningGateway(
             f"http://127.0.0.1:{port}", keys, root / "data", config_path.with_suffix(".log")
         )
-
-
-@pytest.fixture
-def page() -> Iterator[Any]:
-    """A fresh page in headless Chromium (sync Playwright), closed after the test."""
-    from playwright.sync_api import sync_playwright
-
-    from .browser import CHROMIUM, LAUNCH_ARGS, VIEWPORT
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield browser.new_context(viewport=VIEWPORT).new_page()  # type: ignore[arg-type]
-        finally:
-            browser.close()
 
 
 def make_plan(

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bessai.cli import app as cli
+from tests.process import stop_process, wait_ready
 
 from .browser import screenshot, unexpected, watch_errors
 from .conftest import free_port, make_keys
@@ -59,24 +59,16 @@ def analyst_process(data_dir: Path, root: Path) -> Iterator[AnalystServer]:
         )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"analyst serve exited: {log_path.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base_url}/analyst").status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"analyst serve did not come up: {log_path.read_text()}")
-            time.sleep(0.2)
+        wait_ready(
+            proc,
+            lambda: httpx.get(f"{base_url}/analyst").status_code == 200,
+            log_path,
+            name="analyst serve",
+            timeout_s=60,
+        )
         yield AnalystServer(base_url, keys["read"])
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _cli(*args: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -21,9 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymodbus.client import ModbusTcpClient
 
 from tests.deploy.conftest import DEPLOY, prometheus_binary
-from tests.telemetry.brokers import free_port, wait_for_port
-
-LOOPBACK = "127.0.0.1"
+from tests.process import LOOPBACK, free_port, stop_process, wait_for_port, wait_ready
 
 GATEWAY_TOML = """\
 [gateway]
@@ -63,26 +60,11 @@ class Gateway:
     proxy_port: int
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} not ready after {timeout_s} s:\n{log.read_text()}")
+    def ready() -> bool:
+        return httpx.get(url, timeout=1).status_code == 200
+
+    wait_ready(proc, ready, log, name=f"{proc.args!r} for {url}", timeout_s=timeout_s)
 
 
 @contextlib.contextmanager
@@ -103,7 +85,7 @@ def run_bessai(
     try:
         yield proc
     finally:
-        _stop(proc)
+        stop_process(proc, 15)
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], workdir: Path, name: str) -> None:
@@ -185,7 +167,7 @@ def run_prometheus(workdir: Path, target: str, stack: Stack = SITE_STACK) -> Ite
         _wait_http(f"{url}/-/ready", proc, log, 30)
         yield url
     finally:
-        _stop(proc)
+        stop_process(proc, 15)
 
 
 def query(prometheus: str, expr: str) -> list[dict[str, Any]]:

@@ -10,7 +10,8 @@ import httpx
 
 from tests.deploy.conftest import DEPLOY
 from tests.deploy.images import compose
-from tests.telemetry.brokers import LOOPBACK, BrokerProcess, find_binary, free_port
+from tests.process import LOOPBACK, find_binary, free_port
+from tests.telemetry.brokers import BrokerProcess
 
 FLEET = DEPLOY / "compose" / "fleet"
 

@@ -34,7 +34,8 @@ from tests.deploy.panels import (
 )
 from tests.fleet.harness import FleetProcess, make_gateway
 from tests.fleet.pg import pg_cluster
-from tests.telemetry.brokers import LOOPBACK, nats_process
+from tests.process import LOOPBACK
+from tests.telemetry.brokers import nats_process
 
 pytestmark = pytest.mark.slow
 

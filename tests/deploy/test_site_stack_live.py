@@ -19,7 +19,8 @@ import pytest
 from tests.deploy.conftest import DEPLOY
 from tests.deploy.images import compose, dockerfile, final_stage, one
 from tests.deploy.live import LOOPBACK, run_bessai, wait_http
-from tests.telemetry.brokers import BrokerProcess, find_binary, free_port, wait_for_port
+from tests.process import find_binary, free_port, wait_for_port
+from tests.telemetry.brokers import BrokerProcess
 
 SITE = DEPLOY / "compose" / "site"
 

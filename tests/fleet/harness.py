@@ -5,13 +5,9 @@ gateways' outboxes sent."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +17,7 @@ from bessai.api.keys import KeyStore, Role
 from bessai.config import Config
 from bessai.runtime.service import Runtime
 from tests.conftest import FAST_SETTINGS
-from tests.telemetry.brokers import LOOPBACK, free_port, wait_for_port
+from tests.process import LOOPBACK, ServerProcess, free_port
 
 Key = tuple[str, str, int]
 
@@ -107,53 +103,28 @@ def read_key(folder: Path) -> str:
     return KeyStore(folder / "api_keys.json").add(f"reader-{time.monotonic_ns()}", Role.READ)
 
 
-@dataclass
-class FleetProcess:
+class FleetProcess(ServerProcess):
     """`bessai fleet serve` as a subprocess on its own HTTP port."""
 
-    config: Path
-    port: int
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, config: Path, port: int, log_path: Path) -> None:
+        argv = [sys.executable, "-m", "bessai.cli", "fleet", "serve", "--config", str(config)]
+        super().__init__(
+            "fleet serve",
+            argv,
+            port,
+            log_path,
+            env={"PYTHONUNBUFFERED": "1"},
+            start_timeout_s=30,
+            stop_timeout_s=15,
+        )
+        self.config = config
 
     @classmethod
     def create(cls, folder: Path, dsn: str, nats_port: int, **fleet: Any) -> FleetProcess:
+        """A fleet service with its configuration in `folder` on a free port (not started)."""
         port = free_port()
         config = fleet_config_file(folder, dsn, nats_port, port, **fleet)
         return cls(config, port, folder / "serve.log")
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bessai.cli", "fleet", "serve", "--config", str(self.config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        log.close()
-        try:
-            wait_for_port(self.port, timeout_s=30)
-        except TimeoutError:
-            self.kill()
-            raise RuntimeError(f"fleet serve did not start:\n{self.log_path.read_text()}") from None
-
-    def kill(self) -> None:
-        """SIGKILL: no chance to ack or finish a batch."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
 
     def url(self, path: str) -> str:
         return f"http://{LOOPBACK}:{self.port}{path}"

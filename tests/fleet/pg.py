@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.telemetry.brokers import LOOPBACK, free_port
+from tests.process import LOOPBACK, free_port
 
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/bin")
 

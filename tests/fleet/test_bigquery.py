@@ -28,7 +28,7 @@ from bessai.fleet.migrations import migrate
 from bessai.fleet.rows import parse_envelope
 from bessai.fleet.store import DbOptions, open_pool, write_batch
 from tests.fleet.test_store import envelope
-from tests.telemetry.brokers import LOOPBACK, free_port, wait_for_port
+from tests.process import LOOPBACK, free_port, wait_for_port
 
 pytest.importorskip("google.cloud.bigquery")
 

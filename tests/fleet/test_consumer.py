@@ -19,7 +19,8 @@ from bessai.fleet.migrations import migrate
 from bessai.fleet.store import DbOptions, open_pool
 from tests.fleet.pg import make_certs
 from tests.fleet.test_store import envelope
-from tests.telemetry.brokers import LOOPBACK, BrokerProcess, find_binary, free_port
+from tests.process import LOOPBACK, find_binary, free_port
+from tests.telemetry.brokers import BrokerProcess
 
 
 async def publish(port: int, bodies: list[bytes]) -> None:

@@ -11,24 +11,13 @@ from typing import Any
 
 import pytest
 
-from tests.api.browser import CHROMIUM, LAUNCH_ARGS, VIEWPORT, needs_chromium, screenshot
+from tests.api.browser import needs_chromium, page, screenshot
 from tests.fleet.harness import FleetProcess, read_key
 from tests.fleet.test_api import SITES, seed
 from tests.telemetry.brokers import BrokerProcess
 
 pytestmark = needs_chromium
-
-
-@pytest.fixture
-def page() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield browser.new_context(viewport=VIEWPORT).new_page()  # type: ignore[arg-type]
-        finally:
-            browser.close()
+__all__ = ["page"]  # the browser fixture
 
 
 @pytest.fixture

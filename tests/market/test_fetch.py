@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
@@ -27,6 +24,7 @@ from bessai.market.fetch import (
     settings_from,
 )
 from bessai.market.prices import load_prices
+from tests.market.fixture_server import Reply, ScriptedFailures, fast_client, json_server
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BUS = "BA S/E VALDIVIA 220KV BP1"
@@ -53,27 +51,25 @@ def v2_day(day: date) -> list[dict[str, Any]]:
     return rows
 
 
-class FakeCen:
+class FakeCen(ScriptedFailures):
     """Serves each day in pages of 10 records; scripted failures by (day, page)."""
 
     page_size = 10
 
     def __init__(self) -> None:
+        super().__init__()
         self.log: list[tuple[str, int]] = []
-        self.fail: dict[tuple[str, int], list[int]] = {}  # statuses to answer first
         self.keys: list[str] = []
 
-    def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, str], bytes]:
+    def answer(self, path: str, query: dict[str, list[str]]) -> Reply:
         if path.endswith("/static"):
             return 200, {}, (FIXTURES / "cen_v4_page.json").read_bytes()
         day = query["startDate"][0]
         page = int(query.get("page", ["1"])[0])
         self.keys.append(query.get("user_key", [""])[0])
         self.log.append((day, page))
-        queue = self.fail.get((day, page), [])
-        if queue:
-            status = queue.pop(0)
-            return status, ({"Retry-After": "0"} if status == 429 else {}), b"{}"
+        if failure := self.scripted(day, page):
+            return failure
         rows = v2_day(date.fromisoformat(day))
         chunk = rows[(page - 1) * self.page_size : page * self.page_size]
         more = page * self.page_size < len(rows)
@@ -85,37 +81,12 @@ class FakeCen:
 @pytest.fixture
 def cen() -> Iterator[tuple[FakeCen, str]]:
     fake = FakeCen()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            url = urlparse(self.path)
-            status, headers, body = fake.answer(url.path, parse_qs(url.query))
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with json_server(fake.answer) as base:
+        yield fake, base
 
 
 def client(base: str, sleeps: list[float] | None = None, retries: int = 3) -> CenClient:
-    settings = FetchSettings(
-        api_key="k3y", base_url=base, min_interval_s=0.0, retries=retries, backoff_s=0.01
-    )
-    return CenClient(settings, sleep=(sleeps.append if sleeps is not None else lambda s: None))
+    return fast_client(base, sleeps, api_key="k3y", retries=retries)
 
 
 def test_pages_are_followed_filtered_and_written_as_a_cen_tsv(

@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 import pytest
@@ -26,7 +23,8 @@ from bessai.market.datasets import (
     load_dataset_csv,
     plan_dataset,
 )
-from bessai.market.fetch import CenClient, FetchError, FetchSettings
+from bessai.market.fetch import FetchError
+from tests.market.fixture_server import Reply, ScriptedFailures, fast_client, json_server
 
 KEYS = ("alpha", "beta")
 
@@ -49,26 +47,24 @@ def records(ds: Dataset, day: date, v2: bool) -> list[dict[str, Any]]:
     return out
 
 
-class FakeSip:
+class FakeSip(ScriptedFailures):
     """Pages of 20 records; v4 paging by page/totalPages, or v2 by ``next`` links."""
 
     page_size = 20
 
     def __init__(self) -> None:
+        super().__init__()
         self.v2 = False
         self.log: list[tuple[str, str, int]] = []
-        self.fail: dict[tuple[str, int], list[int]] = {}
         self.dataset: Dataset | None = None  # the one asked for (two share a path)
 
-    def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, str], bytes]:
+    def answer(self, path: str, query: dict[str, list[str]]) -> Reply:
         ds = self.dataset or next(d for d in DATASETS.values() if d.path == path)
         day = query["startDate"][0]
         page = int(query.get("page", ["1"])[0])
         self.log.append((path, day, page))
-        queue = self.fail.get((day, page), [])
-        if queue:
-            status = queue.pop(0)
-            return status, ({"Retry-After": "0"} if status == 429 else {}), b"{}"
+        if failure := self.scripted(day, page):
+            return failure
         rows = records(ds, date.fromisoformat(day), self.v2)
         chunk = rows[(page - 1) * self.page_size : page * self.page_size]
         pages = -(-len(rows) // self.page_size)
@@ -84,36 +80,8 @@ class FakeSip:
 @pytest.fixture
 def sip() -> Iterator[tuple[FakeSip, str]]:
     fake = FakeSip()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            url = urlparse(self.path)
-            status, headers, body = fake.answer(url.path, parse_qs(url.query))
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def client(base: str, sleeps: list[float] | None = None) -> CenClient:
-    settings = FetchSettings(api_key="k", base_url=base, min_interval_s=0.0, retries=3,
-                             backoff_s=0.01)  # fmt: skip
-    return CenClient(settings, sleep=(sleeps.append if sleeps is not None else lambda s: None))
+    with json_server(fake.answer) as base:
+        yield fake, base
 
 
 @pytest.mark.parametrize("name", list(DATASETS))
@@ -127,12 +95,12 @@ def test_dataset_pages_429_and_resume(sip: tuple[FakeSip, str], tmp_path: Path, 
     sleeps: list[float] = []
     plan = plan_dataset(ds, None, date(2023, 3, 1), date(2023, 3, 4), tmp_path)
     with pytest.raises(FetchError, match=r"after 4 attempts.*resume"):
-        fetch_dataset(plan, client(base, sleeps))
+        fetch_dataset(plan, fast_client(base, sleeps))
     assert sleeps[:2] == [0.0, 0.02]  # Retry-After: 0 on the 429, then the doubled back-off
     resumed = plan_dataset(ds, None, date(2023, 3, 1), date(2023, 3, 4), tmp_path)
     assert resumed.cached == [date(2023, 3, 1), date(2023, 3, 2)]
     fake.log.clear()
-    out = fetch_dataset(resumed, client(base))
+    out = fetch_dataset(resumed, fast_client(base))
     assert sorted({d for _, d, _ in fake.log}) == ["2023-03-03", "2023-03-04"]
     wide = load_dataset_csv(out)
     keys = list(KEYS) if ds.key_fields else ["system"]
@@ -149,7 +117,7 @@ def test_v2_pages_and_a_key_filter(sip: tuple[FakeSip, str], tmp_path: Path) -> 
     fake.v2 = True
     ds = DATASETS["cmg-programmed"]
     plan = plan_dataset(ds, "BETA", date(2023, 7, 1), date(2023, 7, 1), tmp_path)
-    wide = load_dataset_csv(fetch_dataset(plan, client(base)))
+    wide = load_dataset_csv(fetch_dataset(plan, fast_client(base)))
     assert list(wide.columns) == ["beta"]
     # Winter: local midnight is 04:00 UTC; hora 1 is the hour from midnight.
     assert wide.index[0] == pd.Timestamp("2023-07-01 04:00", tz="UTC")
@@ -161,14 +129,14 @@ def test_a_missing_field_names_the_record(sip: tuple[FakeSip, str], tmp_path: Pa
     odd = Dataset("odd", DATASETS["demand"].path, ("nope",), (), "MWh", "sum", "")
     plan = plan_dataset(odd, None, date(2023, 3, 1), date(2023, 3, 1), tmp_path)
     with pytest.raises(FetchError, match=r"record 0: no value field \(nope\).*demanda_mwh"):
-        fetch_dataset(plan, client(base))
+        fetch_dataset(plan, fast_client(base))
 
 
 def test_exogenous_inputs_from_a_dataset(sip: tuple[FakeSip, str], tmp_path: Path) -> None:
     _, base = sip
     plan = plan_dataset(DATASETS["cmg-programmed"], None, date(2023, 3, 1), date(2023, 3, 1),
                         tmp_path)  # fmt: skip
-    wide = load_dataset_csv(fetch_dataset(plan, client(base)))
+    wide = load_dataset_csv(fetch_dataset(plan, fast_client(base)))
     index = pd.date_range("2023-03-01 02:00", periods=4, freq="h", tz="UTC")
     ex = exog_frame(wide, index, {"cmg_prog": "alpha"})
     assert ex["cmg_prog"].isna().iloc[0]  # before the first value

@@ -1,49 +1,25 @@
-"""Proxy fixtures: a site cycling against the test simulator, the proxy in front of it on a free
-loopback port, and pymodbus clients connected to the proxy."""
+"""Proxy fixtures: a site cycling against the test simulator (the control tests' fixtures), the
+proxy in front of it on a free loopback port, and pymodbus clients connected to the proxy."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from bessai.config import ProxyConfig
-from bessai.control.audit import AuditLog
 from bessai.control.site import SiteRunner
 from bessai.devices.huawei import HuaweiHybrid
-from bessai.devices.registry import open_device
 from bessai.proxy import ProxyServer
-from bessai.simulator.server import SimulatorServer
-from tests.conftest import FAST_SETTINGS
-from tests.control.conftest import site_config
+from tests.control.conftest import audit, make_runner
+
+# The site fixtures of the control tests, shared.
+__all__ = ["audit", "make_runner"]
 
 MakeRunner = Callable[..., SiteRunner]
 MakeProxy = Callable[..., "Any"]
-
-
-@pytest.fixture
-def audit(tmp_path: Path) -> AuditLog:
-    log = AuditLog(tmp_path / "audit.sqlite")
-    yield log  # type: ignore[misc]
-    log.close()
-
-
-@pytest.fixture
-async def make_runner(sim: SimulatorServer, audit: AuditLog) -> AsyncIterator[MakeRunner]:
-    runners: list[SiteRunner] = []
-
-    def factory(**overrides: Any) -> SiteRunner:
-        config = site_config(sim.port, **overrides)
-        runner = SiteRunner(config, open_device(config, FAST_SETTINGS), audit)
-        runners.append(runner)
-        return runner
-
-    yield factory
-    for runner in runners:
-        await runner.device.close()
 
 
 @pytest.fixture

@@ -8,10 +8,6 @@ import asyncio
 import contextlib
 import getpass
 import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import threading
 import time
@@ -24,76 +20,15 @@ import paho.mqtt.client as paho
 import pytest
 import pytest_asyncio
 from paho.mqtt.enums import CallbackAPIVersion
+from tests.process import (
+    LOOPBACK,
+    ServerProcess,
+    find_binary,
+    free_port,
+)
 
-LOOPBACK = "127.0.0.1"
-
-
-def find_binary(name: str) -> str:
-    # Debian installs brokers in /usr/sbin, which is not on every user's PATH.
-    found = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
-    )
-    if found is None:
-        pytest.fail(f"{name} is not installed: run `make system-deps`")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {LOOPBACK}:{port} after {timeout_s} s")
-
-
-class BrokerProcess:
-    """A broker subprocess on a fixed loopback port that can be killed and restarted."""
-
-    def __init__(self, name: str, argv: list[str], port: int, log_path: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.port = port
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        try:
-            wait_for_port(self.port)
-        except TimeoutError:
-            self.kill()
-            raise RuntimeError(f"{self.name} did not start:\n{self.log_path.read_text()}") from None
-
-    def kill(self) -> None:
-        """SIGKILL: the broker gets no chance to flush or say goodbye."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
+#: A broker subprocess on a fixed loopback port that can be killed and restarted.
+BrokerProcess = ServerProcess
 
 #: Save after every change (and each second): subscriptions survive a SIGKILL.
 SAVE_ON_EVERY_CHANGE = ("autosave_interval 1", "autosave_on_changes true")

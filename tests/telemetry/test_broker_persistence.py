@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from brokers import LOOPBACK, BrokerProcess, SeqRecorder, _mosquitto, wait_until
+from brokers import BrokerProcess, SeqRecorder, _mosquitto, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
+from tests.process import LOOPBACK
 
 from bessai.telemetry import Record, TelemetryConfig, TelemetryPipeline
 

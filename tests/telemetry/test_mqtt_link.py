@@ -17,10 +17,10 @@ from brokers import (
     MqttRecorder,
     TcpProxy,
     _mosquitto,
-    free_port,
     make_proxy,
     wait_until,
 )
+from tests.process import free_port
 
 from bessai.telemetry.sinks.mqtt_link import LinkError, LinkSettings, MqttLink
 

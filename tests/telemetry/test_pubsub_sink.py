@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from brokers import LOOPBACK, free_port, wait_for_port
+from tests.process import LOOPBACK, free_port, wait_for_port
 
 from bessai.errors import SinkError
 from bessai.telemetry.config import PubSubSinkConfig

@@ -6,16 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from brokers import (
-    LOOPBACK,
-    BrokerProcess,
-    MqttRecorder,
-    _mosquitto,
-    find_binary,
-    free_port,
-    nats_stream_keys,
-    wait_until,
-)
+from brokers import BrokerProcess, MqttRecorder, _mosquitto, nats_stream_keys, wait_until
+from tests.process import LOOPBACK, find_binary, free_port
 
 from bessai.telemetry import Record, TelemetryConfig, TelemetryPipeline
 

@@ -14,7 +14,8 @@ import nats
 import paho.mqtt.publish as publish
 import pyarrow.parquet as pq
 import pytest
-from brokers import BrokerProcess, free_port, nats_process
+from brokers import BrokerProcess, nats_process
+from tests.process import free_port
 from typer.testing import CliRunner
 
 from bessai.cli import app

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,20 +14,15 @@ import httpx
 from bessai.runtime.http import serve_http
 from bessai.runtime.service import Runtime
 from tests.conftest import FAST_SETTINGS
+from tests.process import free_port
 from tests.vpp.conftest import RunningVtn
 from tests.vpp.test_ven_e2e import gateway_config, post_event, wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_a_webhook_notification_makes_the_ven_poll_at_once(
     vtn_server: RunningVtn, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     config = gateway_config(tmp_path, vtn_server.url, [("site-a", "ven-a", "secret-a")])
     vpp = config.sites[0].vpp
     vpp.poll_s = 600.0

@@ -4,7 +4,6 @@ VTN with the clients it is given, from options or BESSAI_VTN_CLIENTS, SQLite-bac
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from bessai.errors import BessaiError
+from tests.process import free_port
 
 
 def test_no_clients_and_bad_clients_are_one_line_errors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,14 +31,8 @@ def test_no_clients_and_bad_clients_are_one_line_errors(monkeypatch: pytest.Monk
     assert "expected ID:SECRET:ROLE" in str(result.exception)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serves_the_vtn_with_its_clients(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "BESSAI_VTN_CLIENTS"}
     env["BESSAI_VTN_CLIENTS"] = "ops:ops-secret:bl"
     command = [sys.executable, "-m", "bessai.cli", "vpp", "vtn", "serve", "--port", str(port),

@@ -135,6 +135,15 @@ Reader = Annotated[Principal, Depends(read_key)]
 Controller = Annotated[Principal, Depends(control_key)]
 
 
+async def metrics_access(
+    request: Request, bearer: BearerCredentials, header_key: HeaderKey
+) -> None:
+    """A read key for /metrics unless `api.public_metrics` (the default, for scrapers); the
+    gateway's and the fleet's /metrics alike."""
+    if not request.app.state.ctx.config.public_metrics:
+        await read_key(request, bearer, header_key)
+
+
 def _role_check(dependant: Dependant) -> RoleCheck | None:
     """The strictest RoleCheck among a route's dependencies, nested ones included."""
     found: RoleCheck | None = None

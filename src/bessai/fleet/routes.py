@@ -14,7 +14,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bessai.api.deps import READ, AuthFirstRoute, BearerCredentials, HeaderKey, read_key
+from bessai.api.deps import READ, AuthFirstRoute, metrics_access
 from bessai.api.responses import KEYED, NOT_FOUND, problem
 from bessai.fleet import models
 from bessai.fleet.context import FleetContext, fleet_context
@@ -74,14 +74,6 @@ async def get_openapi(request: Request) -> JSONResponse:
 
 
 outside = APIRouter(route_class=AuthFirstRoute, include_in_schema=False)
-
-
-async def metrics_access(
-    request: Request, bearer: BearerCredentials, header_key: HeaderKey
-) -> None:
-    """A read key for /metrics unless `api.public_metrics` (the default, for scrapers)."""
-    if not request.app.state.ctx.config.public_metrics:
-        await read_key(request, bearer, header_key)
 
 
 @outside.get("/health")

@@ -24,20 +24,18 @@ from collections.abc import Callable
 
 import structlog
 from prometheus_client import CollectorRegistry
-from pymodbus.exceptions import ModbusIOException
 from pymodbus.framer import FramerSocket
-from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
+from pymodbus.pdu import DecodePDU, ModbusPDU
 from pymodbus.pdu.mei_message import ReadDeviceInformationResponse
 from pymodbus.pdu.register_message import (
     ReadHoldingRegistersResponse,
-    WriteMultipleRegistersResponse,
-    WriteSingleRegisterResponse,
 )
 
 from bessai.config import ProxyConfig
 from bessai.control.site import CycleRecord, SiteRunner
 from bessai.errors import BessaiError
 from bessai.modbus.client import ModbusDevice
+from bessai.modbus.serving import client_requests, exception_answer, send_answer, write_answer
 from bessai.proxy.fetch import OnDemandReader
 from bessai.proxy.huawei import (
     IDENTITY_POINTS,
@@ -238,35 +236,9 @@ class ProxyServer:
         framer = FramerSocket(decoder)
         session = LoginSession(self.config.login_password.get_secret_value())
         throttle = _Throttle(self.config.client_requests_per_s)
-        buffer = b""
-        while True:
-            try:
-                chunk = await reader.read(1024)
-            except (ConnectionError, OSError):
-                return
-            if not chunk:
-                return
-            buffer += chunk
-            while buffer:
-                try:
-                    used, pdu = framer.handleFrame(buffer, 0, 0)
-                except ModbusIOException as exc:
-                    # A frame that does not decode: a count beyond 125 is an illegal value, an
-                    # unknown function code an illegal function, as on the device.
-                    buffer = b""
-                    fc = exc.fcode or 0
-                    code = ILLEGAL_VALUE if fc in (3, 6, 16) else ILLEGAL_FUNCTION
-                    response: ModbusPDU = ExceptionResponse(
-                        fc, code, exc.dev_id or 0, exc.transaction_id or 0
-                    )
-                    writer.write(framer.buildFrame(response))
-                    break
-                if pdu is None:
-                    if used:
-                        buffer = buffer[used:]
-                        continue
-                    break
-                buffer = buffer[used:]
+        requests = client_requests(reader, writer, framer, _bad_frame_code)
+        async with contextlib.aclosing(requests):
+            async for pdu in requests:
                 delay_s = throttle.delay_s()
                 if delay_s > 0:
                     await asyncio.sleep(delay_s)
@@ -276,12 +248,10 @@ class ProxyServer:
                     # A fault of ours is the device's "failure" to the client, never a dead
                     # connection handler.
                     log.exception("proxy could not answer a request", client=client)
-                    answer = _exception(pdu, DEVICE_FAILURE)
+                    answer = exception_answer(pdu, DEVICE_FAILURE)
                 if answer is None or writer.is_closing():
                     continue
-                writer.write(framer.buildFrame(answer))
-                with contextlib.suppress(ConnectionError):
-                    await writer.drain()
+                await send_answer(writer, framer, answer)
 
     # -- answers ------------------------------------------------------------------------------
 
@@ -305,9 +275,9 @@ class ProxyServer:
             answer = session.answer(request)
             if answer is not None and session.logged_in:
                 log.info("proxy client logged in", client=client)
-            return answer if answer is not None else _exception(request, ILLEGAL_FUNCTION)
+            return answer if answer is not None else exception_answer(request, ILLEGAL_FUNCTION)
         self.metrics.answered("exception")
-        return _exception(request, ILLEGAL_FUNCTION)
+        return exception_answer(request, ILLEGAL_FUNCTION)
 
     async def _read(self, request: ModbusPDU) -> ModbusPDU:
         start, count = request.address, request.count
@@ -317,7 +287,7 @@ class ProxyServer:
             result = await self.reader.read(*served.span)
             if isinstance(result, int):
                 self.metrics.answered("busy" if result == DEVICE_BUSY else "exception")
-                return _exception(request, result)
+                return exception_answer(request, result)
             served = self.image.lookup(start, count, time.monotonic())
             answer = "forwarded"
         if served.answer is Answer.WORDS:
@@ -329,9 +299,9 @@ class ProxyServer:
             )
         if served.answer is Answer.REFUSED:
             self.metrics.answered("exception")
-            return _exception(request, ILLEGAL_ADDRESS)
+            return exception_answer(request, ILLEGAL_ADDRESS)
         self.metrics.answered("busy")
-        return _exception(request, DEVICE_BUSY)
+        return exception_answer(request, DEVICE_BUSY)
 
     async def _write(self, request: ModbusPDU, client: str) -> ModbusPDU:
         registers = list(request.registers)
@@ -342,22 +312,10 @@ class ProxyServer:
             self.metrics.wrote("refused", refused.code)
             self._log_once(client, "proxy write refused", address=request.address,
                            code=refused.code, reason=refused.reason)  # fmt: skip
-            return _exception(request, refused.code)
+            return exception_answer(request, refused.code)
         self.metrics.answered("write")
         self.metrics.wrote(outcome)
-        if request.function_code == 6:
-            return WriteSingleRegisterResponse(
-                address=request.address,
-                registers=registers,
-                dev_id=request.dev_id,
-                transaction_id=request.transaction_id,
-            )
-        return WriteMultipleRegistersResponse(
-            address=request.address,
-            count=len(registers),
-            dev_id=request.dev_id,
-            transaction_id=request.transaction_id,
-        )
+        return write_answer(request, registers)
 
     def _identify(self, request: ModbusPDU) -> ModbusPDU:
         """Device identification from the identity block the gateway read at connect."""
@@ -371,13 +329,13 @@ class ProxyServer:
                 identity[point.name] = identity_text(point, list(served.words))
         if "model_name" not in identity:
             self.metrics.answered("busy")
-            return _exception(request, DEVICE_BUSY)  # not read yet: ask again
+            return exception_answer(request, DEVICE_BUSY)  # not read yet: ask again
         read_code = int(getattr(request, "read_code", 1))
         object_id = int(getattr(request, "object_id", 0))
         information = device_information(read_code, object_id, identity, request.dev_id)
         if information is None:
             self.metrics.answered("exception")
-            return _exception(request, ILLEGAL_ADDRESS)
+            return exception_answer(request, ILLEGAL_ADDRESS)
         self.metrics.answered("identification")
         return ReadDeviceInformationResponse(
             read_code=read_code,
@@ -392,5 +350,7 @@ def _listen_error(host: str, port: int, exc: OSError) -> BessaiError:
     return BessaiError(f"proxy: cannot listen on {host}:{port}: {why} (set [proxy] port or host)")
 
 
-def _exception(request: ModbusPDU, code: int) -> ModbusPDU:
-    return ExceptionResponse(request.function_code, code, request.dev_id, request.transaction_id)
+def _bad_frame_code(function_code: int) -> int:
+    # A frame that does not decode: a count beyond 125 is an illegal value, an unknown
+    # function code an illegal function, as on the device.
+    return ILLEGAL_VALUE if function_code in (3, 6, 16) else ILLEGAL_FUNCTION

@@ -16,16 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from pymodbus.exceptions import ModbusIOException
 from pymodbus.framer import FramerSocket
-from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
+from pymodbus.pdu import DecodePDU, ModbusPDU
 from pymodbus.pdu.mei_message import ReadDeviceInformationResponse
 from pymodbus.pdu.register_message import (
     ReadHoldingRegistersResponse,
-    WriteMultipleRegistersResponse,
-    WriteSingleRegisterResponse,
 )
 
+from bessai.modbus.serving import client_requests, exception_answer, send_answer, write_answer
 from bessai.simulator.device import SimulatedHybrid
 
 log = structlog.get_logger("bessai.simulator")
@@ -188,41 +186,16 @@ class SimulatorServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         framer = FramerSocket(DecodePDU(True))
-        buffer = b""
-        while True:
-            try:
-                chunk = await reader.read(1024)
-            except (ConnectionError, OSError):
-                return
-            if not chunk:
-                return
-            buffer += chunk
-            while buffer:
-                try:
-                    used, pdu = framer.handleFrame(buffer, 0, 0)
-                except ModbusIOException as exc:
-                    # A frame we cannot decode: answer "illegal function" like a device would.
-                    buffer = b""
-                    fc = exc.fcode or 0
-                    response: ModbusPDU = ExceptionResponse(
-                        fc, ILLEGAL_FUNCTION, exc.dev_id or 0, exc.transaction_id or 0
-                    )
-                    writer.write(framer.buildFrame(response))
-                    break
-                if pdu is None:
-                    if used:
-                        buffer = buffer[used:]
-                        continue
-                    break
-                buffer = buffer[used:]
+        # A frame we cannot decode: answer "illegal function" like a device would.
+        requests = client_requests(reader, writer, framer, lambda fc: ILLEGAL_FUNCTION)
+        async with contextlib.aclosing(requests):
+            async for pdu in requests:
                 answer = await self._answer(pdu)
                 if answer is None:
                     continue
                 if writer.is_closing():
                     return
-                writer.write(framer.buildFrame(answer))
-                with contextlib.suppress(ConnectionError):
-                    await writer.drain()
+                await send_answer(writer, framer, answer)
 
     async def _answer(self, request: ModbusPDU) -> ModbusPDU | None:
         self.requests_received[request.function_code] += 1
@@ -235,16 +208,16 @@ class SimulatorServer:
             await asyncio.sleep(self.faults.latency_s)
         self.requests_served += 1
         if self.faults.busy_until > now:
-            return self._exception(request, DEVICE_BUSY)
+            return exception_answer(request, DEVICE_BUSY)
         if self.faults.exception_until > now:
-            return self._exception(request, self.faults.exception_code)
+            return exception_answer(request, self.faults.exception_code)
         self.advance()
         device = self.device
         fc = request.function_code
         if fc == 3:
             values = device.read(request.address, request.count)
             if isinstance(values, int):
-                return self._exception(request, values)
+                return exception_answer(request, values)
             return ReadHoldingRegistersResponse(
                 registers=values, dev_id=request.dev_id, transaction_id=request.transaction_id
             )
@@ -252,21 +225,9 @@ class SimulatorServer:
             registers = list(request.registers)
             code = device.write(request.address, registers)
             if code is not None:
-                return self._exception(request, code)
+                return exception_answer(request, code)
             log.info("register write", address=request.address, registers=registers)
-            if fc == 6:
-                return WriteSingleRegisterResponse(
-                    address=request.address,
-                    registers=registers,
-                    dev_id=request.dev_id,
-                    transaction_id=request.transaction_id,
-                )
-            return WriteMultipleRegistersResponse(
-                address=request.address,
-                count=len(registers),
-                dev_id=request.dev_id,
-                transaction_id=request.transaction_id,
-            )
+            return write_answer(request, registers)
         if fc == 0x2B:
             ident = device.identity
             return ReadDeviceInformationResponse(
@@ -279,10 +240,4 @@ class SimulatorServer:
                 dev_id=request.dev_id,
                 transaction_id=request.transaction_id,
             )
-        return self._exception(request, ILLEGAL_FUNCTION)
-
-    @staticmethod
-    def _exception(request: ModbusPDU, code: int) -> ModbusPDU:
-        return ExceptionResponse(
-            request.function_code, code, request.dev_id, request.transaction_id
-        )
+        return exception_answer(request, ILLEGAL_FUNCTION)

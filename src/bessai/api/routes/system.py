@@ -14,11 +14,9 @@ from bessai.api import models
 from bessai.api.deps import (
     READ,
     AuthFirstRoute,
-    BearerCredentials,
     Ctx,
-    HeaderKey,
     Reader,
-    read_key,
+    metrics_access,
 )
 from bessai.api.responses import KEYED
 from bessai.observe.health import health
@@ -56,14 +54,6 @@ async def get_openapi(request: Request) -> JSONResponse:
 # -- outside the API: supervisors, scrapers and the dashboard -----------------------------------
 
 outside = APIRouter(route_class=AuthFirstRoute, include_in_schema=False)
-
-
-async def metrics_access(
-    request: Request, bearer: BearerCredentials, header_key: HeaderKey
-) -> None:
-    """A read key for /metrics unless `api.public_metrics` (the default, for scrapers)."""
-    if not request.app.state.ctx.config.public_metrics:
-        await read_key(request, bearer, header_key)
 
 
 @outside.get("/health")
