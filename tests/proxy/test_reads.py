@@ -6,6 +6,7 @@ demand once for everyone, and the device's unit ids and identification."""
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -308,3 +309,19 @@ async def test_metrics_count_cache_and_forwarded_answers(
     assert sample(registry, "bessai_proxy_requests_total", answer="cache") == 2
     assert sample(registry, "bessai_proxy_requests_total", answer="forwarded") == 1
     assert sample(registry, "bessai_proxy_clients") == 1
+
+
+async def test_a_read_of_more_than_125_registers_is_an_illegal_value_as_on_the_device(
+    runner: SiteRunner, make_proxy: Callable[..., Any]
+) -> None:
+    # pymodbus's own client refuses to send such a read, so the frame is written by hand.
+    proxy = await make_proxy(runner)
+    await runner.step()
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    pdu = struct.pack(">BHH", READ, 37000, 126)
+    writer.write(struct.pack(">HHHB", 41, 0, len(pdu) + 1, 1) + pdu)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.readexactly(9), 5)
+    writer.close()
+    transaction_id, _, _, unit, fc, code = struct.unpack(">HHHBBB", answer)
+    assert (transaction_id, unit, fc, code) == (41, 1, 0x80 | READ, 3)

@@ -38,11 +38,9 @@ async def client_requests(
             try:
                 used, pdu = framer.handleFrame(buffer, 0, 0)
             except ModbusIOException as exc:
+                fc, dev_id, transaction_id = _frame_head(buffer, exc)
                 buffer = b""
-                fc = exc.fcode or 0
-                response = ExceptionResponse(
-                    fc, bad_frame_code(fc), exc.dev_id or 0, exc.transaction_id or 0
-                )
+                response = ExceptionResponse(fc, bad_frame_code(fc), dev_id, transaction_id)
                 writer.write(framer.buildFrame(response))
                 break
             if pdu is None:
@@ -52,6 +50,17 @@ async def client_requests(
                 break  # an incomplete frame: wait for the rest
             buffer = buffer[used:]
             yield pdu
+
+
+def _frame_head(buffer: bytes, exc: ModbusIOException) -> tuple[int, int, int]:
+    """Function code, unit id and transaction id of a frame that did not decode. pymodbus
+    leaves them unset for a frame its decoder refused (a read of more than 125 registers), so
+    they are read from the MBAP header: without them the answer would carry function 0x80 and
+    the client could not tell which request failed."""
+    fc = exc.fcode or (buffer[7] if len(buffer) > 7 else 0)
+    dev_id = exc.dev_id or (buffer[6] if len(buffer) > 6 else 0)
+    transaction_id = exc.transaction_id or (int.from_bytes(buffer[0:2]) if len(buffer) > 1 else 0)
+    return fc & 0x7F, dev_id, transaction_id
 
 
 async def send_answer(
