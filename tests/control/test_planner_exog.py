@@ -7,12 +7,13 @@ configuration that cannot work stops the start with one line naming the key."""
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from structlog.testing import capture_logs
 
 from bessai.api.views import schedule_view
 from bessai.config import OptimizerConfig, SiteConfig, load_config
@@ -85,7 +86,14 @@ def test_the_planner_feeds_the_model_falls_back_and_recovers(
     stale = programmed_file(valdivia, tmp_path, "2023-04-05")
     shutil.copy(stale, live)
     later = datetime(2023, 4, 11, 14, 30, tzinfo=UTC)
-    plan = planner.plan(later, 50.0)
+    with capture_logs() as logs:
+        plan = planner.plan(later, 50.0)
+        again = planner.plan(later + timedelta(hours=1), 50.0)
+    assert again.forecaster == "week-mean"
+    said = [e for e in logs if e["event"] == "forecaster falls back"]
+    assert len(said) == 1  # once per reason, not every 15 minutes
+    assert said[0]["log_level"] == "warning"
+    assert said[0]["reason"] == plan.forecaster_note
     assert plan.forecaster == "week-mean"
     assert plan.forecaster_note is not None
     assert "'cmg_prog' has no value for 2023-04-11 04:00 UTC" in plan.forecaster_note
