@@ -97,7 +97,7 @@ def test_exogenous_columns_are_read_at_the_target_step(spring: PriceSeries) -> N
     assert x.shape[1] == len(BASE_FEATURES) + 1
     np.testing.assert_array_equal(x[:, -1], target.astype(np.float32))
     exog.iloc[target[3], 0] = np.nan
-    with pytest.raises(DataError, match="'demand_mw' has missing values"):
+    with pytest.raises(DataError, match="'demand_mw' has no value for 2023-02-11 06:00 UTC"):
         build_features(spring.values, index, issue, 24, TZ, exog=exog)
 
 

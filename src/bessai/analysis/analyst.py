@@ -112,7 +112,13 @@ class Models:
             known = ", ".join(self.names()) or "none"
             raise ConfigError(f"unknown forecaster {forecaster!r}; models found: {known}")
         check_model_dir(path, series.unit, series.step.total_seconds())
-        return onnx_forecaster(OnnxModel(path))
+        model = OnnxModel(path)
+        if model.exog:
+            raise ConfigError(
+                f"{forecaster}: the model reads exogenous inputs ({model.describe_exog()}), "
+                "which the analyst does not feed; judge it with bessai forecast eval --exog"
+            )
+        return onnx_forecaster(model)
 
 
 @dataclass(slots=True)

@@ -37,20 +37,27 @@ QuantileForecaster = Callable[[pd.Series, pd.DatetimeIndex, str], FloatArray]
 BASELINES: tuple[str, ...] = ("persistence", "week-mean")
 
 
-def onnx_forecaster(model: OnnxModel) -> QuantileForecaster:
-    """A back-test forecaster that predicts with an exported model's ONNX runtime."""
+def onnx_forecaster(model: OnnxModel, exog: pd.DataFrame | None = None) -> QuantileForecaster:
+    """A back-test forecaster that predicts with an exported model's ONNX runtime; ``exog``
+    holds the model's exogenous inputs over the whole period (each forecast reads only what
+    is published by its issue time)."""
 
     def run(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> FloatArray:
-        return model.forecast(history, target[0], horizon=len(target))[1]
+        return model.forecast(history, target[0], horizon=len(target), exog=exog)[1]
 
     return run
 
 
 def refit_forecaster(
-    spec: TrainSpec, step_s: float, *, min_train_days: int = 21
+    spec: TrainSpec,
+    step_s: float,
+    *,
+    min_train_days: int = 21,
+    exog: pd.DataFrame | None = None,
 ) -> QuantileForecaster:
     """Walk-forward with refits: at the first forecast of each local month, fit ``spec`` on
-    every price before it (expanding window), then forecast the month with that model."""
+    every price before it (expanding window), then forecast the month with that model.
+    ``exog``: the exogenous inputs of ``spec`` over the whole period."""
     state: dict[str, Any] = {"month": None, "model": None}
     sph = steps_per_hour(step_s)
 
@@ -64,10 +71,15 @@ def refit_forecaster(
                 )
             index = history.index
             assert isinstance(index, pd.DatetimeIndex)
-            state["model"] = fit_model(history.to_numpy(dtype=np.float64), index, tz, spec)
+            past = None if exog is None else exog.reindex(index)
+            values = history.to_numpy(dtype=np.float64)
+            state["model"] = fit_model(values, index, tz, spec, exog=past)
             state["month"] = month
         model: FittedModel = state["model"]
-        _, x, _ = live_features(history, target[0], len(target), step_s, tz)
+        _, x, _ = live_features(
+            history, target[0], len(target), step_s, tz, exog,
+            known_days=spec.exog_known_days(),
+        )  # fmt: skip
         return model.forecast(x)
 
     return run

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bessai.errors import ConfigError
+from bessai.market.commands import ExogOpt, ModelDirOpt
 from bessai.market.days import describe
 from bessai.market.options import (
     ColumnOpt,
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
     from bessai.analysis.evaluate import QuantileForecaster, StrategyResult
     from bessai.market.predictor import OnnxModel
 
-ModelDirOpt = Annotated[Path, typer.Option("--model", help="Model directory (from train).")]
 
 _COLUMNS = ("strategy", "mae", "rmse", "pinball_10", "pinball_50", "pinball_90",
             "coverage_10_90", "kendall_tau_within_day", "net_revenue",
@@ -63,6 +63,7 @@ class ModelChoice:
     refit: str = "none"
     plan_on: str | None = None
     baseline_share: float | None = None
+    exog: tuple[str, ...] = ()  # --exog NAME=FILE[:KEY], as given
 
 
 def eval_command(
@@ -98,13 +99,14 @@ def eval_command(
     as_json: JsonOpt = False,
     tz: TzOpt = None,
     max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
+    exog: ExogOpt = None,
 ) -> None:
     """Forecast metrics and back-test capture ratio of a model against the baselines."""
     need_training_stack("forecast eval")
     source = PriceSource.from_options(
         prices, column, node, first, last, step_min=step_min, tz=tz, max_gap_h=max_gap_h
     )
-    model = ModelChoice(model_dir, refit, plan_on, baseline_share)
+    model = ModelChoice(model_dir, refit, plan_on, baseline_share, tuple(exog or ()))
     storage = StorageSpec(
         max_charge_kw=power_kw, capacity_kwh=capacity_kwh, eta_charge=eta, eta_discharge=eta
     )
@@ -131,22 +133,33 @@ def _forecaster(
 ) -> tuple[QuantileForecaster, str]:
     """The forecaster that runs the model on ``series``, and its name in the table."""
     from bessai.analysis.evaluate import onnx_forecaster, refit_forecaster
+    from bessai.market.datasets import ExogSource, exog_index, model_exog
     from bessai.market.predictor import check_prices, check_zone
     from bessai.market.training import TrainSpec
 
     check_prices(onnx.card, series, choice.model_dir)
     check_zone(onnx.card, series, choice.model_dir)
-    if choice.refit == "none":
-        return onnx_forecaster(onnx), onnx.kind
-    if choice.refit != "monthly":
+    if choice.refit not in ("none", "monthly"):
         raise ConfigError(f"--refit: {choice.refit!r}; choose none or monthly")
+    exog = model_exog(
+        onnx.exog_inputs,
+        [ExogSource.parse(text) for text in choice.exog],
+        exog_index(series, series.index[-1], onnx.horizon),
+    )
+    if choice.refit == "none":
+        return onnx_forecaster(onnx, exog), onnx.kind
     params = {
         **onnx.card.get("train", {}),
         "plan_on": onnx.point.plan_on,
         "baseline_share": onnx.point.baseline_share,
     }
-    spec = TrainSpec(model=onnx.kind, horizon_h=int(onnx.card.get("horizon_h", 24)), **params)
-    model = refit_forecaster(spec, series.step.total_seconds())
+    spec = TrainSpec(
+        model=onnx.kind,
+        horizon_h=int(onnx.card.get("horizon_h", 24)),
+        exog=onnx.exog_inputs,
+        **params,
+    )
+    model = refit_forecaster(spec, series.step.total_seconds(), exog=exog)
     return model, f"{onnx.kind} (refit {choice.refit})"
 
 

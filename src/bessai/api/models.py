@@ -134,6 +134,13 @@ class Schedule(_Out):
     revenue: float | None = None
     net_revenue: float | None = None
     price_unit: str | None = None
+    forecaster: str | None = Field(
+        default=None, description="the forecaster the plan was made on (the configured one, or "
+        "optimizer.fallback_forecaster)",
+    )  # fmt: skip
+    forecaster_note: str | None = Field(
+        default=None, description="why the plan is on the fallback forecaster (none: it is not)"
+    )
     slots: list[ScheduleSlot]
     forecast: list[ForecastBand] | None = None
 

@@ -87,6 +87,9 @@ def schedule_view(
         max_age_s=ctl.max_age.total_seconds(),
         slots=[],
     )
+    if planner is not None and planner.last_plan is not None:
+        view.forecaster = planner.last_plan.forecaster
+        view.forecaster_note = planner.last_plan.forecaster_note
     if plan is None or plan_start is None:
         return view
     index, why = current_slot(plan, plan_start, now, max_age=ctl.max_age, created_at=ctl.created_at)

@@ -222,6 +222,8 @@ def _resolve_site_paths(site: SiteConfig, under: Callable[[Path], Path]) -> None
     if optimizer.forecaster.startswith("model:"):
         model = optimizer.forecaster.removeprefix("model:")
         optimizer.forecaster = f"model:{under(Path(model))}"
+    for exog in optimizer.exog:
+        exog.file = under(exog.file)
     if site.controllers.policy is not None:
         policy = site.controllers.policy.removeprefix("onnx:")
         site.controllers.policy = f"onnx:{under(Path(policy))}"

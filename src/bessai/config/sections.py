@@ -189,6 +189,19 @@ class ControllersConfig(_Section):
     )
 
 
+class ExogConfig(_Section):
+    """One exogenous input of a trained forecaster (docs/forecast.md): a file `bessai market
+    fetch --dataset` writes, which the operator refreshes; re-read when it changes."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_]+$", description="the input's name in the model card's exog list"
+    )
+    file: Path = Field(description="CSV timestamp,key,value; relative: under gateway.data_dir")
+    key: str | None = Field(
+        default=None, description="the key to read (a bus, a technology); unset: the card's"
+    )
+
+
 class OptimizerConfig(_Section):
     """The model-predictive schedule: re-plan the next `horizon_h` from the measured SOC every
     `replan_s`, on a price forecast made from a price file."""
@@ -205,6 +218,15 @@ class OptimizerConfig(_Section):
         description="map today onto the same date of the price file's last year (demo)",
     )
     forecaster: str = "week-mean"
+    exog: list[ExogConfig] = Field(
+        default_factory=list,
+        description="the exogenous inputs a model:DIR forecaster reads, by name (docs/forecast.md)",
+    )
+    fallback_forecaster: str = Field(
+        default="week-mean",
+        description="naive forecaster planned on when a model's exogenous inputs are missing or "
+        "stale for the hours ahead (persistence or week-mean)",
+    )
     # The loader's default (bessai.market.regular.DEFAULT_MAX_GAP_H): longer gaps stay without
     # prices, and a forecast that would read them is refused rather than made up.
     max_gap_h: float = Field(
@@ -239,6 +261,18 @@ class OptimizerConfig(_Section):
         description="carbon-aware plans: CO2 price per tonne (price file's currency) times the "
         "marginal factor the CMg bands give for the forecast; 0 = revenue only (docs/carbon.md)",
     )
+
+    @model_validator(mode="after")
+    def _exog_needs_a_model(self) -> Self:
+        names = [e.name for e in self.exog]
+        if len(set(names)) != len(names):
+            raise ValueError(f"exog: an input is named twice ({', '.join(names)})")
+        if self.exog and not self.forecaster.startswith("model:"):
+            raise ValueError(
+                f"exog: forecaster {self.forecaster!r} reads no exogenous input; exog is for a "
+                "model:DIR trained with --exog"
+            )
+        return self
 
     @model_validator(mode="after")
     def _plan_outlives_replan(self) -> Self:

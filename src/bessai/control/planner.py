@@ -19,12 +19,15 @@ import structlog
 from bessai.carbon.marginal import Band, band_factors, default_bands
 from bessai.config import OptimizerConfig
 from bessai.control.site import SiteRunner
-from bessai.errors import ConfigError
+from bessai.errors import ConfigError, DataError
 from bessai.market.baselines import FORECASTERS
+from bessai.market.datasets import ExogSource, load_dataset_csv, model_exog
+from bessai.market.features import HISTORY_H, ExogMissingError
 from bessai.market.predictor import Predictor, check_model_dir
 from bessai.market.prices import PriceSeries, load_prices
 from bessai.optimize import Bands, CarbonPrice, Schedule, StorageSpec
 from bessai.optimize.horizon import (
+    HorizonForecast,
     HorizonForecaster,
     PlanRequest,
     PlanSettings,
@@ -64,6 +67,8 @@ class Plan:
     forecast: tuple[float, ...]
     price_time_offset: timedelta  # replay: price-file time minus real time
     bands: Bands | None = None
+    forecaster: str = ""  # the forecaster the plan was made on
+    forecaster_note: str | None = None  # why it is the fallback, not the configured one
 
 
 def planner_inputs(site_id: str, config: OptimizerConfig) -> tuple[PriceSeries, Predictor | None]:
@@ -85,6 +90,11 @@ def planner_inputs(site_id: str, config: OptimizerConfig) -> tuple[PriceSeries, 
         node=config.node,
         max_gap_h=config.max_gap_h,
     )
+    if config.fallback_forecaster not in FORECASTERS:
+        raise ConfigError(
+            f"site {site_id}: optimizer.fallback_forecaster {config.fallback_forecaster!r} is "
+            f"not one of {', '.join(sorted(FORECASTERS))}"
+        )
     if model_dir is None:
         return prices, None
     # A model that cannot run, or one trained on another unit or step than these prices.
@@ -92,7 +102,55 @@ def planner_inputs(site_id: str, config: OptimizerConfig) -> tuple[PriceSeries, 
         check_model_dir(model_dir, prices.unit, prices.step.total_seconds())
     except ConfigError as exc:
         raise ConfigError(f"site {site_id}: optimizer.forecaster: {exc}") from None
-    return prices, Predictor(model_dir)
+    predictor = Predictor(model_dir)
+    check_exog(site_id, config, predictor)
+    return prices, predictor
+
+
+def exog_sources(site_id: str, config: OptimizerConfig) -> list[ExogSource]:
+    """The site's `optimizer.exog` entries, each named by its config key in messages."""
+    return [
+        ExogSource(e.name, e.file, e.key, f"site {site_id}: optimizer.exog[{i}] ({e.name})")
+        for i, e in enumerate(config.exog)
+    ]
+
+
+def check_exog(site_id: str, config: OptimizerConfig, predictor: Predictor) -> None:
+    """The start's check of the exogenous inputs: every input the model's card names is
+    configured, no other, and each file exists and holds the dataset and key the model was
+    trained on. Whether the files cover the hours ahead is the planner's business (it falls
+    back when they do not)."""
+    needed = predictor.model.exog_inputs
+    example = ", ".join(f'{{name = "{e.name}", file = "cen_{e.dataset.replace("-", "_")}_....csv"}}'
+                        for e in needed)  # fmt: skip
+    try:
+        model_exog(
+            needed,
+            exog_sources(site_id, config),
+            pd.DatetimeIndex([], tz="UTC"),
+            how=f"add optimizer.exog = [{example}] (files from bessai market fetch --dataset)",
+        )
+    except DataError as exc:
+        text = str(exc)
+        prefix = "" if text.startswith(f"site {site_id}:") else f"site {site_id}: optimizer.exog: "
+        raise ConfigError(prefix + text) from None
+
+
+class _CachedReader:
+    """Reads a fetched dataset file again only when it changed (the operator refreshes it)."""
+
+    def __init__(self) -> None:
+        self._files: dict[Path, tuple[tuple[int, int], pd.DataFrame]] = {}
+
+    def __call__(self, path: Path) -> pd.DataFrame:
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        hit = self._files.get(path)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        wide = load_dataset_csv(path)
+        self._files[path] = (stamp, wide)
+        return wide
 
 
 class SchedulePlanner:
@@ -104,11 +162,21 @@ class SchedulePlanner:
         self.site = site
         self.config = config
         self.prices, self.predictor = planner_inputs(site.id, config)
+        self.fallback = point_horizon(
+            FORECASTERS[config.fallback_forecaster], scenario_days=config.scenario_days
+        )
         self.forecaster: HorizonForecaster = (
             point_horizon(FORECASTERS[config.forecaster], scenario_days=config.scenario_days)
             if self.predictor is None
             else predictor_horizon(self.predictor, config.scenario_days)
         )
+        self.exog = exog_sources(site.id, config)
+        self._reader = _CachedReader()
+        if self.predictor is not None and self.predictor.model.exog:
+            self.forecaster = self._with_exog
+        # The forecaster the last forecast was made on, and why it was the fallback.
+        self.forecaster_used = config.forecaster
+        self.forecaster_note: str | None = None
         self.co2_bands: tuple[Band, ...] | None = None
         if config.co2_price_per_t > 0:
             if self.prices.unit != "USD/MWh":
@@ -131,6 +199,41 @@ class SchedulePlanner:
         year = self.prices.end.year if self.prices.end.month > 1 else self.prices.end.year - 1
         target = now.replace(year=year, day=min(now.day, 28) if now.month == 2 else now.day)
         return target - now
+
+    def _with_exog(self, history: pd.Series, target: pd.DatetimeIndex, tz: str) -> HorizonForecast:
+        """The model fed with its exogenous inputs from the configured files; when a file is
+        missing or does not cover the hours the model reads (not refreshed), the fallback
+        forecaster, with the reason kept for the status and logged once."""
+        assert self.predictor is not None
+        step = self.prices.step
+        index = pd.date_range(target[0] - timedelta(hours=HISTORY_H + 24), target[-1], freq=step)
+        try:
+            frame = model_exog(
+                self.predictor.model.exog_inputs, self.exog, index, reader=self._reader
+            )
+        except (DataError, OSError) as exc:  # a file removed, half written, renamed
+            return self._fall_back(str(exc), history, target, tz)
+        try:
+            result = predictor_horizon(self.predictor, self.config.scenario_days, frame)(
+                history, target, tz
+            )
+        except ExogMissingError as exc:  # the files do not cover the hours the model reads
+            return self._fall_back(str(exc), history, target, tz)
+        if self.forecaster_note is not None:
+            log.info("exogenous inputs back; planning on the model again", site=self.site.id)
+        self.forecaster_used, self.forecaster_note = self.config.forecaster, None
+        return result
+
+    def _fall_back(
+        self, why: str, history: pd.Series, target: pd.DatetimeIndex, tz: str
+    ) -> HorizonForecast:
+        note = f"exogenous inputs unavailable: {why}"
+        if note != self.forecaster_note:
+            log.warning("forecaster falls back", site=self.site.id,
+                        fallback=self.config.fallback_forecaster, reason=note)  # fmt: skip
+        self.forecaster_used = self.config.fallback_forecaster
+        self.forecaster_note = note
+        return self.fallback(history, target, tz)
 
     def wear_cost_per_mwh(self) -> float:
         """The configured wear cost, or the one the degradation model gives for this battery:
@@ -173,7 +276,15 @@ class SchedulePlanner:
         planned = plan_horizon(self.forecaster, request, self.settings())
         schedule, forecast, bands = planned.schedule, planned.forecast.point, planned.forecast.bands
         plan_start = start.to_pydatetime() - offset
-        return Plan(schedule, plan_start, tuple(float(p) for p in forecast), offset, bands)
+        return Plan(
+            schedule,
+            plan_start,
+            tuple(float(p) for p in forecast),
+            offset,
+            bands,
+            self.forecaster_used,
+            self.forecaster_note,
+        )
 
     def settings(self) -> PlanSettings:
         """How this site's horizons are planned (:func:`bessai.optimize.horizon.plan_horizon`,

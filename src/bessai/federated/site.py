@@ -71,7 +71,7 @@ class SiteRows:
             series.unit,
             series.timezone,
             series.step.total_seconds(),
-            feature_names(spec.exog),
+            feature_names(spec.exog_names),
             str(local[0].date()),
             str(local[-1].date()),
         )

@@ -6,17 +6,21 @@ to it by :mod:`bessai.analysis.commands`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from bessai.errors import ConfigError
+from bessai.errors import ConfigError, DataError
+from bessai.market.datasets import ExogSource, exog_index, load_exog, model_exog
+from bessai.market.features import ExogMissingError
 from bessai.market.options import (
     ColumnOpt,
     FromOpt,
@@ -32,7 +36,7 @@ from bessai.market.options import (
     stdout_console,
 )
 from bessai.market.prices import DEFAULT_MAX_GAP_H, PriceSeries
-from bessai.market.training import TrainSpec, need_training_stack
+from bessai.market.training import TrainingSet, TrainSpec, need_training_stack, training_set
 
 forecast_app = typer.Typer(
     name="forecast", help="Train, run and judge the CMg forecaster.", no_args_is_help=True
@@ -40,6 +44,15 @@ forecast_app = typer.Typer(
 market_app = typer.Typer(name="market", help="Market data (CEN downloads).", no_args_is_help=True)
 
 ModelDirOpt = Annotated[Path, typer.Option("--model", help="Model directory (from train).")]
+ExogOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exog",
+        help="Exogenous input NAME=FILE[:KEY]: a CSV from `bessai market fetch --dataset` and "
+        "the key to read (a bus, a technology, system; default: the file's only key or the "
+        "model's). Repeatable.",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -95,6 +108,7 @@ def train_command(
     ] = "std_168h",
     tz: TzOpt = None,
     max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
+    exog: ExogOpt = None,
     removed_model: Annotated[str | None, typer.Option("--model", hidden=True)] = None,
 ) -> None:
     """Fit a model with walk-forward validation and write ONNX models and a model card."""
@@ -116,28 +130,68 @@ def train_command(
     source = PriceSource.from_options(
         prices, column, node, first, last, step_min=step_min, tz=tz, max_gap_h=max_gap_h
     )
-    run_train(source, spec, out)
+    sources = [ExogSource.parse(text) for text in exog or []]
+    run_train(source, spec, out, sources)
 
 
-def run_train(source: PriceSource, spec: TrainSpec, out: Path) -> None:
-    """Train ``spec`` on the prices of ``source`` and write the model directory ``out``, with a
-    progress bar over the stages: features, every estimator of every fold, export."""
+def _training_exog(
+    spec: TrainSpec, sources: list[ExogSource], series: PriceSeries
+) -> tuple[TrainSpec, pd.DataFrame | None]:
+    """The spec with the exogenous inputs of ``sources`` and their values on the prices'
+    steps (None: no input)."""
+    if not sources:
+        return spec, None
+    inputs, frame = load_exog(sources, series.index)
+    return dataclasses.replace(spec, exog=inputs), frame
+
+
+def _exog_features(
+    series: PriceSeries, spec: TrainSpec, exog: pd.DataFrame | None, sources: list[ExogSource]
+) -> TrainingSet:
+    """The training set; an exogenous input without a value where a row reads one is an
+    error naming the file and the hour."""
+    try:
+        return training_set(series.values, series.index, series.timezone, spec, exog=exog)
+    except ExogMissingError as exc:
+        files = ", ".join(f"{s.name}={s.file}" for s in sources)
+        local = series.index.tz_convert(series.timezone)
+        raise DataError(
+            f"{exc}; a row reads each input at its target hours, or at the same hours of an "
+            "earlier day when they are not yet published at its issue time: fetch every day "
+            f"from {local[0]:%Y-%m-%d} to {local[-1]:%Y-%m-%d} into {files}, or train "
+            "on fewer days (--from/--to)"
+        ) from None
+
+
+def run_train(
+    source: PriceSource, spec: TrainSpec, out: Path, exog: list[ExogSource] | None = None
+) -> None:
+    """Train ``spec`` on the prices of ``source`` (with the exogenous inputs ``exog`` name) and
+    write the model directory ``out``, with a progress bar over the stages: features, every
+    estimator of every fold, export."""
     from bessai.market.export import write_model_dir
-    from bessai.market.training import fit_model, fit_steps, training_set
+    from bessai.market.training import fit_model, fit_steps
 
     err = Console(stderr=True)
     series = source.load_window(err)
+    spec, frame = _training_exog(spec, exog or [], series)
     total = fit_steps(spec) + 2  # features, the estimators, export
     with stage_progress(err, f"training {spec.model}") as progress:
         task = progress.add_task("features", total=total)
-        data = training_set(series.values, series.index, series.timezone, spec)
+        data = _exog_features(series, spec, frame, exog or [])
         progress.update(task, completed=1, description="walk-forward validation")
 
         def on_fit(stage: str, done: int, _total: int) -> None:
             progress.update(task, completed=1 + done, description=stage)
 
         fitted = fit_model(
-            series.values, series.index, series.timezone, spec, data=data, on_progress=on_fit
+            series.values,
+            series.index,
+            series.timezone,
+            spec,
+            exog=frame,
+            data=data,
+            on_progress=on_fit,
         )
         progress.update(task, description="ONNX export and checks")
         with warnings.catch_warnings():
@@ -157,7 +211,7 @@ def run_train(source: PriceSource, spec: TrainSpec, out: Path) -> None:
             "touches a gap in the prices (listed above)[/]"
         )
     err.print(f"[dim]model written to {out}[/]")
-    typer.echo(json.dumps({k: card[k] for k in ("model", "validation", "onnx", "int8")}))
+    typer.echo(json.dumps({k: card[k] for k in ("model", "exog", "validation", "onnx", "int8")}))
 
 
 def _meta(series: PriceSeries, source: Path, left_out: int) -> dict[str, object]:
@@ -209,6 +263,7 @@ def predict_command(
     as_json: JsonOpt = False,
     tz: TzOpt = None,
     max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
+    exog: ExogOpt = None,
 ) -> None:
     """Print the next horizon with p10/p50/p90 bands."""
     from bessai.market.predictor import Predictor, check_prices
@@ -220,7 +275,13 @@ def predict_command(
     )
     series = source.load(err)
     check_prices(predictor.card, series, model_dir)
-    fc = predictor.predict(series.prices, _issue_time(now, series))
+    issue = _issue_time(now, series)
+    frame = model_exog(
+        predictor.model.exog_inputs,
+        [ExogSource.parse(text) for text in exog or []],
+        exog_index(series, pd.Timestamp(issue), predictor.model.horizon),
+    )
+    fc = predictor.predict(series.prices, issue, exog=frame)
     rows = list(zip(fc.timestamps, fc.p10, fc.p50, fc.p90, fc.point, strict=True))
     if as_json:
         steps = [

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,6 +39,7 @@ import pandas as pd
 import typer
 
 from bessai.errors import ConfigError, DataError
+from bessai.market.features import ExogInput
 from bessai.market.fetch import (
     CenClient,
     FetchError,
@@ -49,6 +50,7 @@ from bessai.market.fetch import (
     run_fetch,
     settings_from,
 )
+from bessai.market.prices import PriceSeries
 
 CEN_TZ = ZoneInfo("America/Santiago")
 SYSTEM = "system"
@@ -66,6 +68,11 @@ class Dataset:
     unit: str
     combine: str
     about: str
+    # When a forecaster may read a value (bessai.market.features.ExogInput): the values of local
+    # day D are published by the start of day D + known_days. 0: a day-ahead series (published
+    # on D-1); 1: a realised one, known once the day is over. The publication delays of CEN's
+    # realised series were not checked against the live service: 1 is the earliest possible.
+    known_days: int = 1
 
 
 DATASETS: dict[str, Dataset] = {
@@ -79,6 +86,7 @@ DATASETS: dict[str, Dataset] = {
             "USD/MWh",
             "mean",
             "programmed (day-ahead) marginal cost per bus: the operator's own forecast",
+            known_days=0,
         ),
         Dataset(
             "generation",
@@ -300,18 +308,174 @@ def load_dataset_csv(path: Path) -> pd.DataFrame:
     return wide.astype(np.float64)
 
 
+def _held(series: pd.Series, index: pd.DatetimeIndex) -> pd.Series:
+    """``series`` (one key, NaN dropped) read at each step of ``index``: the last value at or
+    before the step while it is younger than the series' own period (an hourly value covers
+    its hour, a daily one its day); NaN before the first value, in a gap and after the last."""
+    out = np.full(len(index), np.nan)
+    if series.empty:
+        return pd.Series(out, index=index)
+    stamps = pd.DatetimeIndex(series.index)
+    period = pd.Timedelta(hours=1)
+    if len(stamps) > 1:
+        gaps = pd.Series(stamps[1:] - stamps[:-1])
+        period = max(period, pd.Timedelta(gaps.median()))
+    if period >= pd.Timedelta(hours=20):
+        period = pd.Timedelta(hours=25)  # a daily value, and its day may have 25 hours
+    pos = stamps.searchsorted(index, side="right") - 1
+    ok = pos >= 0
+    age = index - stamps[np.clip(pos, 0, None)]
+    ok &= np.asarray(age < period)
+    out[ok] = series.to_numpy(dtype=np.float64)[pos[ok]]
+    return pd.Series(out, index=index)
+
+
 def exog_frame(
     wide: pd.DataFrame, index: pd.DatetimeIndex, columns: dict[str, str]
 ) -> pd.DataFrame:
     """Exogenous forecaster inputs from a fetched dataset: ``columns`` maps an input name to a
-    key of ``wide``, read at each step of ``index`` (the last value held forward, so daily
-    values cover their day; NaN before the first)."""
+    key of ``wide``, read at each step of ``index`` (a value covers its own hour, or its day
+    for a daily series; NaN where the dataset has no value). The frame holds values of every
+    time; the features read only those published by each issue time."""
     out = {}
     for name, key in columns.items():
         if key not in wide.columns:
             raise DataError(f"exogenous input {name}: the dataset has no key {key!r}")
-        out[name] = wide[key].reindex(wide.index.union(index)).ffill().reindex(index)
+        out[name] = _held(wide[key].dropna(), index)
     return pd.DataFrame(out, index=index)
+
+
+@dataclass(frozen=True, slots=True)
+class ExogSource:
+    """An exogenous input as a user names it: ``name``, a CSV from `bessai market fetch
+    --dataset` and the key to read (None: the file's only key); ``where`` names the option or
+    config key it came from, for messages."""
+
+    name: str
+    file: Path
+    key: str | None = None
+    where: str = "--exog"
+
+    @classmethod
+    def parse(cls, text: str, where: str = "--exog") -> ExogSource:
+        """``NAME=FILE[:KEY]`` (the option's form)."""
+        name, sep, rest = text.partition("=")
+        if not sep or not name or not rest:
+            raise ConfigError(f"{where} {text!r}: expected NAME=FILE[:KEY]")
+        file, key = rest, None
+        if ":" in rest and not Path(rest).is_file():
+            file, _, key = rest.rpartition(":")
+        return cls(name.strip(), Path(file), key or None, f"{where} {name.strip()}")
+
+
+def dataset_of_file(path: Path) -> Dataset:
+    """The dataset a fetched CSV holds, from the name `bessai market fetch` gave it
+    (``cen_<dataset>[_<key>]_<from>_<to>.csv``)."""
+    stem = path.name
+    for ds in sorted(DATASETS.values(), key=lambda d: -len(d.name)):
+        if stem.startswith(f"cen_{ds.name.replace('-', '_')}_"):
+            return ds
+    raise DataError(
+        f"{path}: cannot tell the dataset from the file name; keep the name bessai market fetch "
+        "--dataset gives it (cen_<dataset>_..._<from>_<to>.csv)"
+    )
+
+
+def _key_of(source: ExogSource, wide: pd.DataFrame) -> str:
+    """The key of ``wide`` the source asks for (exact, else the one equal ignoring case)."""
+    keys = list(wide.columns)
+    shown = ", ".join(repr(k) for k in keys[:12]) + (" ..." if len(keys) > 12 else "")
+    if source.key is None:
+        if len(keys) == 1:
+            return keys[0]
+        raise DataError(
+            f"{source.where}: {source.file.name} holds {len(keys)} keys; name one as "
+            f"NAME=FILE:KEY ({shown})"
+        )
+    if source.key in keys:
+        return source.key
+    folded = [k for k in keys if k.casefold() == source.key.strip().casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    raise DataError(f"{source.where}: {source.file.name} has no key {source.key!r} ({shown})")
+
+
+def load_exog(
+    sources: list[ExogSource],
+    index: pd.DatetimeIndex,
+    reader: Callable[[Path], pd.DataFrame] = load_dataset_csv,
+) -> tuple[tuple[ExogInput, ...], pd.DataFrame]:
+    """The exogenous inputs ``sources`` name (with their dataset's publication rule) and
+    their values laid on ``index``; ``reader`` reads a file (the gateway's caches them)."""
+    inputs: list[ExogInput] = []
+    frames: list[pd.DataFrame] = []
+    for src in sources:
+        if not src.file.is_file():
+            raise DataError(
+                f"{src.where}: {src.file}: no such file (write it with bessai market fetch "
+                "--dataset NAME)"
+            )
+        ds = dataset_of_file(src.file)
+        wide = reader(src.file)
+        key = _key_of(src, wide)
+        try:
+            inputs.append(ExogInput(src.name, ds.known_days, ds.name, key))
+        except DataError as exc:
+            raise DataError(f"{src.where}: {exc}") from None
+        frames.append(exog_frame(wide, index, {src.name: key}))
+    names = [e.name for e in inputs]
+    if len(set(names)) != len(names):
+        raise DataError(f"--exog: an input is named twice ({', '.join(names)})")
+    frame = pd.concat(frames, axis=1) if frames else pd.DataFrame(index=index)
+    return tuple(inputs), frame
+
+
+def exog_index(series: PriceSeries, issue: pd.Timestamp, horizon: int) -> pd.DatetimeIndex:
+    """The steps a forecast from the prices of ``series`` issued at ``issue`` may read an
+    exogenous value at: the prices' grid, through the end of the horizon."""
+    end = max(series.index[-1], issue.tz_convert("UTC")) + (horizon + 1) * series.step
+    return pd.date_range(series.index[0], end, freq=series.step)
+
+
+def model_exog(
+    needed: tuple[ExogInput, ...],
+    sources: list[ExogSource],
+    index: pd.DatetimeIndex,
+    how: str = "give --exog NAME=FILE[:KEY]",
+    reader: Callable[[Path], pd.DataFrame] = load_dataset_csv,
+) -> pd.DataFrame | None:
+    """The exogenous frame for a model that reads ``needed`` (its card's inputs), from the
+    files ``sources`` name, laid on ``index`` (None: the model reads none). A source without a
+    key reads the card's; a file of another dataset or key than the model was trained on, an
+    input the model does not read and one it reads but nobody gave are errors; ``how`` says
+    how to give one."""
+    by_name = {s.name: s for s in sources}
+    wanted = {e.name for e in needed}
+    for name, src in by_name.items():
+        if name not in wanted:
+            reads = ", ".join(sorted(wanted)) or "none"
+            raise DataError(f"{src.where}: the model reads no input {name!r} (it reads: {reads})")
+    missing = [e for e in needed if e.name not in by_name]
+    if missing:
+        what = "; ".join(f"{e.name} (dataset {e.dataset or '?'}, key {e.key or '?'})"
+                         for e in missing)  # fmt: skip
+        raise DataError(f"the model needs the exogenous input(s) {what}: {how}")
+    if not needed:
+        return None
+    resolved = []
+    for e in needed:
+        src = by_name[e.name]
+        resolved.append(src if src.key is not None or not e.key else replace(src, key=e.key))
+    inputs, frame = load_exog(resolved, index, reader)
+    for got, want, src in zip(inputs, needed, resolved, strict=True):
+        if want.dataset and got.dataset != want.dataset:
+            raise DataError(
+                f"{src.where}: {src.file.name} holds {got.dataset}; the model was trained on "
+                f"{want.dataset}"
+            )
+        if want.key and got.key != want.key:
+            raise DataError(f"{src.where}: key {got.key!r}; the model was trained on {want.key!r}")
+    return frame
 
 
 def fetch_any_command(

@@ -181,7 +181,7 @@ def write_model_dir(
         "format": CARD_FORMAT,
         "model": fitted.kind,
         "features": list(fitted.features),
-        "exog": list(spec.exog),
+        "exog": [e.to_json() for e in spec.exog],
         "horizon_h": spec.horizon_h,
         "files": files,
         "calibration": fitted.calibration.to_json(),

@@ -8,7 +8,10 @@ gateway's prediction path: numpy, pandas and ``holidays`` only, never the traini
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import holidays
 import numpy as np
@@ -48,6 +51,68 @@ BASE_FEATURES: tuple[str, ...] = (
 
 #: History a row needs before its issue time: the longest lag plus the rolling week.
 HISTORY_H = 168
+
+
+#: Days back an exogenous value may be taken from when the target's own is not yet published.
+MAX_EXOG_DAYS_BACK = 7
+
+
+class ExogMissingError(DataError):
+    """An exogenous value a forecast reads is not there (its day not fetched yet, or a gap):
+    the gateway plans on its fallback forecaster instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExogInput:
+    """One exogenous input of a model: its column name (``exog_<name>`` in the features), the
+    fetched dataset and key it came from, and when its values are known.
+
+    ``known_days``: the values of local day D are published by the start of local day
+    D + ``known_days`` (0: the day before, as the programmed CMg; 1: after the day, as a
+    realised series). A feature row reads the target step's own value when it is known at the
+    issue time, else the same step of the latest day that is (:func:`exog_positions`)."""
+
+    name: str
+    known_days: int = 0
+    dataset: str = ""
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").isalnum():
+            raise DataError(
+                f"exogenous input {self.name!r}: a name is letters, digits and underscores"
+            )
+        if not 0 <= self.known_days < MAX_EXOG_DAYS_BACK - 1:
+            raise DataError(
+                f"exogenous input {self.name}: known_days {self.known_days} is not 0.."
+                f"{MAX_EXOG_DAYS_BACK - 2}"
+            )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "dataset": self.dataset,
+            "key": self.key,
+            "known_days": self.known_days,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str) -> ExogInput:
+        """An entry of a model card's ``exog`` list (a bare name: an input read at the target
+        step, as cards before the availability rule were)."""
+        if isinstance(obj, str):
+            return cls(obj)
+        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+            raise DataError(f"{where}: an exog entry is not {{name, dataset, key, known_days}}")
+        try:
+            return cls(
+                obj["name"],
+                int(obj.get("known_days", 0)),
+                str(obj.get("dataset", "")),
+                str(obj.get("key", "")),
+            )
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: exog {obj['name']}: known_days is not a number") from None
 
 
 @lru_cache(maxsize=4)
@@ -95,15 +160,60 @@ def _calendar(
     return hour, weekday, holiday, np.asarray(local.month, dtype=np.float64)
 
 
-def _exog_columns(exog: pd.DataFrame, n: int, target: IntArray) -> list[FloatArray]:
-    """The exogenous columns read at the target steps; a missing value is an error."""
-    if len(exog) != n:
+def _local_days(index: pd.DatetimeIndex, tz: str) -> IntArray:
+    """The local calendar day of each step, as a day number."""
+    local = index.tz_convert(tz).tz_localize(None)
+    return np.asarray(local.values.astype("datetime64[D]").astype(np.int64), dtype=np.int64)
+
+
+def exog_positions(
+    index: pd.DatetimeIndex,
+    tz: str,
+    origin: IntArray,
+    target: IntArray,
+    known_days: int,
+) -> IntArray:
+    """Where a row reads an exogenous value: the target step itself when its local day is
+    published by the issue time (day D is known from the start of day D + ``known_days``),
+    else the same step one, two, ... days earlier, the first that is. Never a value
+    published after the issue time."""
+    steps = len(index)
+    day = 24 * steps_per_hour((index[1] - index[0]).total_seconds())
+    local_day = _local_days(index, tz)
+    issue_day = local_day[origin]
+    out = np.full(target.shape, -1, dtype=np.int64)
+    for back in range(MAX_EXOG_DAYS_BACK):
+        pos = target - back * day
+        ok = (out < 0) & (pos >= 0)
+        ok[ok] &= local_day[np.clip(pos[ok], 0, steps - 1)] + known_days <= issue_day[ok]
+        out[ok] = pos[ok]
+    if (out < 0).any():
+        raise DataError(f"forecast: no exogenous value published {MAX_EXOG_DAYS_BACK} days back")
+    return out
+
+
+def _exog_columns(
+    exog: pd.DataFrame,
+    index: pd.DatetimeIndex,
+    tz: str,
+    rows: tuple[IntArray, IntArray],
+    known_days: Mapping[str, int],
+) -> list[FloatArray]:
+    """The exogenous columns as known at each row's issue time (:func:`exog_positions`); a
+    missing value is an error naming the input and the first hour without one."""
+    if len(exog) != len(index):
         raise DataError("forecast: exogenous columns must be indexed like the prices")
+    origin, target = rows
     out: list[FloatArray] = []
     for name in exog.columns:
-        col = exog[name].to_numpy(dtype=np.float64)[target]
+        pos = exog_positions(index, tz, origin, target, known_days.get(str(name), 0))
+        col = exog[name].to_numpy(dtype=np.float64)[pos]
         if np.isnan(col).any():
-            raise DataError(f"forecast: exogenous column {name!r} has missing values")
+            first = index[int(np.sort(pos[np.isnan(col)])[0])]
+            raise ExogMissingError(
+                f"forecast: exogenous input {name!r} has no value for "
+                f"{first:%Y-%m-%d %H:%M} UTC (and maybe later hours)"
+            )
         out.append(col)
     return out
 
@@ -116,6 +226,7 @@ def build_features(
     tz: str,
     *,
     exog: pd.DataFrame | None = None,
+    known_days: Mapping[str, int] | None = None,
     holiday_country: str = "CL",
 ) -> tuple[npt.NDArray[np.float32], IntArray]:
     """The feature matrix for targets ``issue[k] + h``, ``h < horizon``, rows in issue-major
@@ -124,7 +235,8 @@ def build_features(
     ``values`` and ``index`` are the regular series (positions at or after an issue time may be
     NaN: they are never read for that issue). A lag that would reach into the forecast window
     (only on a 25-hour day) takes the same step one day earlier. ``exog`` holds extra columns
-    indexed like ``index`` (known in advance, e.g. a demand forecast), read at the target step.
+    indexed like ``index`` (values of any time: each row reads only what is published by its
+    issue time, by the column's ``known_days``, default 0: the day before; :func:`exog_positions`).
     """
     if len(index) != len(values):
         raise DataError("forecast: values and index differ in length")
@@ -176,7 +288,7 @@ def build_features(
         (target - origin) / sph,
     ]
     if exog is not None:
-        columns += _exog_columns(exog, len(index), target)
+        columns += _exog_columns(exog, index, tz, (origin, target), known_days or {})
     x = np.stack(columns, axis=1).astype(np.float32)
     if np.isnan(x[:, : len(LAGS_H) + 2]).any():
         raise DataError("forecast: the history has missing prices inside the lag window")

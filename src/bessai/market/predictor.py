@@ -24,6 +24,7 @@ from bessai.errors import ConfigError, DataError
 from bessai.market.bands import BandCalibration, calibrate_rows
 from bessai.market.features import (
     HISTORY_H,
+    ExogInput,
     baseline_point,
     build_features,
     feature_names,
@@ -94,7 +95,11 @@ class OnnxModel:
         self.step_s = float(self.card["step_s"])
         self.timezone: str = self.card["timezone"]
         self.horizon = int(self.card.get("horizon_h", 24)) * steps_per_hour(self.step_s)
-        self.exog: tuple[str, ...] = tuple(self.card.get("exog", ()))
+        entries = self.card.get("exog", [])
+        if not isinstance(entries, list):
+            raise DataError(f"{card_path}: 'exog' is not a list")
+        self.exog_inputs = tuple(ExogInput.from_json(e, str(card_path)) for e in entries)
+        self.exog: tuple[str, ...] = tuple(e.name for e in self.exog_inputs)
         # The ONNX input is a bare matrix: a card from another feature set would be read
         # column-shifted without a word, so refuse it.
         if list(self.card["features"]) != list(feature_names(self.exog)):
@@ -108,6 +113,11 @@ class OnnxModel:
         self._sessions: dict[str, Any] = {}
         if self.card["files"]:
             self._open_sessions(self.card["files"])
+
+    def describe_exog(self, names: list[str] | None = None) -> str:
+        """The exogenous inputs (all, or those named) as `name: dataset key`, for messages."""
+        chosen = [e for e in self.exog_inputs if names is None or e.name in names]
+        return "; ".join(f"{e.name}: dataset {e.dataset or '?'} key {e.key or '?'}" for e in chosen)
 
     def _open_sessions(self, files: dict[str, str]) -> None:
         import onnxruntime as ort
@@ -170,15 +180,20 @@ class OnnxModel:
     ) -> tuple[pd.DatetimeIndex, FloatArray, float]:
         """p10/p50/p90 and the plan price, (n, 4), for ``horizon`` steps from ``start`` (UTC,
         on the step grid) from the prices before ``start``; also the latest price used."""
-        if self.exog and (exog is None or any(c not in exog.columns for c in self.exog)):
-            raise DataError(f"forecast: the model needs exogenous columns {self.exog}")
+        missing = [n for n in self.exog if exog is None or n not in exog.columns]
+        if missing:
+            raise DataError(
+                f"forecast: the model needs the exogenous input(s) {', '.join(missing)} "
+                f"({self.describe_exog(missing)})"
+            )
         target, x, last = live_features(
             history,
             start,
             self.horizon if horizon is None else horizon,
             self.step_s,
             self.timezone,
-            exog=None if exog is None else exog[list(self.exog)],
+            exog=None if exog is None or not self.exog else exog[list(self.exog)],
+            known_days={e.name: e.known_days for e in self.exog_inputs},
         )
         return target, self.with_point(x), last
 
@@ -190,9 +205,12 @@ def live_features(
     step_s: float,
     tz: str,
     exog: pd.DataFrame | None = None,
+    *,
+    known_days: dict[str, int] | None = None,
 ) -> tuple[pd.DatetimeIndex, npt.NDArray[np.float32], float]:
     """Feature rows for ``horizon`` steps from ``start`` from the prices before it (laid on a
-    regular grid, short gaps filled forward), the target steps and the latest price used."""
+    regular grid, short gaps filled forward), the target steps and the latest price used.
+    ``exog`` may hold values of any time: only those published by ``start`` are read."""
     step = pd.Timedelta(seconds=step_s)
     sph = steps_per_hour(step_s)
     grid_len = (HISTORY_H + 24) * sph
@@ -214,7 +232,9 @@ def live_features(
     assert isinstance(index, pd.DatetimeIndex)
     values = np.concatenate([on_grid.to_numpy(dtype=np.float64), np.full(horizon, np.nan)])
     ex = None if exog is None else exog.reindex(index)
-    x, _ = build_features(values, index, np.array([grid_len]), horizon, tz, exog=ex)
+    x, _ = build_features(
+        values, index, np.array([grid_len]), horizon, tz, exog=ex, known_days=known_days
+    )
     return target, x, float(values[grid_len - 1])
 
 

@@ -30,6 +30,7 @@ from bessai.market.bands import (
 )
 from bessai.market.features import (
     HISTORY_H,
+    ExogInput,
     baseline_point,
     build_features,
     feature_names,
@@ -88,7 +89,8 @@ class TrainSpec:
     # "residual": learn the correction to the week-mean forecast; "level": the price itself.
     target: str = "residual"
     seed: int = 0
-    exog: tuple[str, ...] = ()
+    # Exogenous inputs (columns of the `exog` frame, by name) and when their values are known.
+    exog: tuple[ExogInput, ...] = ()
     # The price the optimizer plans on (:mod:`.point`); chosen on Crucero 2022, never on 2023.
     plan_on: str = "mean"
     baseline_share: float = 0.5
@@ -111,6 +113,18 @@ class TrainSpec:
                 f"forecast: band_scale must be std_168h or none, not {self.band_scale!r}"
             )
         PlanPoint(self.plan_on, self.baseline_share)  # validates both, even for a baseline
+        names = self.exog_names
+        if len(set(names)) != len(names):
+            raise ConfigError(f"forecast: an exogenous input is named twice in {names}")
+
+    @property
+    def exog_names(self) -> tuple[str, ...]:
+        """The exogenous inputs' names, in the order of their feature columns."""
+        return tuple(e.name for e in self.exog)
+
+    def exog_known_days(self) -> dict[str, int]:
+        """Each exogenous input's publication rule (:class:`ExogInput`)."""
+        return {e.name: e.known_days for e in self.exog}
 
     def plan_point(self) -> PlanPoint:
         # The baselines plan on their own forecast: shrinking the seasonal naive toward the
@@ -277,7 +291,12 @@ def training_set(
             f"left out for gaps; need more than {HISTORY_H} h of gap-free history plus one "
             "horizon)"
         )
-    x, target = build_features(values, index, issue, horizon, tz, exog=exog)
+    have = [] if exog is None else [str(c) for c in exog.columns]
+    if have != list(spec.exog_names):
+        raise DataError(f"forecast: the exogenous columns {have} are not {list(spec.exog_names)}")
+    x, target = build_features(
+        values, index, issue, horizon, tz, exog=exog, known_days=spec.exog_known_days()
+    )
     y = values[target]
     keep = ~np.isnan(y)
     return TrainingSet(x[keep], y[keep], np.repeat(issue, horizon)[keep], horizon, left_out)
@@ -349,7 +368,7 @@ def fit_model(
     estimators = _fit_estimators(spec, data.x, data.y, stage("final model"))
     return FittedModel(
         spec.model,
-        feature_names(spec.exog),
+        feature_names(spec.exog_names),
         estimators,
         calibration,
         target=spec.target,

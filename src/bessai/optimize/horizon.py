@@ -60,12 +60,14 @@ def point_horizon(
     return run
 
 
-def predictor_horizon(predictor: Predictor, scenario_days: int = 0) -> HorizonForecaster:
+def predictor_horizon(
+    predictor: Predictor, scenario_days: int = 0, exog: pd.DataFrame | None = None
+) -> HorizonForecaster:
     """A trained model (ONNX, :class:`Predictor`): its plan price and calibrated bands, for at
-    most the model's horizon."""
+    most the model's horizon; ``exog``: the exogenous inputs its card names."""
 
     def run(history: pd.Series, target: pd.DatetimeIndex, tz: str) -> HorizonForecast:
-        predicted = predictor.predict(history, target[0].to_pydatetime())
+        predicted = predictor.predict(history, target[0].to_pydatetime(), exog=exog)
         n = min(len(target), len(predicted.p50))
         bands = Bands(p10=predicted.p10[:n], p50=predicted.p50[:n], p90=predicted.p90[:n])
         p = np.asarray(predicted.point[:n], dtype=np.float64)
