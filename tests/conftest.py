@@ -4,11 +4,12 @@ real price files in the repository's data/ folder (described in data/README.md).
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -37,6 +38,14 @@ DATA = Path(os.environ.get("BESSAI_REPO_DATA", Path(__file__).resolve().parents[
 
 #: Mid-afternoon in Santiago, so the simulated PV produces.
 NOON_UTC = datetime(2026, 1, 15, 16, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def structlog_defaults() -> Iterator[None]:
+    """A CLI test configures logging (say at WARNING, filtering info events out before any
+    processor sees them); later tests that capture logs must start from structlog's defaults."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(autouse=True)

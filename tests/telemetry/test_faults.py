@@ -173,8 +173,10 @@ async def test_brokers_killed_for_10s_lose_nothing(
     nats_keys = await nats_stream_keys(nats_server.port)
     # JetStream removes our re-sends by Nats-Msg-Id: the stream holds each key once.
     assert assert_all_arrived(stream, nats_keys, "nats") == 0
-    # The cycle only ever waited on its local commit, never on the dead brokers.
-    assert stream.max_emit_s < 0.5
+    # The cycle only ever waited on its local commit, never on the dead brokers (a blocked
+    # emit lasts a publish timeout, 2 s, or the whole outage; the bound leaves room for a
+    # loaded machine's scheduling, not for either).
+    assert stream.max_emit_s < 1.5
 
 
 @pytest.mark.slow
@@ -236,7 +238,9 @@ async def test_network_cut_for_20s_loses_nothing(
     assert_all_arrived(stream, recorder.received, "mqtt")
     assert mqtt_proxy.connections > 1, "the ack-stall watchdog should have reconnected"
     assert assert_all_arrived(stream, await nats_stream_keys(nats_server.port), "nats") == 0
-    assert stream.max_emit_s < 0.5
+    # Emitting must not wait for a broker: a blocked emit lasts a publish timeout (2 s) or the
+    # whole cut; the bound leaves room for a loaded machine's scheduling, not for either.
+    assert stream.max_emit_s < 1.5
 
 
 async def test_wrong_credentials_are_reported_retried_and_lose_nothing(
