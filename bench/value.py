@@ -144,7 +144,7 @@ def learned_test_rows() -> list[Row]:
     v = ("test", VALDIVIA, VALDIVIA_LEARNED_FROM, date(2023, 12, 31))
     out: list[Row] = []
     for lag, scenario, f in ((None, 0, "lgbm"), (1, 0, "lgbm"), (1, 0, "lgbm-blend"),
-                             (1, 7, "lgbm")):  # fmt: skip
+                             (1, 7, "lgbm"), (None, 0, "lgbm-blend")):  # fmt: skip
         out += [Row(*c, f, lag, scenario, refit="once")]
         out += [Row(*v, f, lag, scenario, refit="monthly")]
     out += [Row(*v, "week-mean"), Row(*v, "recent-mean-ar", 1), Row(*v, "recent-mean")]
