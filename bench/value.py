@@ -115,6 +115,7 @@ def rows(stage: str) -> list[Row]:
         out += [Row(*s, "recent-mean-ar", 1, days=d) for d in (14, 21, 28)]
         # LightGBM (issue 6), fitted once on the complete days before 2022 (2019-2021).
         out += [Row(*s, f, lag, refit="once") for lag in (None, 1) for f in LEARNED]
+        # Re-planned on scenarios the blend lost 0.7 points on 2022: no test row.
         out += [Row(*s, "lgbm-blend", 1, 7, refit="once")]
     if stage in ("test", "all"):
         for file, first in ((CRUCERO, date(2023, 1, 1)), (VALDIVIA, date(2023, 1, 2))):
@@ -145,8 +146,7 @@ def learned_test_rows() -> list[Row]:
     v = ("test", VALDIVIA, VALDIVIA_LEARNED_FROM, date(2023, 12, 31))
     out: list[Row] = []
     for lag, scenario, f in ((None, 0, "lgbm"), (1, 0, "lgbm"), (1, 0, "lgbm-blend"),
-                             (1, 7, "lgbm"), (None, 0, "lgbm-blend"),
-                             (1, 7, "lgbm-blend")):  # fmt: skip
+                             (1, 7, "lgbm"), (None, 0, "lgbm-blend")):  # fmt: skip
         out += [Row(*c, f, lag, scenario, refit="once")]
         out += [Row(*v, f, lag, scenario, refit="monthly")]
     out += [Row(*v, "week-mean"), Row(*v, "recent-mean-ar", 1), Row(*v, "recent-mean")]
