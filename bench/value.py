@@ -16,6 +16,11 @@ Protocol (printed by the script): nothing is chosen on 2023.
 2. **test**: Crucero 2023 and Valdivia 2023 (from 2023-01-02, the first day with history), run
    once with those settings. Valdivia has no earlier year in the repository: its settings are
    Crucero 2022's.
+
+The LightGBM rows (``lgbm``, ``lgbm-blend``) fit their models walk-forward inside each row
+(:mod:`bessai.analysis.learned`): Crucero once on the complete days before the period (2019 to
+2021 for the selection, to 2022 for the test), Valdivia each month within 2023 from February.
+The fits are kept in OUT/models and shared by the rows fitted on the same days.
 """
 
 from __future__ import annotations
