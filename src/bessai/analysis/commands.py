@@ -145,8 +145,8 @@ _RefitOpt = Annotated[
     str,
     typer.Option(
         "--refit",
-        help=f"With --forecaster {' or '.join(LEARNED)}: fit on every price before the first "
-        "day (once) or again before every month (monthly, expanding window).",
+        help=f"With --forecaster {' or '.join(LEARNED)}: fit on the complete days published "
+        "before the first plan (once) or again each month (monthly, expanding window).",
     ),
 ]
 _IssueEveryOpt = Annotated[
@@ -154,7 +154,7 @@ _IssueEveryOpt = Annotated[
     typer.Option(
         "--issue-every-h",
         help=f"With --forecaster {' or '.join(LEARNED)}: train on issue times every this many "
-        "hours of the day (1, 2, 3, ... 24; re-planned hourly, use a few hours).",
+        "hours of the day (a divisor of 24; re-planned during the day, use a few hours).",
     ),
 ]
 
@@ -166,7 +166,7 @@ def backtest_command(
         typer.Option(
             "--forecaster",
             help=f"One of: {', '.join(STRATEGIES)}, week-mean-ar, recent-mean, "
-            f"recent-mean-ar, {', '.join(LEARNED)} (LightGBM, [train] extra).",
+            f"recent-mean-ar, {', '.join(LEARNED)} (LightGBM, needs the \\[train] extra).",
         ),
     ],
     column: ColumnOpt = None,
