@@ -16,9 +16,11 @@ from rich.table import Table
 from bessai.analysis.backtest import STRATEGIES, backtest
 from bessai.analysis.forecast_eval import eval_command
 from bessai.analysis.intraday import Replan
+from bessai.analysis.learned import LEARNED, REFITS, LearnedSpec, learned_forecasters
 from bessai.analysis.result import BacktestResult
 from bessai.analysis.settle import SETTLEMENTS, Settle
 from bessai.errors import ConfigError
+from bessai.market.baselines import Forecaster
 from bessai.market.commands import forecast_app
 from bessai.market.days import describe
 from bessai.market.options import (
@@ -35,6 +37,7 @@ from bessai.market.options import (
     stdout_console,
 )
 from bessai.market.prices import DEFAULT_MAX_GAP_H
+from bessai.market.training import TrainSpec, need_training_stack
 from bessai.optimize.options import (
     CapacityOpt,
     ConservativeOpt,
@@ -67,6 +70,22 @@ class BacktestRun:
     risk: Risk | None
     settle: Settle
     replan: ReplanHours | None = None
+    learned: LearnedOptions | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedOptions:
+    """``--refit`` and ``--issue-every-h`` of the learned forecasters (``lgbm``,
+    ``lgbm-blend``)."""
+
+    refit: str = "once"
+    issue_every_h: int = 3
+
+    def forecasters(self) -> dict[str, Forecaster]:
+        """Fresh walk-forward models (:mod:`bessai.analysis.learned`)."""
+        need_training_stack("backtest --forecaster lgbm")
+        spec = LearnedSpec(TrainSpec(issue_every_h=self.issue_every_h, n_jobs=1), self.refit)
+        return learned_forecasters(spec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +141,33 @@ _ScenarioDaysOpt = Annotated[
 ]
 
 
+_RefitOpt = Annotated[
+    str,
+    typer.Option(
+        "--refit",
+        help=f"With --forecaster {' or '.join(LEARNED)}: fit on the complete days published "
+        "before the first plan (once) or again each month (monthly, expanding window).",
+    ),
+]
+_IssueEveryOpt = Annotated[
+    int,
+    typer.Option(
+        "--issue-every-h",
+        help=f"With --forecaster {' or '.join(LEARNED)}: train on issue times every this many "
+        "hours of the day (a divisor of 24; re-planned during the day, use a few hours).",
+    ),
+]
+
+
 def backtest_command(
     prices: PricesOpt,
     forecaster: Annotated[
-        str, typer.Option("--forecaster", help=f"One of: {', '.join(STRATEGIES)}, week-mean-ar.")
+        str,
+        typer.Option(
+            "--forecaster",
+            help=f"One of: {', '.join(STRATEGIES)}, week-mean-ar, recent-mean, "
+            f"recent-mean-ar, {', '.join(LEARNED)} (LightGBM, needs the \\[train] extra).",
+        ),
     ],
     column: ColumnOpt = None,
     node: NodeOpt = None,
@@ -162,12 +204,15 @@ def backtest_command(
     replan_every_h: _ReplanOpt = None,
     lag_h: _LagOpt = 1.0,
     scenario_days: _ScenarioDaysOpt = 0,
+    refit: _RefitOpt = "once",
+    issue_every_h: _IssueEveryOpt = 3,
 ) -> None:
     """Day-ahead rolling back-test on real prices, against perfect foresight.
 
     Each day: forecast, plan from the carried SOC, run the plant model, settle at real prices.
     With --replan-every-h the day is re-planned as the gateway does, from the prices known
-    --lag-h hours before each re-plan."""
+    --lag-h hours before each re-plan. The LightGBM forecasters are fitted walk-forward on
+    the prices before the day (--refit)."""
     storage = StorageSpec(
         max_charge_kw=power_kw,
         capacity_kwh=capacity_kwh,
@@ -187,9 +232,19 @@ def backtest_command(
         risk_from_options(min_spread, min_confidence, conservative),
         SETTLEMENTS[settlement],
         None if replan_every_h is None else ReplanHours(replan_every_h, lag_h, scenario_days),
+        _learned_options(forecaster, refit, issue_every_h),
     )
     source = PriceSource.from_options(prices, column, node, first, last, tz=tz, max_gap_h=max_gap_h)
     run_backtest(source, run, BacktestOutput(as_json, plot, plot_days))
+
+
+def _learned_options(forecaster: str, refit: str, issue_every_h: int) -> LearnedOptions | None:
+    """The learned forecaster's options, checked (None for the other forecasters)."""
+    if refit not in REFITS:
+        raise ConfigError(f"--refit: {refit!r}; choose one of {', '.join(REFITS)}")
+    if issue_every_h < 1 or 24 % issue_every_h:
+        raise ConfigError(f"--issue-every-h: {issue_every_h} does not divide 24")
+    return LearnedOptions(refit, issue_every_h) if forecaster in LEARNED else None
 
 
 def run_backtest(source: PriceSource, run: BacktestRun, output: BacktestOutput) -> None:
@@ -214,6 +269,7 @@ def run_backtest(source: PriceSource, run: BacktestRun, output: BacktestOutput) 
             risk=run.risk,
             settle=run.settle,
             replan=None if run.replan is None else run.replan.steps(series.step_h),
+            forecasters=None if run.learned is None else run.learned.forecasters(),
         )
     if result.excluded:
         err.print(

@@ -96,6 +96,9 @@ class TrainSpec:
     baseline_share: float = 0.5
     # Band edges in units of the last week's spread (:mod:`.bands`), or "none": price units.
     band_scale: str = "std_168h"
+    # LightGBM threads. On a shared, loaded machine one thread fits ~4x faster than two
+    # (OpenMP threads wait on each other; measured in docs/benchmarks.md, issue 23).
+    n_jobs: int = 2
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -108,6 +111,8 @@ class TrainSpec:
             raise ConfigError(f"forecast: target must be residual or level, not {self.target!r}")
         if self.folds < 1 or not 0 < self.validation_share < 1:
             raise ConfigError("forecast: need folds >= 1 and 0 < validation_share < 1")
+        if self.n_jobs < 1:
+            raise ConfigError("forecast: n_jobs must be at least 1")
         if self.band_scale not in ("std_168h", "none"):
             raise ConfigError(
                 f"forecast: band_scale must be std_168h or none, not {self.band_scale!r}"
@@ -248,7 +253,7 @@ def _fit_estimators(
             subsample_freq=1,
             colsample_bytree=0.9,
             random_state=spec.seed,
-            n_jobs=2,
+            n_jobs=spec.n_jobs,
             verbose=-1,
         )
         est.fit(x, y)
