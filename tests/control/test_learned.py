@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +26,13 @@ from bessai.policy.card import load_card
 from bessai.simulator.server import SimulatorServer
 from tests.policy.conftest import POLICY, write_graph_policy
 
-REPLAY = {"enabled": True, "prices": "builtin:crucero-2023", "replay": True}
+#: the forecaster the committed policy was trained on (its card's, observation layout 2)
+REPLAY = {
+    "enabled": True,
+    "prices": "builtin:crucero-2023",
+    "replay": True,
+    "forecaster": "recent-mean-ar",
+}
 
 
 def _policy_site(
@@ -129,6 +136,17 @@ async def test_card_mismatch_falls_back(
     assert runner.learned.fallbacks["card"] >= 2
 
 
+async def test_a_policy_trained_on_another_forecast_falls_back(
+    sim: SimulatorServer, make_runner: Callable[..., SiteRunner], tmp_path: Path
+) -> None:
+    card = replace(load_card(POLICY), layout=2, forecaster="week-mean-ar", lag_steps=1)
+    policy = write_graph_policy(tmp_path / "other", card, 0.5)
+    runner, planner = _policy_site(make_runner, policy)
+    _fell_back(await _cycles(runner, planner, 2), "optimizer forecasts with recent-mean-ar")
+    assert runner.learned is not None
+    assert runner.learned.fallbacks["card"] >= 2
+
+
 async def test_no_plan_yet_means_no_policy(
     sim: SimulatorServer, make_runner: Callable[..., SiteRunner]
 ) -> None:
@@ -167,7 +185,7 @@ def test_config_check_warns_of_a_policy_that_cannot_dispatch(tmp_path: Path) -> 
     config.write_text(
         "[[sites]]\n"
         'id = "a"\n'
-        "[sites.optimizer]\nenabled = true\n"
+        '[sites.optimizer]\nenabled = true\nforecaster = "recent-mean-ar"\n'
         f'[sites.controllers]\npolicy = "onnx:{POLICY}"\n'
         "[[sites]]\n"
         'id = "b"\n'

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bessai.cli import app
-from bessai.errors import PolicyError
+from bessai.errors import ConfigError, PolicyError
 from bessai.policy.card import CARD_FILE, WEIGHTS_FILE, load_card
 from bessai.policy.runner import OnnxPolicy
 from tests.conftest import DATA
@@ -68,3 +68,35 @@ def test_check_finds_a_graph_that_is_not_the_network(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="differs from"):
         check_policy(out)
     assert json.loads((out / CARD_FILE).read_text())["format"] == "bessai-policy/1"
+
+
+def test_a_policy_on_the_re_made_forecast_is_judged_beside_the_lp_re_planned(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "hourly"
+    runner = CliRunner()
+    prices = str(DATA / "cen_cmg_crucero220_2019-2023.csv")
+    trained = runner.invoke(
+        app,
+        ["policy", "train", "--prices", prices, "--from", "2022-01-01", "--to", "2022-01-31",
+         "--out", str(out), "--steps", "300", "--num-envs", "2", "--forecaster",
+         "recent-mean-ar", "--lag-h", "1", "--no-clock"],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    card = load_card(out)
+    assert (card.layout, card.forecaster, card.lag_steps) == (2, "recent-mean-ar", 1)
+    evaluated = runner.invoke(
+        app,
+        ["policy", "eval", "--model", str(out), "--prices", prices, "--from", "2023-03-01",
+         "--to", "2023-03-02", "--json"],
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    rows = json.loads(evaluated.stdout)
+    assert [r["forecaster"] for r in rows] == ["ppo", "recent-mean-ar", "rule"]
+    assert rows[1]["replan"] == {"every_steps": 1, "lag_steps": 1, "scenario_days": 0}
+    bad = runner.invoke(
+        app,
+        ["policy", "train", "--prices", prices, "--out", str(tmp_path / "x"), "--lag-h", "0.5"],
+    )  # fmt: skip
+    assert isinstance(bad.exception, ConfigError)
+    assert str(bad.exception) == "--lag-h 0.5: a whole number of 1 h steps, >= 0"

@@ -12,6 +12,7 @@ from pathlib import Path
 from bessai.market.prices import PriceSeries
 from bessai.plant.battery import BatteryParams, ci_container_1mw_4mwh
 from bessai.plant.env_vector import BessVectorEnv
+from bessai.policy.card import LAYOUTS
 from bessai.policy.export import ExportInfo, export_policy
 from bessai.policy.ppo import Curve, PpoSettings, train_ppo
 from bessai.policy.windows import training_series
@@ -22,6 +23,9 @@ class TrainSpec:
     """What is trained: the observation, episode and battery shape, and PPO's settings."""
 
     forecaster: str = "week-mean"
+    #: None: the day-ahead forecast (layout 1); else the forecast re-made at every step from
+    #: the prices published this many steps late (layout 2)
+    lag_steps: int | None = None
     forecast_steps: int = 24
     episode_days: int = 7
     duration_h: float = 4.0
@@ -52,7 +56,8 @@ def train_policy(
 ) -> Curve:
     """Train on `series` and export to `out` (policy.onnx, card.json, network.pt and
     learning_curve.png)."""
-    data = training_series(series, spec.forecaster, spec.forecast_steps)
+    data = training_series(series, spec.forecaster, spec.forecast_steps, spec.lag_steps)
+    layout = 1 if spec.lag_steps is None else 2
     battery = training_battery(spec.duration_h, spec.efficiency)
     venv = BessVectorEnv(
         spec.ppo.num_envs,
@@ -72,7 +77,7 @@ def train_policy(
         "algorithm": "PPO (bessai.policy.ppo, clipped surrogate, GAE)",
         "prices": f"{series.node} {data.first} .. {data.last} ({series.unit})",
         "forecaster": spec.forecaster,
-        "observation_prices": "day-ahead forecast made at the start of each market day",
+        "observation_prices": LAYOUTS[layout],
         "episode_days": spec.episode_days,
         "battery": battery.name,
         "efficiency": spec.efficiency,
@@ -91,6 +96,9 @@ def train_policy(
         step_hours=series.step.total_seconds() / 3600.0,
         price_scale_usd_mwh=spec.price_scale_usd_mwh,
         duration_h=spec.duration_h,
+        layout=layout,
+        forecaster=None if layout == 1 else spec.forecaster,
+        lag_steps=spec.lag_steps,
         training=training,
         score=score,
     )
