@@ -9,7 +9,7 @@ import numpy as np
 from bessai.market.baselines import FORECASTERS
 from bessai.market.options import market_day_window
 from bessai.market.prices import PriceSeries, load_prices
-from bessai.policy.windows import step_windows, training_series
+from bessai.policy.windows import scaled_copies, step_windows, training_series
 from tests.conftest import DATA
 
 
@@ -42,3 +42,12 @@ def test_training_windows_are_re_made_every_step_with_a_lag() -> None:
     # Day-ahead, the window of 01:00 is the midnight one moved by a step; re-made, it is not.
     np.testing.assert_allclose(daily.windows_usd_mwh[1, :-1], daily.windows_usd_mwh[0, 1:])
     assert not np.allclose(hourly.windows_usd_mwh[5, :-1], hourly.windows_usd_mwh[4, 1:])
+
+
+def test_scaled_copies_keep_whole_days_and_scale_the_windows_too() -> None:
+    data = training_series(_march(), "week-mean", 24)
+    prices, windows = scaled_copies(data, (1.0, 2.0), 24)
+    days = len(data.prices_usd_mwh) // 24 * 24
+    assert len(prices) == len(windows) == 2 * days
+    np.testing.assert_allclose(prices[days:], 2.0 * data.prices_usd_mwh[:days])
+    np.testing.assert_allclose(windows[days + 5], 2.0 * data.windows_usd_mwh[5])

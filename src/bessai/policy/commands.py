@@ -84,6 +84,21 @@ def train_command(
             "hours late (observation layout 2); without it, the day-ahead forecast (layout 1).",
         ),
     ] = None,
+    price_scales: Annotated[
+        str,
+        typer.Option(
+            "--price-scales",
+            help="Train on the prices repeated at these factors, comma-separated (domain "
+            "randomisation for nodes dearer or cheaper than the training one).",
+        ),
+    ] = "1",
+    reward_per_spread: Annotated[
+        bool,
+        typer.Option(
+            "--reward-per-spread/--reward-absolute",
+            help="Weigh each episode's rewards by its prices' spread, or in USD.",
+        ),
+    ] = False,
     max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
 ) -> None:
     """Train PPO on bessai/BESS-v0 over real prices, the observation holding the day-ahead
@@ -104,9 +119,14 @@ def train_command(
         seed=seed,
         max_wall_s=None if max_minutes is None else max_minutes * 60.0,
         use_clock=clock,
+        reward_per_spread=reward_per_spread,
     )
     spec = TrainSpec(
-        forecaster=forecaster, duration_h=duration_h, ppo=ppo, lag_steps=lag_steps(lag_h, series)
+        forecaster=forecaster,
+        duration_h=duration_h,
+        ppo=ppo,
+        lag_steps=lag_steps(lag_h, series),
+        price_scales=scale_factors(price_scales),
     )
     started = time.perf_counter()
     with Progress(
@@ -127,6 +147,17 @@ def train_command(
         f"trained {curve.steps[-1]:,} steps in {time.perf_counter() - started:.0f} s "
         f"(last episode reward {curve.usd_per_day[-1]:.1f} USD/day); wrote {out}"
     )
+
+
+def scale_factors(text: str) -> tuple[float, ...]:
+    """`--price-scales` as positive factors."""
+    try:
+        factors = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        factors = ()
+    if not factors or not all(0 < k < 1e3 for k in factors):
+        raise ConfigError(f"--price-scales {text!r}: positive numbers separated by commas")
+    return factors
 
 
 def lag_steps(lag_h: float | None, series: PriceSeries) -> int | None:

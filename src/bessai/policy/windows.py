@@ -114,3 +114,18 @@ def training_series(
         first=str(run[0][0]),
         last=str(run[-1][0]),
     )
+
+
+def scaled_copies(
+    data: TrainingSeries, scales: tuple[float, ...], steps_per_day: int
+) -> tuple[F64, F64]:
+    """The prices and their windows repeated once per factor of `scales`, each copy cut to whole
+    days so the hour of day stays aligned (domain randomisation: a node dearer or cheaper than
+    the training one is no surprise). An episode across the seam of two copies sees the price
+    level change once; with weeks of episodes over years of prices that is rare."""
+    if not scales or any(not k > 0 for k in scales):
+        raise ConfigError(f"price scales must be positive, got {scales}")
+    keep = len(data.prices_usd_mwh) // steps_per_day * steps_per_day
+    prices = np.concatenate([data.prices_usd_mwh[:keep] * k for k in scales])
+    windows = np.concatenate([data.windows_usd_mwh[:keep] * k for k in scales])
+    return prices, windows
