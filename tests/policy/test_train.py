@@ -81,13 +81,14 @@ def test_a_policy_on_the_re_made_forecast_is_judged_beside_the_lp_re_planned(
         ["policy", "train", "--prices", prices, "--from", "2022-01-01", "--to", "2022-01-31",
          "--out", str(out), "--steps", "300", "--num-envs", "2", "--forecaster",
          "recent-mean-ar", "--lag-h", "1", "--no-clock", "--price-scales", "0.5,2",
-         "--reward-per-spread"],
+         "--reward-per-spread", "--hidden", "16"],
     )  # fmt: skip
     assert trained.exit_code == 0, trained.output
     card = load_card(out)
     assert (card.layout, card.forecaster, card.lag_steps) == (2, "recent-mean-ar", 1)
     assert card.training["price_scales"] == [0.5, 2.0]
     assert card.training["settings"]["reward_per_spread"] is True
+    assert card.training["settings"]["hidden"] == 16
     evaluated = runner.invoke(
         app,
         ["policy", "eval", "--model", str(out), "--prices", prices, "--from", "2023-03-01",

@@ -99,6 +99,9 @@ def train_command(
             help="Weigh each episode's rewards by its prices' spread, or in USD.",
         ),
     ] = False,
+    hidden: Annotated[
+        int, typer.Option("--hidden", help="Units per hidden layer of actor and critic.")
+    ] = 64,
     max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
 ) -> None:
     """Train PPO on bessai/BESS-v0 over real prices, the observation holding the day-ahead
@@ -108,8 +111,8 @@ def train_command(
     from bessai.policy.ppo import PpoSettings
     from bessai.policy.training import TrainSpec, train_policy
 
-    if steps < 1 or num_envs < 1:
-        raise ConfigError("--steps and --num-envs must be at least 1")
+    if steps < 1 or num_envs < 1 or hidden < 1:
+        raise ConfigError("--steps, --num-envs and --hidden must be at least 1")
     err = Console(stderr=True)
     source = PriceSource.from_options(prices, column, node, first, last, max_gap_h=max_gap_h)
     series = source.load_window(err)
@@ -120,6 +123,7 @@ def train_command(
         max_wall_s=None if max_minutes is None else max_minutes * 60.0,
         use_clock=clock,
         reward_per_spread=reward_per_spread,
+        hidden=hidden,
     )
     spec = TrainSpec(
         forecaster=forecaster,
