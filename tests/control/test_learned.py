@@ -190,11 +190,21 @@ def test_config_check_warns_of_a_policy_that_cannot_dispatch(tmp_path: Path) -> 
         "[[sites]]\n"
         'id = "b"\n'
         "[sites.optimizer]\nenabled = true\n"
-        '[sites.controllers]\npolicy = "onnx:missing"\n',
+        '[sites.controllers]\npolicy = "onnx:missing"\n'
+        "[[sites]]\n"
+        'id = "c"\n'
+        "[sites.optimizer]\nenabled = true\n"
+        f'[sites.controllers]\npolicy = "onnx:{POLICY}"\n',
         encoding="utf-8",
     )
     result = CliRunner().invoke(app, ["config", "check", str(config)])
     assert result.exit_code == 0, result.output
     assert "site a: controllers.policy" not in result.stderr  # 15 kWh / 5 kW: 3 h fits
     assert "# warning: site b: controllers.policy: model missing or unusable" in result.stderr
+    # Site c plans on the default week-mean; the policy reads recent-mean-ar re-made hourly.
+    assert (
+        "# warning: site c: controllers.policy: card does not match the site: trained on the "
+        "recent-mean-ar forecast re-made at every step, the site's optimizer forecasts with "
+        "week-mean; the plan dispatches instead" in result.stderr
+    )
     assert "the plan dispatches instead" in result.stderr
