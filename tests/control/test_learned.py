@@ -3,6 +3,7 @@ reach the audit, and each failure kind falls back to the optimizer's plan, sayin
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from collections.abc import Callable
@@ -96,6 +97,21 @@ async def test_missing_model_falls_back_to_the_plan(
 ) -> None:
     runner, planner = _policy_site(make_runner, tmp_path / "no-such-policy")
     _fell_back(await _cycles(runner, planner, 2), "policy: model missing or unusable")
+    assert runner.learned is not None
+    assert runner.learned.fallbacks["missing"] >= 2
+
+
+async def test_a_layout_the_gateway_cannot_build_falls_back(
+    sim: SimulatorServer, make_runner: Callable[..., SiteRunner], tmp_path: Path
+) -> None:
+    """A card from a newer trainer, whose observation this runtime does not know how to build."""
+    copy = tmp_path / "newer"
+    shutil.copytree(POLICY, copy)
+    card = json.loads((copy / "card.json").read_text())
+    card["layout"] = 3
+    (copy / "card.json").write_text(json.dumps(card))
+    runner, planner = _policy_site(make_runner, copy)
+    _fell_back(await _cycles(runner, planner, 2), "observation layout 3; this runtime builds")
     assert runner.learned is not None
     assert runner.learned.fallbacks["missing"] >= 2
 
