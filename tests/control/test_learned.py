@@ -3,9 +3,11 @@ reach the audit, and each failure kind falls back to the optimizer's plan, sayin
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +27,13 @@ from bessai.policy.card import load_card
 from bessai.simulator.server import SimulatorServer
 from tests.policy.conftest import POLICY, write_graph_policy
 
-REPLAY = {"enabled": True, "prices": "builtin:crucero-2023", "replay": True}
+#: the forecaster the committed policy was trained on (its card's, observation layout 2)
+REPLAY = {
+    "enabled": True,
+    "prices": "builtin:crucero-2023",
+    "replay": True,
+    "forecaster": "recent-mean-ar",
+}
 
 
 def _policy_site(
@@ -93,6 +101,21 @@ async def test_missing_model_falls_back_to_the_plan(
     assert runner.learned.fallbacks["missing"] >= 2
 
 
+async def test_a_layout_the_gateway_cannot_build_falls_back(
+    sim: SimulatorServer, make_runner: Callable[..., SiteRunner], tmp_path: Path
+) -> None:
+    """A card from a newer trainer, whose observation this runtime does not know how to build."""
+    copy = tmp_path / "newer"
+    shutil.copytree(POLICY, copy)
+    card = json.loads((copy / "card.json").read_text())
+    card["layout"] = 3
+    (copy / "card.json").write_text(json.dumps(card))
+    runner, planner = _policy_site(make_runner, copy)
+    _fell_back(await _cycles(runner, planner, 2), "observation layout 3; this runtime builds")
+    assert runner.learned is not None
+    assert runner.learned.fallbacks["missing"] >= 2
+
+
 async def test_slow_model_falls_back(
     sim: SimulatorServer, make_runner: Callable[..., SiteRunner]
 ) -> None:
@@ -125,6 +148,17 @@ async def test_card_mismatch_falls_back(
     )
     planner = SchedulePlanner(runner, runner.config.optimizer)
     _fell_back(await _cycles(runner, planner, 2), "card does not match the site")
+    assert runner.learned is not None
+    assert runner.learned.fallbacks["card"] >= 2
+
+
+async def test_a_policy_trained_on_another_forecast_falls_back(
+    sim: SimulatorServer, make_runner: Callable[..., SiteRunner], tmp_path: Path
+) -> None:
+    card = replace(load_card(POLICY), layout=2, forecaster="week-mean-ar", lag_steps=1)
+    policy = write_graph_policy(tmp_path / "other", card, 0.5)
+    runner, planner = _policy_site(make_runner, policy)
+    _fell_back(await _cycles(runner, planner, 2), "optimizer forecasts with recent-mean-ar")
     assert runner.learned is not None
     assert runner.learned.fallbacks["card"] >= 2
 
@@ -167,16 +201,26 @@ def test_config_check_warns_of_a_policy_that_cannot_dispatch(tmp_path: Path) -> 
     config.write_text(
         "[[sites]]\n"
         'id = "a"\n'
-        "[sites.optimizer]\nenabled = true\n"
+        '[sites.optimizer]\nenabled = true\nforecaster = "recent-mean-ar"\n'
         f'[sites.controllers]\npolicy = "onnx:{POLICY}"\n'
         "[[sites]]\n"
         'id = "b"\n'
         "[sites.optimizer]\nenabled = true\n"
-        '[sites.controllers]\npolicy = "onnx:missing"\n',
+        '[sites.controllers]\npolicy = "onnx:missing"\n'
+        "[[sites]]\n"
+        'id = "c"\n'
+        "[sites.optimizer]\nenabled = true\n"
+        f'[sites.controllers]\npolicy = "onnx:{POLICY}"\n',
         encoding="utf-8",
     )
     result = CliRunner().invoke(app, ["config", "check", str(config)])
     assert result.exit_code == 0, result.output
     assert "site a: controllers.policy" not in result.stderr  # 15 kWh / 5 kW: 3 h fits
     assert "# warning: site b: controllers.policy: model missing or unusable" in result.stderr
+    # Site c plans on the default week-mean; the policy reads recent-mean-ar re-made hourly.
+    assert (
+        "# warning: site c: controllers.policy: card does not match the site: trained on the "
+        "recent-mean-ar forecast re-made at every step, the site's optimizer forecasts with "
+        "week-mean; the plan dispatches instead" in result.stderr
+    )
     assert "the plan dispatches instead" in result.stderr

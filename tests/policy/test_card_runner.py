@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,3 +92,26 @@ def test_card_mismatch_names_what_differs(trained_card: PolicyCard) -> None:
     assert "0.25 h" in str(trained_card.mismatch(0.25, "USD/MWh", 4.0))
     assert "CLP/kWh" in str(trained_card.mismatch(1.0, "CLP/kWh", 4.0))
     assert "1 h" in str(trained_card.mismatch(1.0, "USD/MWh", 1.0))
+
+
+def test_a_layout_this_runtime_cannot_build_is_refused(policy_copy: Path) -> None:
+    card = json.loads((policy_copy / CARD_FILE).read_text())
+    card["layout"] = 3
+    (policy_copy / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(PolicyError, match="observation layout 3; this runtime builds layouts 1, 2"):
+        load_card(policy_copy)
+    card["layout"], card["forecaster"] = 2, None
+    (policy_copy / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(PolicyError, match="layout 2 needs forecaster and lag_steps"):
+        load_card(policy_copy)
+
+
+def test_a_re_made_forecast_policy_needs_the_sites_forecaster(trained_card: PolicyCard) -> None:
+    card = replace(trained_card, layout=2, forecaster="recent-mean-ar", lag_steps=1)
+    assert card.mismatch(1.0, "USD/MWh", 4.0, "recent-mean-ar") is None
+    assert "optimizer forecasts with week-mean" in str(
+        card.mismatch(1.0, "USD/MWh", 4.0, "week-mean")
+    )
+    # A day-ahead (layout 1) policy reads whatever forecast the planner makes.
+    daily = replace(trained_card, layout=1, forecaster=None, lag_steps=None)
+    assert daily.mismatch(1.0, "USD/MWh", 4.0, "week-mean") is None

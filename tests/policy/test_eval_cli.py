@@ -26,7 +26,13 @@ def test_eval_puts_the_policy_beside_the_lp_and_the_rule() -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = {r["forecaster"]: r for r in json.loads(result.stdout)}
-    assert set(rows) == {"ppo", "week-mean", "rule"}
+    # The committed policy reads recent-mean-ar re-made every hour: so does the LP it meets.
+    assert set(rows) == {"ppo", "recent-mean-ar", "rule"}
+    assert rows["recent-mean-ar"]["replan"] == {
+        "every_steps": 1,
+        "lag_steps": 1,
+        "scenario_days": 0,
+    }
     for row in rows.values():
         assert row["days"] == 4
         assert row["perfect_daily_net"] == rows["ppo"]["perfect_daily_net"]
@@ -41,7 +47,7 @@ def test_eval_table_names_the_strategies() -> None:
          str(DATA / "cen_cmg_valdivia220_2023.tsv"), "--to", "2023-01-03"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    for name in ("ppo", "LP + week-mean", "rule", "capture vs daily perfect", "EFC"):
+    for name in ("ppo", "LP + recent-mean-ar (re-planned every", "rule", "capture vs daily", "EFC"):
         assert name in result.stdout
 
 

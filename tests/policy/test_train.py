@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bessai.cli import app
-from bessai.errors import PolicyError
+from bessai.errors import ConfigError, PolicyError
 from bessai.policy.card import CARD_FILE, WEIGHTS_FILE, load_card
 from bessai.policy.runner import OnnxPolicy
 from tests.conftest import DATA
@@ -68,3 +68,64 @@ def test_check_finds_a_graph_that_is_not_the_network(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="differs from"):
         check_policy(out)
     assert json.loads((out / CARD_FILE).read_text())["format"] == "bessai-policy/1"
+
+
+def test_a_policy_on_the_re_made_forecast_is_judged_beside_the_lp_re_planned(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "hourly"
+    runner = CliRunner()
+    prices = str(DATA / "cen_cmg_crucero220_2019-2023.csv")
+    trained = runner.invoke(
+        app,
+        ["policy", "train", "--prices", prices, "--from", "2022-01-01", "--to", "2022-01-31",
+         "--out", str(out), "--steps", "300", "--num-envs", "2", "--forecaster",
+         "recent-mean-ar", "--lag-h", "1", "--no-clock", "--price-scales", "0.5,2",
+         "--reward-per-spread", "--hidden", "16"],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    card = load_card(out)
+    assert (card.layout, card.forecaster, card.lag_steps) == (2, "recent-mean-ar", 1)
+    assert card.training["price_scales"] == [0.5, 2.0]
+    assert card.training["settings"]["reward_per_spread"] is True
+    assert card.training["settings"]["hidden"] == 16
+    evaluated = runner.invoke(
+        app,
+        ["policy", "eval", "--model", str(out), "--prices", prices, "--from", "2023-03-01",
+         "--to", "2023-03-02", "--json"],
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    rows = json.loads(evaluated.stdout)
+    assert [r["forecaster"] for r in rows] == ["ppo", "recent-mean-ar", "rule"]
+    assert rows[1]["replan"] == {"every_steps": 1, "lag_steps": 1, "scenario_days": 0}
+    bad = runner.invoke(
+        app,
+        ["policy", "train", "--prices", prices, "--out", str(tmp_path / "x"), "--lag-h", "0.5"],
+    )  # fmt: skip
+    assert isinstance(bad.exception, ConfigError)
+    assert str(bad.exception) == "--lag-h 0.5: a whole number of 1 h steps, >= 0"
+    bad = runner.invoke(
+        app,
+        ["policy", "train", "--prices", prices, "--out", str(tmp_path / "x"),
+         "--price-scales", "1,-2"],
+    )  # fmt: skip
+    assert "--price-scales '1,-2': positive numbers" in str(bad.exception)
+
+
+def test_per_spread_rewards_weigh_a_calm_week_as_a_wild_one() -> None:
+    import numpy as np
+
+    from bessai.plant.env_vector import BessVectorEnv
+    from bessai.policy.ppo import SPREAD_FLOOR_USD_MWH, _episode_scales
+
+    week = 24 * 7
+    calm = 50.0 + 20.0 * np.sin(np.arange(week) * 2 * np.pi / 24)
+    prices = np.concatenate([calm, 5.0 * calm, np.full(week, 50.0)])
+    venv = BessVectorEnv(3, prices, 1.0, episode_days=7)
+    starts = np.array([0, week, 2 * week])
+    per_spread = _episode_scales(venv, starts, 1.0, per_spread=True).numpy()
+    # reward_scale 1.0 at 100 USD/MWh: each episode divided by its spread / 100
+    assert per_spread[1] == pytest.approx(5.0 * per_spread[0], rel=1e-5)
+    assert per_spread[0] == pytest.approx(np.std(calm) / 100.0, rel=1e-5)
+    assert per_spread[2] == pytest.approx(SPREAD_FLOOR_USD_MWH / 100.0)
+    assert _episode_scales(venv, starts, 1.0, per_spread=False).tolist() == [1.0, 1.0, 1.0]

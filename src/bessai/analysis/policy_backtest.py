@@ -2,9 +2,12 @@
 and yardsticks as the optimizer's (:mod:`.backtest`), so the figures sit side by side.
 
 Each market day the forecaster predicts the day (and the window beyond it) from the prices
-before the day, as for the optimizer. The policy then dispatches step by step in closed loop:
-each step it reads the SOC the settlement left, the forecast window from that step and the
-clock, and its setpoint is executed by the same settlement, one step at a time."""
+before the day, as for the optimizer; a policy of observation layout 2 reads instead, at every
+step, the card's forecaster re-made from the prices published by then (the card's lag), as the
+intraday LP re-plans (`bessai backtest --replan-every-h 1 --lag-h ...`). The policy then
+dispatches step by step in closed loop: each step it reads the SOC the settlement left, the
+forecast window from that step and the clock, and its setpoint is executed by the same
+settlement, one step at a time."""
 
 from __future__ import annotations
 
@@ -22,13 +25,13 @@ from bessai.market.prices import PriceSeries
 from bessai.optimize.storage import FloatArray, StorageSpec
 from bessai.policy.observation import SiteView, observation
 from bessai.policy.runner import OnnxPolicy
-from bessai.policy.windows import day_windows, forecaster_named
+from bessai.policy.windows import day_windows, forecaster_named, step_windows
 
 
 @dataclass(frozen=True, slots=True)
 class PolicyBacktest:
-    """What the policy is judged on: the forecaster it reads, the battery, the SOC plan and
-    who executes its setpoints."""
+    """What the policy is judged on: the forecaster it reads (a layout-2 policy reads its
+    card's), the battery, the SOC plan and who executes its setpoints."""
 
     storage: StorageSpec
     forecaster: str = "week-mean"
@@ -73,7 +76,8 @@ def policy_backtest(
 ) -> BacktestResult:
     """The rolling back-test of `policy` over `[first_day, last_day]` (defaults as
     :func:`bessai.analysis.backtest.backtest`)."""
-    predict = forecaster_named(spec.forecaster)
+    card = policy.card
+    predict = forecaster_named((card.layout == 2 and card.forecaster) or spec.forecaster)
     days, excluded = backtest_days(series, spec.first_day, spec.last_day)
     final = spec.soc_initial_pct if spec.soc_final_pct is None else spec.soc_final_pct
     run = RollingRun(series, spec.storage, spec.settle, days, excluded, spec.soc_initial_pct, final)
@@ -81,8 +85,11 @@ def policy_backtest(
     for k, day in enumerate(days):
         _, s, e = day
         perfect = run.perfect_day(day)
-        history = series.prices.iloc[:s].dropna()
-        windows = day_windows(history, series.index[s], series, e - s, width, predict)
+        if card.layout == 2:
+            windows = step_windows(series, s, e - s, width, (predict, card.lag_steps or 0))
+        else:
+            history = series.prices.iloc[:s].dropna()
+            windows = day_windows(history, series.index[s], series, e - s, width, predict)
         done = _closed_loop(policy, windows, run, day)
         run.book(day, windows[:, 0], done, perfect)
         if on_day is not None:

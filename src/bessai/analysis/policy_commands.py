@@ -12,6 +12,7 @@ from rich.progress import TaskID
 from rich.table import Table
 
 from bessai.analysis.backtest import backtest
+from bessai.analysis.intraday import Replan
 from bessai.analysis.result import BacktestResult
 from bessai.market.options import (
     ColumnOpt,
@@ -50,7 +51,9 @@ def eval_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Back-test the policy beside the LP on the same forecast and the rule engine: capture
-    of the daily perfect foresight, and equivalent full cycles."""
+    of the daily perfect foresight, and equivalent full cycles. A policy that reads a forecast
+    re-made every step (observation layout 2) is compared with the LP re-planned every step on
+    that forecaster with the same publication lag."""
     # onnxruntime loads only for this command, not for every `bessai` start.
     from bessai.analysis.policy_backtest import PolicyBacktest, policy_backtest
     from bessai.policy.runner import OnnxPolicy
@@ -59,6 +62,11 @@ def eval_command(
         max_charge_kw=power_kw, capacity_kwh=capacity_kwh, degradation_per_mwh=degradation
     )
     policy = OnnxPolicy(model)
+    replan = None
+    if policy.card.layout == 2 and policy.card.forecaster is not None:
+        # The LP gets what the policy reads: the same forecaster, re-made every step.
+        forecaster = policy.card.forecaster
+        replan = Replan(every_steps=1, lag_steps=policy.card.lag_steps or 0)
     err = Console(stderr=True)
     source = PriceSource.from_options(prices, column, node, first, last)
     series = source.load(err)
@@ -78,15 +86,19 @@ def eval_command(
             else:
                 results.append(
                     backtest(series, name, storage, first_day=source.first,
-                             last_day=source.last, on_day=on_day)
+                             last_day=source.last, on_day=on_day,
+                             replan=None if name == "rule" else replan)
                 )  # fmt: skip
     if as_json:
-        typer.echo(json.dumps([r.summary() for r in results], indent=1))
+        summaries = [r.summary() for r in results]
+        if replan is not None:
+            summaries[1]["replan"] = replan.to_json()
+        typer.echo(json.dumps(summaries, indent=1))
         return
-    _table(results)
+    _table(results, replan)
 
 
-def _table(results: list[BacktestResult]) -> None:
+def _table(results: list[BacktestResult], replan: Replan | None) -> None:
     first = results[0]
     cur = first.unit.split("/")[0]
     table = Table(title=f"{first.node} {first.first_day} .. {first.last_day}")
@@ -94,6 +106,8 @@ def _table(results: list[BacktestResult]) -> None:
         table.add_column(column, justify="left" if column == "strategy" else "right")
     for r in results:
         name = "LP + " + r.forecaster if r.forecaster not in ("ppo", "rule") else r.forecaster
+        if replan is not None and name.startswith("LP"):
+            name += f" (re-planned every step, lag {replan.lag_steps})"
         table.add_row(
             name,
             f"{r.net_revenue:,.0f}",

@@ -110,7 +110,11 @@ def config_check(
             prices, _ = planner_inputs(site.id, site.optimizer)
             if site.controllers.policy is not None:
                 problem = policy_problem(
-                    site.controllers.policy, site.battery, prices.step, prices.unit
+                    site.controllers.policy,
+                    site.battery,
+                    prices.step,
+                    prices.unit,
+                    site.optimizer.forecaster,
                 )
                 if problem is not None:
                     notes.append(f"site {site.id}: controllers.policy: {problem}; the plan "

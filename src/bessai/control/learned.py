@@ -44,14 +44,17 @@ def duration_h(battery: BatteryConfig) -> float:
     return battery.capacity_kwh * 1000.0 / battery.max_discharge_w
 
 
-def policy_problem(spec: str, battery: BatteryConfig, step: timedelta, unit: str) -> str | None:
+def policy_problem(
+    spec: str, battery: BatteryConfig, step: timedelta, unit: str, forecaster: str | None = None
+) -> str | None:
     """Why the policy `spec` would not dispatch a site (it would fall back to the plan for
     good), or None: `bessai config check` says it before the gateway starts."""
     try:
         policy = _load(spec)
     except PolicyError as exc:
         return f"model missing or unusable: {exc}"
-    mismatch = policy.card.mismatch(step.total_seconds() / 3600.0, unit, duration_h(battery))
+    hours = step.total_seconds() / 3600.0
+    mismatch = policy.card.mismatch(hours, unit, duration_h(battery), forecaster)
     return None if mismatch is None else f"card does not match the site: {mismatch}"
 
 
@@ -97,14 +100,16 @@ class LearnedDispatch:
         self.problem = (kind, why)
         log.error("learned policy disabled; the plan dispatches", kind=kind, reason=why)
 
-    def fit(self, step: timedelta, price_unit: str) -> None:
-        """Check the card against the site (the planner's price step and unit, the battery's
-        duration at full power); a mismatch disables the policy with its reason."""
+    def fit(self, step: timedelta, price_unit: str, forecaster: str | None = None) -> None:
+        """Check the card against the site (the planner's price step, unit and forecaster, the
+        battery's duration at full power); a mismatch disables the policy with its reason."""
         self._step = step
         if self.policy is None:
             return
         hours = step.total_seconds() / 3600.0
-        mismatch = self.policy.card.mismatch(hours, price_unit, duration_h(self.battery))
+        mismatch = self.policy.card.mismatch(
+            hours, price_unit, duration_h(self.battery), forecaster
+        )
         if mismatch is not None:
             self._broken("card", f"card does not match the site: {mismatch}")
 

@@ -190,7 +190,7 @@ class SchedulePlanner:
         self.failures = 0
         site.schedule.max_age = timedelta(seconds=config.max_plan_age_s)
         if site.learned is not None:
-            site.learned.fit(self.prices.step, self.prices.unit)
+            site.learned.fit(self.prices.step, self.prices.unit, config.forecaster)
 
     def _offset(self, now: datetime) -> timedelta:
         """Replay maps now onto the same moment of the price file's last full year."""

@@ -65,6 +65,7 @@ class ArbitrageTask:
         "obs_windows",
         "observation_space",
         "penalty_usd_per_kwh",
+        "price_scale_usd_mwh",
         "prices_usd_mwh",
         "site_template",
         "start_hour_of_day",
@@ -120,6 +121,7 @@ class ArbitrageTask:
         self.steps_per_day = steps_per_day
         self.n_days = (prices.size - self.first_midnight - self.episode_steps) // steps_per_day + 1
         self.forecast_steps = forecast_steps
+        self.price_scale_usd_mwh = float(price_scale_usd_mwh)
         self.start_hour_of_day = start_hour_of_day
         self.initial_soc_pct = initial_soc_pct
         self.battery = battery if battery is not None else luna2000(3)

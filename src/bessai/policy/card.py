@@ -20,6 +20,15 @@ WEIGHTS_FILE = "network.pt"
 ENV_ID = "bessai/BESS-v0"
 #: a policy trained on one battery duration (energy / power) runs on others within this factor
 DURATION_TOLERANCE = 1.5
+#: Observation layouts this runtime builds (the card's `layout`). Both are 29 floats for 24
+#: forecast steps; they differ in which forecast fills the price window:
+#: 1 = the day-ahead forecast made at the start of each market day;
+#: 2 = the forecast re-made at every step from the prices published by then (`lag_steps` late),
+#:     by the card's `forecaster`: the gateway's planner forecast, re-made at each re-plan.
+LAYOUTS = {
+    1: "day-ahead forecast made at the start of each market day",
+    2: "forecast re-made at every step from the prices published by then",
+}
 
 
 def observation_names(forecast_steps: int) -> list[str]:
@@ -52,6 +61,12 @@ class PolicyCard:
     output_name: str = "action"
     training: dict[str, Any] = field(default_factory=dict)
     score: dict[str, Any] = field(default_factory=dict)
+    #: the observation layout version (`LAYOUTS`); cards written before it existed are layout 1
+    layout: int = 1
+    #: layout 2: the forecaster whose re-made forecast fills the window, and the publication
+    #: lag (steps) of the prices it was trained on
+    forecaster: str | None = None
+    lag_steps: int | None = None
 
     @property
     def n_obs(self) -> int:
@@ -60,9 +75,17 @@ class PolicyCard:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 
-    def mismatch(self, step_hours: float, price_unit: str, duration_h: float) -> str | None:
+    def mismatch(
+        self, step_hours: float, price_unit: str, duration_h: float, forecaster: str | None = None
+    ) -> str | None:
         """Why this policy does not fit a site planning on `price_unit` prices every
-        `step_hours`, with a battery of `duration_h` hours; None when it fits."""
+        `step_hours`, with a battery of `duration_h` hours, forecasting with `forecaster` (not
+        checked when None); None when it fits."""
+        if self.layout == 2 and forecaster is not None and forecaster != self.forecaster:
+            return (
+                f"trained on the {self.forecaster} forecast re-made at every step, the site's "
+                f"optimizer forecasts with {forecaster}"
+            )
         if abs(step_hours - self.step_hours) > 1e-9:
             return (
                 f"trained on {self.step_hours:g} h steps, the site's prices have {step_hours:g} h"
@@ -101,6 +124,13 @@ def _fields(data: dict[str, Any], where: Path) -> PolicyCard:
         raise PolicyError(f"{where}: forecast_steps, step_hours or price_scale out of range")
     if card.duration_h <= 0:
         raise PolicyError(f"{where}: duration_h must be positive")
+    if card.layout not in LAYOUTS:
+        raise PolicyError(
+            f"{where}: observation layout {card.layout!r}; this runtime builds layouts "
+            f"{', '.join(map(str, LAYOUTS))}"
+        )
+    if card.layout == 2 and (card.forecaster is None or card.lag_steps is None):
+        raise PolicyError(f"{where}: observation layout 2 needs forecaster and lag_steps")
     return card
 
 

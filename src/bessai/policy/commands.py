@@ -22,7 +22,7 @@ from bessai.market.options import (
     ToOpt,
     stdout_console,
 )
-from bessai.market.prices import DEFAULT_MAX_GAP_H
+from bessai.market.prices import DEFAULT_MAX_GAP_H, PriceSeries
 
 policy_app = typer.Typer(
     name="policy",
@@ -76,16 +76,43 @@ def train_command(
             help="Let the network read the hour of day, or only the forecast's shape.",
         ),
     ] = True,
+    lag_h: Annotated[
+        float | None,
+        typer.Option(
+            "--lag-h",
+            help="Observe the forecast re-made every step from the prices published this many "
+            "hours late (observation layout 2); without it, the day-ahead forecast (layout 1).",
+        ),
+    ] = None,
+    price_scales: Annotated[
+        str,
+        typer.Option(
+            "--price-scales",
+            help="Train on the prices repeated at these factors, comma-separated (domain "
+            "randomisation for nodes dearer or cheaper than the training one).",
+        ),
+    ] = "1",
+    reward_per_spread: Annotated[
+        bool,
+        typer.Option(
+            "--reward-per-spread/--reward-absolute",
+            help="Weigh each episode's rewards by its prices' spread, or in USD.",
+        ),
+    ] = False,
+    hidden: Annotated[
+        int, typer.Option("--hidden", help="Units per hidden layer of actor and critic.")
+    ] = 64,
     max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
 ) -> None:
     """Train PPO on bessai/BESS-v0 over real prices, the observation holding the day-ahead
-    forecast; write policy.onnx, card.json, network.pt and learning_curve.png."""
+    forecast (or with --lag-h the forecast re-made every step); write policy.onnx, card.json,
+    network.pt and learning_curve.png."""
     need_torch("policy train")
     from bessai.policy.ppo import PpoSettings
     from bessai.policy.training import TrainSpec, train_policy
 
-    if steps < 1 or num_envs < 1:
-        raise ConfigError("--steps and --num-envs must be at least 1")
+    if steps < 1 or num_envs < 1 or hidden < 1:
+        raise ConfigError("--steps, --num-envs and --hidden must be at least 1")
     err = Console(stderr=True)
     source = PriceSource.from_options(prices, column, node, first, last, max_gap_h=max_gap_h)
     series = source.load_window(err)
@@ -95,8 +122,16 @@ def train_command(
         seed=seed,
         max_wall_s=None if max_minutes is None else max_minutes * 60.0,
         use_clock=clock,
+        reward_per_spread=reward_per_spread,
+        hidden=hidden,
     )
-    spec = TrainSpec(forecaster=forecaster, duration_h=duration_h, ppo=ppo)
+    spec = TrainSpec(
+        forecaster=forecaster,
+        duration_h=duration_h,
+        ppo=ppo,
+        lag_steps=lag_steps(lag_h, series),
+        price_scales=scale_factors(price_scales),
+    )
     started = time.perf_counter()
     with Progress(
         TextColumn("PPO {task.description}"),
@@ -116,6 +151,27 @@ def train_command(
         f"trained {curve.steps[-1]:,} steps in {time.perf_counter() - started:.0f} s "
         f"(last episode reward {curve.usd_per_day[-1]:.1f} USD/day); wrote {out}"
     )
+
+
+def scale_factors(text: str) -> tuple[float, ...]:
+    """`--price-scales` as positive factors."""
+    try:
+        factors = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        factors = ()
+    if not factors or not all(0 < k < 1e3 for k in factors):
+        raise ConfigError(f"--price-scales {text!r}: positive numbers separated by commas")
+    return factors
+
+
+def lag_steps(lag_h: float | None, series: PriceSeries) -> int | None:
+    """`--lag-h` in steps of the prices (None stays None); off the step grid is an error."""
+    if lag_h is None:
+        return None
+    steps = lag_h / series.step_h
+    if lag_h < 0 or abs(steps - round(steps)) > 1e-9:
+        raise ConfigError(f"--lag-h {lag_h:g}: a whole number of {series.step_h:g} h steps, >= 0")
+    return round(steps)
 
 
 @policy_app.command("check")

@@ -38,6 +38,9 @@ class ExportInfo:
     step_hours: float
     price_scale_usd_mwh: float
     duration_h: float
+    layout: int = 1
+    forecaster: str | None = None
+    lag_steps: int | None = None
     training: dict[str, Any] = field(default_factory=dict)
     score: dict[str, Any] = field(default_factory=dict)
 
@@ -77,6 +80,9 @@ def export_policy(net: ActorCritic, info: ExportInfo, out: Path, curve: Curve | 
         observation=observation_names(info.forecast_steps),
         training=info.training,
         score=info.score,
+        layout=info.layout,
+        forecaster=info.forecaster,
+        lag_steps=info.lag_steps,
     )
     (out / CARD_FILE).write_text(card.to_json() + "\n", encoding="utf-8")
     if curve is not None and curve.steps:

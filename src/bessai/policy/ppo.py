@@ -43,6 +43,14 @@ class PpoSettings:
     use_clock: bool = True
     #: stop after this much wall time even if fewer steps ran (the machine may be shared)
     max_wall_s: float | None = None
+    #: divide each episode's rewards by its real prices' spread (standard deviation, at least
+    #: `SPREAD_FLOOR_USD_MWH`) instead of the fixed price scale: a calm week weighs as much as
+    #: a wild one, so the policy learns to trade the shape, not the level
+    reward_per_spread: bool = False
+
+
+#: below this spread (USD/MWh) an episode's rewards are not scaled up further
+SPREAD_FLOOR_USD_MWH = 10.0
 
 
 @dataclass(slots=True)
@@ -77,11 +85,32 @@ class _Rollout:
     values: torch.Tensor
     rewards: torch.Tensor
     last_value: torch.Tensor
+    #: what each environment's rewards were divided by
+    scales: torch.Tensor
 
 
-def _rollout(venv: BessVectorEnv, net: ActorCritic, seed: int, reward_scale: float) -> _Rollout:
+def _episode_scales(
+    venv: BessVectorEnv, starts: npt.NDArray[np.int64], reward_scale: float, per_spread: bool
+) -> torch.Tensor:
+    """What each environment's rewards are divided by this episode (see `reward_per_spread`)."""
+    n = venv.num_envs
+    if not per_spread:
+        return torch.full((n,), reward_scale)
+    prices, steps = venv.task.prices_usd_mwh, venv.task.episode_steps
+    spread = np.array([np.std(prices[t : t + steps]) for t in starts])
+    # reward_scale is the full-power revenue at the price scale: keep its power, swap the price
+    per_usd_mwh = reward_scale / venv.task.price_scale_usd_mwh
+    return torch.as_tensor(
+        per_usd_mwh * np.maximum(spread, SPREAD_FLOOR_USD_MWH), dtype=torch.float32
+    )
+
+
+def _rollout(
+    venv: BessVectorEnv, net: ActorCritic, seed: int, reward_scale: float, per_spread: bool
+) -> _Rollout:
     steps, n = venv.task.episode_steps, venv.num_envs
-    obs_np, _ = venv.reset(seed=seed)
+    obs_np, info = venv.reset(seed=seed)
+    scales = _episode_scales(venv, info["start_step"], reward_scale, per_spread)
     n_obs = obs_np.shape[1]
     obs = torch.zeros(steps, n, n_obs)
     actions = torch.zeros(steps, n, 1)
@@ -96,9 +125,9 @@ def _rollout(venv: BessVectorEnv, net: ActorCritic, seed: int, reward_scale: flo
             obs[t], actions[t], values[t] = o, a, value
             logp[t] = dist.log_prob(a).sum(-1)
             obs_np, r, _, _, _ = venv.step(a.numpy().clip(-1.0, 1.0))
-            rewards[t] = torch.as_tensor(r, dtype=torch.float32) / reward_scale
+            rewards[t] = torch.as_tensor(r, dtype=torch.float32) / scales
         _, last_value = net(torch.as_tensor(obs_np))
-    return _Rollout(obs, actions, logp, values, rewards, last_value)
+    return _Rollout(obs, actions, logp, values, rewards, last_value, scales)
 
 
 def _update(net: ActorCritic, opt: torch.optim.Optimizer, ro: _Rollout, s: PpoSettings) -> None:
@@ -154,9 +183,11 @@ def train_ppo(
         frac = max(0.05, 1.0 - done)
         for group in opt.param_groups:
             group["lr"] = settings.learning_rate * frac
-        ro = _rollout(venv, net, settings.seed * 100_003 + it, reward_scale)
+        ro = _rollout(
+            venv, net, settings.seed * 100_003 + it, reward_scale, settings.reward_per_spread
+        )
         _update(net, opt, ro, settings)
-        usd_per_day = float(ro.rewards.sum(0).mean()) * reward_scale / days
+        usd_per_day = float((ro.rewards * ro.scales).sum(0).mean()) / days
         curve.steps.append((it + 1) * per_iteration)
         curve.usd_per_day.append(usd_per_day)
         if on_iteration is not None:

@@ -12,9 +12,10 @@ from pathlib import Path
 from bessai.market.prices import PriceSeries
 from bessai.plant.battery import BatteryParams, ci_container_1mw_4mwh
 from bessai.plant.env_vector import BessVectorEnv
+from bessai.policy.card import LAYOUTS
 from bessai.policy.export import ExportInfo, export_policy
 from bessai.policy.ppo import Curve, PpoSettings, train_ppo
-from bessai.policy.windows import training_series
+from bessai.policy.windows import scaled_copies, training_series
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,11 @@ class TrainSpec:
     """What is trained: the observation, episode and battery shape, and PPO's settings."""
 
     forecaster: str = "week-mean"
+    #: None: the day-ahead forecast (layout 1); else the forecast re-made at every step from
+    #: the prices published this many steps late (layout 2)
+    lag_steps: int | None = None
+    #: the training prices repeated at each of these factors (domain randomisation)
+    price_scales: tuple[float, ...] = (1.0,)
     forecast_steps: int = 24
     episode_days: int = 7
     duration_h: float = 4.0
@@ -52,19 +58,24 @@ def train_policy(
 ) -> Curve:
     """Train on `series` and export to `out` (policy.onnx, card.json, network.pt and
     learning_curve.png)."""
-    data = training_series(series, spec.forecaster, spec.forecast_steps)
+    data = training_series(series, spec.forecaster, spec.forecast_steps, spec.lag_steps)
+    layout = 1 if spec.lag_steps is None else 2
+    step_h = series.step.total_seconds() / 3600.0
+    prices, windows = data.prices_usd_mwh, data.windows_usd_mwh
+    if spec.price_scales != (1.0,):
+        prices, windows = scaled_copies(data, spec.price_scales, max(1, round(24.0 / step_h)))
     battery = training_battery(spec.duration_h, spec.efficiency)
     venv = BessVectorEnv(
         spec.ppo.num_envs,
-        data.prices_usd_mwh,
-        series.step.total_seconds() / 3600.0,
+        prices,
+        step_h,
         battery=battery,
         episode_days=spec.episode_days,
         forecast_steps=spec.forecast_steps,
         start_hour_of_day=data.start_hour_utc,
         replacement_cost_usd_per_kwh=spec.replacement_cost_usd_per_kwh,
         price_scale_usd_mwh=spec.price_scale_usd_mwh,
-        observed_prices_usd_mwh=data.windows_usd_mwh,
+        observed_prices_usd_mwh=windows,
     )
     reward_scale = battery.max_charge_w / 1e6 * spec.price_scale_usd_mwh
     net, curve = train_ppo(venv, spec.ppo, reward_scale, on_iteration)
@@ -72,7 +83,8 @@ def train_policy(
         "algorithm": "PPO (bessai.policy.ppo, clipped surrogate, GAE)",
         "prices": f"{series.node} {data.first} .. {data.last} ({series.unit})",
         "forecaster": spec.forecaster,
-        "observation_prices": "day-ahead forecast made at the start of each market day",
+        "observation_prices": LAYOUTS[layout],
+        "price_scales": list(spec.price_scales),
         "episode_days": spec.episode_days,
         "battery": battery.name,
         "efficiency": spec.efficiency,
@@ -91,6 +103,9 @@ def train_policy(
         step_hours=series.step.total_seconds() / 3600.0,
         price_scale_usd_mwh=spec.price_scale_usd_mwh,
         duration_h=spec.duration_h,
+        layout=layout,
+        forecaster=None if layout == 1 else spec.forecaster,
+        lag_steps=spec.lag_steps,
         training=training,
         score=score,
     )

@@ -1,6 +1,11 @@
-"""The forecast the agent sees: at each step, the next F+1 prices as the day-ahead forecaster
-predicted them at the start of the step's market day (from the prices before that day). The
-optimizer's back-test plans on the same forecast, so the comparison is fair."""
+"""The forecast the agent sees: at each step, the next F+1 prices as the forecaster predicted
+them. Two ways, as the optimizer's back-test plans (so the comparison is fair):
+
+- ``daily`` (observation layout 1): the day-ahead forecast made at the start of the step's
+  market day from the prices before that day;
+- ``hourly`` (layout 2): a forecast re-made at every step from the prices published by then
+  (those of the steps that started ``lag`` steps or more before it), as the intraday LP
+  re-plans (:mod:`bessai.analysis.intraday`) and the gateway's planner forecasts."""
 
 from __future__ import annotations
 
@@ -43,6 +48,23 @@ def day_windows(
     return view
 
 
+def step_windows(
+    series: PriceSeries, start: int, n_steps: int, width: int, how: tuple[Forecaster, int]
+) -> F64:
+    """(n_steps, width) windows for the steps ``start .. start + n_steps - 1``, each a forecast
+    made at its step from the prices published by then: ``how`` is (forecaster, lag in steps),
+    the request the intraday back-test's re-planner makes (`Replanner.request`)."""
+    forecaster, lag = how
+    out = np.empty((n_steps, width), dtype=np.float64)
+    prices = series.prices
+    for k in range(n_steps):
+        t = start + k
+        history = prices.iloc[: max(t - lag, 0)]
+        target = pd.date_range(series.index[t], periods=width, freq=series.step)
+        out[k] = forecaster(history, target, series.timezone)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class TrainingSeries:
     """Contiguous real prices, the forecast window seen at each step, and the UTC hour of the
@@ -55,9 +77,13 @@ class TrainingSeries:
     last: str
 
 
-def training_series(series: PriceSeries, forecaster: str, forecast_steps: int) -> TrainingSeries:
-    """The windows over every market day of `series` that has `HISTORY_DAYS` before it. A gap
-    in the prices ends the usable stretch: the longest run of consecutive days is kept."""
+def training_series(
+    series: PriceSeries, forecaster: str, forecast_steps: int, lag_steps: int | None = None
+) -> TrainingSeries:
+    """The windows over every market day of `series` that has `HISTORY_DAYS` before it: the
+    day-ahead forecast, or with `lag_steps` the forecast re-made at every step
+    (:func:`step_windows`). A gap in the prices ends the usable stretch: the longest run of
+    consecutive days is kept."""
     if series.unit != "USD/MWh":
         raise ConfigError(f"training prices must be in USD/MWh, got {series.unit}")
     predict = forecaster_named(forecaster)
@@ -72,11 +98,14 @@ def training_series(series: PriceSeries, forecaster: str, forecast_steps: int) -
         raise ConfigError("training prices: no complete day with a week of history before it")
     run = max(runs, key=len)
     width = forecast_steps + 1
-    rows = []
-    for _, s, e in run:
-        history = series.prices.iloc[:s].dropna()
-        rows.append(day_windows(history, series.index[s], series, e - s, width, predict))
     s0, e1 = run[0][1], run[-1][2]
+    rows = []
+    if lag_steps is not None:
+        rows.append(step_windows(series, s0, e1 - s0, width, (predict, lag_steps)))
+    else:
+        for _, s, e in run:
+            history = series.prices.iloc[:s].dropna()
+            rows.append(day_windows(history, series.index[s], series, e - s, width, predict))
     first = series.index[s0]
     return TrainingSeries(
         prices_usd_mwh=series.values[s0:e1],
@@ -85,3 +114,18 @@ def training_series(series: PriceSeries, forecaster: str, forecast_steps: int) -
         first=str(run[0][0]),
         last=str(run[-1][0]),
     )
+
+
+def scaled_copies(
+    data: TrainingSeries, scales: tuple[float, ...], steps_per_day: int
+) -> tuple[F64, F64]:
+    """The prices and their windows repeated once per factor of `scales`, each copy cut to whole
+    days so the hour of day stays aligned (domain randomisation: a node dearer or cheaper than
+    the training one is no surprise). An episode across the seam of two copies sees the price
+    level change once; with weeks of episodes over years of prices that is rare."""
+    if not scales or any(not k > 0 for k in scales):
+        raise ConfigError(f"price scales must be positive, got {scales}")
+    keep = len(data.prices_usd_mwh) // steps_per_day * steps_per_day
+    prices = np.concatenate([data.prices_usd_mwh[:keep] * k for k in scales])
+    windows = np.concatenate([data.windows_usd_mwh[:keep] * k for k in scales])
+    return prices, windows
