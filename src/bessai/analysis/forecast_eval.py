@@ -36,9 +36,11 @@ from bessai.market.options import (
 from bessai.market.prices import DEFAULT_MAX_GAP_H, PriceSeries
 from bessai.market.training import need_training_stack
 from bessai.optimize.options import (
+    CapacityOpt,
     ConservativeOpt,
     MinConfidenceOpt,
     MinSpreadOpt,
+    PowerOpt,
     risk_from_options,
 )
 from bessai.optimize.problem import Risk
@@ -82,8 +84,8 @@ def eval_command(
         ),
     ] = "none",
     step_min: StepMinOpt = None,
-    power_kw: Annotated[float, typer.Option("--power-kw")] = 1000.0,
-    capacity_kwh: Annotated[float, typer.Option("--capacity-kwh")] = 4000.0,
+    power_kw: PowerOpt = 1000.0,
+    capacity_kwh: CapacityOpt = 4000.0,
     eta: Annotated[float, typer.Option("--eta", help="Charge and discharge efficiency.")] = 0.95,
     plan_on: Annotated[
         str | None,

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bessai.errors import ConfigError
+from bessai.market.baselines import FORECASTERS
 from bessai.market.options import (
     ColumnOpt,
     FromOpt,
@@ -64,7 +65,11 @@ def train_command(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     num_envs: Annotated[int, typer.Option("--num-envs", help="Batteries stepped together.")] = 32,
     forecaster: Annotated[
-        str, typer.Option("--forecaster", help="What the policy sees: persistence or week-mean.")
+        str,
+        typer.Option(
+            "--forecaster",
+            help=f"The forecast the policy sees: {', '.join(FORECASTERS)}.",
+        ),
     ] = "week-mean",
     duration_h: Annotated[
         float, typer.Option("--duration-h", help="Battery hours at full power.")
