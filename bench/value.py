@@ -105,6 +105,8 @@ class Row:
             cmd += f" --replan-every-h 1 --lag-h {self.lag_h}"
             if self.scenario_days:
                 cmd += f" --scenario-days {self.scenario_days}"
+        elif self.scenario_days:  # one plan a day on scenarios, all of it committed
+            cmd += f" --replan-every-h 24 --lag-h 0 --scenario-days {self.scenario_days}"
         return cmd + " --json"
 
 
