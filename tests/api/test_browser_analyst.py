@@ -164,10 +164,14 @@ def test_analyst_page_crucero_and_valdivia_two_sizes_day_and_month(
         _same(bt, month["kpis"])
         expect(page.locator("#curve-card")).to_be_visible()
         expect(page.locator("#curve-caption")).to_contain_text("31 days")
-        # The page followed the job's progress (202 while it ran), then hid the bar.
-        assert 202 in polls, polls
+        # The page followed the job's progress (202 while it ran), then hid the bar and said
+        # it was done; on a quiet machine the month may be done by the first poll, which then
+        # is the only one, and the bar never counted days.
         assert polls[-1] == 200, polls
-        assert " of 31 days" in page.locator("#progress-text").text_content()
+        assert 202 in polls or polls == [200], polls
+        if 202 in polls:
+            assert " of 31 days" in page.locator("#progress-text").text_content()
+        expect(page.locator("#study-result")).to_contain_text("done in")
         expect(page.locator("#progress-box")).to_be_hidden()
         screenshot(page, "analyst-crucero-month-500kw-1mwh.png")
 
