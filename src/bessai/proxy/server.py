@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
-import socket
 import time
 from collections.abc import Callable
 
@@ -36,6 +35,7 @@ from bessai.control.site import CycleRecord, SiteRunner
 from bessai.errors import BessaiError
 from bessai.modbus.client import ModbusDevice
 from bessai.modbus.serving import client_requests, exception_answer, send_answer, write_answer
+from bessai.ports import bind_problem
 from bessai.proxy.fetch import OnDemandReader
 from bessai.proxy.huawei import (
     IDENTITY_POINTS,
@@ -136,15 +136,9 @@ class ProxyServer:
     @staticmethod
     def check_port(host: str, port: int) -> None:
         """Fail in one line, before the gateway starts, when the port cannot be had."""
-        if port == 0:
-            return
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError as exc:
-                raise _listen_error(host, port, exc) from None
+        exc = bind_problem(host, port)
+        if exc is not None:
+            raise _listen_error(host, port, exc)
 
     async def start(self) -> None:
         try:
