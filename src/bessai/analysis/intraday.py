@@ -102,9 +102,8 @@ class Replanner:
 
     def request(self, start: int, day_end: int, soc_now_pct: float) -> PlanRequest:
         """What the planner knows at step ``start``: the prices published by then."""
-        known_end = max(start - self.replan.lag_steps, 0)
         return PlanRequest(
-            self.series.prices.iloc[:known_end],
+            self.series.published(start, self.replan.lag_steps),
             self.series.index[start:day_end],
             self.series.timezone,
             soc_now_pct,

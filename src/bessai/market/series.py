@@ -118,6 +118,12 @@ class PriceSeries:
         """The UTC end of the last step."""
         return self.index[-1].to_pydatetime() + self.step
 
+    def published(self, step: int, lag_steps: int) -> pd.Series:
+        """The prices known at the start of step ``step`` when each is published ``lag_steps``
+        steps after its own step starts: what a re-plan, or a policy's re-made forecast, may
+        read there (the same cut for both, so they are judged on the same information)."""
+        return self.prices.iloc[: max(step - lag_steps, 0)]
+
     def between(self, start: datetime | None = None, end: datetime | None = None) -> PriceSeries:
         """The steps starting in ``[start, end)``."""
         index = self.index

@@ -53,13 +53,12 @@ def step_windows(
 ) -> F64:
     """(n_steps, width) windows for the steps ``start .. start + n_steps - 1``, each a forecast
     made at its step from the prices published by then: ``how`` is (forecaster, lag in steps),
-    the request the intraday back-test's re-planner makes (`Replanner.request`)."""
+    the cut the intraday back-test's re-planner makes (`PriceSeries.published`)."""
     forecaster, lag = how
     out = np.empty((n_steps, width), dtype=np.float64)
-    prices = series.prices
     for k in range(n_steps):
         t = start + k
-        history = prices.iloc[: max(t - lag, 0)]
+        history = series.published(t, lag)
         target = pd.date_range(series.index[t], periods=width, freq=series.step)
         out[k] = forecaster(history, target, series.timezone)
     return out
