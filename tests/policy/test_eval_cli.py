@@ -51,6 +51,22 @@ def test_eval_table_names_the_strategies() -> None:
         assert name in result.stdout
 
 
+def test_eval_of_the_policy_alone_on_another_market() -> None:
+    # SMARD zones (EUR/MWh) are nodes the committed policy never saw: a transfer check.
+    result = runner.invoke(
+        app,
+        ["policy", "eval", "--model", str(POLICY), "--prices",
+         str(DATA / "smard_day_ahead_prices_2018.csv"), "--column", "France",
+         "--from", "2018-03-01", "--to", "2018-03-03", "--no-baselines", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["forecaster"] == "ppo"
+    assert row["days"] == 3
+    assert row["currency"] == "EUR"
+    assert 0 < row["capture_vs_daily_perfect"] <= 1
+
+
 def test_a_missing_model_is_one_line() -> None:
     result = runner.invoke(
         app,

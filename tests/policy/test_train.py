@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -129,3 +130,51 @@ def test_per_spread_rewards_weigh_a_calm_week_as_a_wild_one() -> None:
     assert per_spread[0] == pytest.approx(np.std(calm) / 100.0, rel=1e-5)
     assert per_spread[2] == pytest.approx(SPREAD_FLOOR_USD_MWH / 100.0)
     assert _episode_scales(venv, starts, 1.0, per_spread=False).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_an_ensemble_acts_the_mean_of_its_members(tmp_path: Path) -> None:
+    from bessai.policy.export import ExportInfo, check_policy, export_policy
+    from bessai.policy.network import ActorCritic
+
+    info = ExportInfo(24, 1.0, 100.0, 4.0, layout=2, forecaster="recent-mean-ar", lag_steps=1)
+    members = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        export_policy(ActorCritic(24, hidden=8), info, tmp_path / f"s{seed}", None)
+        members.append(tmp_path / f"s{seed}")
+    out = tmp_path / "mean"
+    runner = CliRunner()
+    args = ["policy", "ensemble", "--out", str(out)]
+    for m in members:
+        args += ["--model", str(m)]
+    made = runner.invoke(app, args)
+    assert made.exit_code == 0, made.output
+    assert "mean action of 3 policies" in made.output
+    card = load_card(out)
+    assert (card.layout, card.forecaster, card.lag_steps) == (2, "recent-mean-ar", 1)
+    assert [m["directory"] for m in card.training["members"]] == ["s0", "s1", "s2"]
+    assert check_policy(out) < 1e-4
+
+    from bessai.policy.export import sample_observations
+
+    obs = sample_observations(card.n_obs, 50, 7)
+    alone = [[OnnxPolicy(m).act(o)[0] for o in obs] for m in members]
+    together = [OnnxPolicy(out).act(o)[0] for o in obs]
+    assert np.abs(np.asarray(together) - np.mean(alone, axis=0)).max() < 1e-5
+    assert np.std(alone, axis=0).max() > 0.01  # the members differ, so the mean means something
+
+
+def test_an_ensemble_refuses_members_that_read_another_observation(tmp_path: Path) -> None:
+    from bessai.policy.ensemble import ensemble_policy
+    from bessai.policy.export import ExportInfo, export_policy
+    from bessai.policy.network import ActorCritic
+
+    export_policy(ActorCritic(24, hidden=8), ExportInfo(24, 1.0, 100.0, 4.0), tmp_path / "a", None)
+    other = ExportInfo(24, 1.0, 100.0, 4.0, layout=2, forecaster="recent-mean-ar", lag_steps=1)
+    export_policy(ActorCritic(24, hidden=8), other, tmp_path / "b", None)
+    with pytest.raises(PolicyError, match=r"b: layout is 2, .*a has 1"):
+        ensemble_policy([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    with pytest.raises(PolicyError, match="at least two"):
+        ensemble_policy([tmp_path / "a"], tmp_path / "out")
+    with pytest.raises(PolicyError, match="one of the members"):
+        ensemble_policy([tmp_path / "a", tmp_path / "a"], tmp_path / "a")

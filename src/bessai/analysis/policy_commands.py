@@ -48,6 +48,14 @@ def eval_command(
     forecaster: Annotated[
         str, typer.Option("--forecaster", help="The forecast both the policy and the LP read.")
     ] = "week-mean",
+    baselines: Annotated[
+        bool,
+        typer.Option(
+            "--baselines/--no-baselines",
+            help="Also run the LP on the same forecast and the rule engine (the LP re-planned "
+            "every step takes minutes a year), or the policy alone, to compare policies.",
+        ),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Back-test the policy beside the LP on the same forecast and the rule engine: capture
@@ -72,7 +80,7 @@ def eval_command(
     series = source.load(err)
     results: list[BacktestResult] = []
     with day_progress(err, "back-test {task.description}") as progress:
-        for name in ("ppo", forecaster, "rule"):
+        for name in ("ppo", forecaster, "rule") if baselines else ("ppo",):
             task = progress.add_task(name, total=None)
 
             def on_day(done: int, total: int, task: TaskID = task) -> None:
@@ -91,7 +99,7 @@ def eval_command(
                 )  # fmt: skip
     if as_json:
         summaries = [r.summary() for r in results]
-        if replan is not None:
+        if replan is not None and baselines:
             summaries[1]["replan"] = replan.to_json()
         typer.echo(json.dumps(summaries, indent=1))
         return

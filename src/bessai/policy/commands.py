@@ -179,6 +179,25 @@ def lag_steps(lag_h: float | None, series: PriceSeries) -> int | None:
     return round(steps)
 
 
+@policy_app.command("ensemble")
+def ensemble_command(
+    models: Annotated[
+        list[Path],
+        typer.Option("--model", help="A trained policy directory (give two or more)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Policy directory to write.")],
+) -> None:
+    """Write one policy acting the mean of the given policies' actions (seeds of the same
+    settings); its card holds each member's training record."""
+    need_torch("policy ensemble")
+    from bessai.policy.ensemble import ensemble_policy
+
+    card = ensemble_policy(models, out)
+    stdout_console().print(
+        f"wrote {out}: the {card.training['algorithm']} (observation layout {card.layout})"
+    )
+
+
 @policy_app.command("check")
 def check_command(model: PolicyDirOpt) -> None:
     """Verify that policy.onnx computes what the training-time network (network.pt) does."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from bessai.errors import PolicyError
 from bessai.policy.card import (
@@ -22,7 +23,7 @@ from bessai.policy.card import (
     observation_names,
     sha256_of,
 )
-from bessai.policy.network import ActorCritic, Deterministic
+from bessai.policy.network import ActorCritic, Deterministic, MeanAction
 from bessai.policy.ppo import Curve
 from bessai.policy.runner import OnnxPolicy
 
@@ -45,11 +46,28 @@ class ExportInfo:
     score: dict[str, Any] = field(default_factory=dict)
 
 
-def export_policy(net: ActorCritic, info: ExportInfo, out: Path, curve: Curve | None) -> PolicyCard:
-    """Write policy.onnx (the deterministic actor), network.pt, card.json and, with a curve,
-    learning_curve.png into `out`."""
+def _weights(net: ActorCritic) -> dict[str, Any]:
+    return {
+        "state_dict": net.state_dict(),
+        "forecast_steps": net.features.width - 1,
+        "hidden": net.actor[0].out_features,
+        "use_clock": net.features.use_clock,
+    }
+
+
+def export_policy(
+    net: ActorCritic | list[ActorCritic], info: ExportInfo, out: Path, curve: Curve | None
+) -> PolicyCard:
+    """Write policy.onnx (the deterministic actor, or with a list of networks the mean of
+    their actions), network.pt, card.json and, with a curve, learning_curve.png into `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    actor = Deterministic(net).eval()
+    actor: nn.Module
+    if isinstance(net, list):
+        actor = MeanAction(net).eval()
+        saved: dict[str, Any] = {"members": [_weights(m) for m in net]}
+    else:
+        actor = Deterministic(net).eval()
+        saved = _weights(net)
     n_obs = info.forecast_steps + 5
     with warnings.catch_warnings():
         # The TorchScript exporter writes a small static graph without onnxscript.
@@ -64,12 +82,6 @@ def export_policy(net: ActorCritic, info: ExportInfo, out: Path, curve: Curve | 
             opset_version=17,
             dynamo=False,
         )
-    saved = {
-        "state_dict": net.state_dict(),
-        "forecast_steps": info.forecast_steps,
-        "hidden": net.actor[0].out_features,
-        "use_clock": net.features.use_clock,
-    }
     torch.save(saved, out / WEIGHTS_FILE)
     card = PolicyCard(
         forecast_steps=info.forecast_steps,
@@ -107,16 +119,31 @@ def _plot(curve: Curve, path: Path) -> None:
     plt.close(fig)
 
 
-def load_network(directory: Path) -> ActorCritic:
-    """The training-time network saved beside the ONNX graph."""
-    path = directory / WEIGHTS_FILE
-    if not path.is_file():
-        raise PolicyError(f"{path} is missing: nothing to check the ONNX graph against")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+def _network(saved: dict[str, Any]) -> ActorCritic:
     use_clock = bool(saved.get("use_clock", True))
     net = ActorCritic(int(saved["forecast_steps"]), int(saved["hidden"]), use_clock)
     net.load_state_dict(saved["state_dict"])
     return net.eval()
+
+
+def load_networks(directory: Path) -> list[ActorCritic]:
+    """The training-time network(s) saved beside the ONNX graph: one, or an ensemble's
+    members."""
+    path = directory / WEIGHTS_FILE
+    if not path.is_file():
+        raise PolicyError(f"{path} is missing: nothing to check the ONNX graph against")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if "members" in saved:
+        return [_network(m) for m in saved["members"]]
+    return [_network(saved)]
+
+
+def exported_actor(networks: list[ActorCritic]) -> nn.Module:
+    """What policy.onnx computes, in PyTorch: the clipped mean action of one network, or the
+    mean of an ensemble's."""
+    if len(networks) == 1:
+        return Deterministic(networks[0]).eval()
+    return MeanAction(networks).eval()
 
 
 def sample_observations(n_obs: int, count: int, seed: int) -> np.ndarray:
@@ -141,11 +168,11 @@ def check_policy(directory: Path, count: int = 1000, seed: int = 0) -> float:
     """The largest difference between the ONNX graph and the training-time network over
     `count` sampled observations; `PolicyError` when above `CHECK_TOLERANCE`."""
     card = load_card(directory)
-    net = load_network(directory)
+    actor = exported_actor(load_networks(directory))
     onnx_policy = OnnxPolicy(directory)
     obs = sample_observations(card.n_obs, count, seed)
     with torch.no_grad():
-        expected = Deterministic(net)(torch.as_tensor(obs)).numpy().ravel()
+        expected = actor(torch.as_tensor(obs)).numpy().ravel()
     got = np.array([onnx_policy.act(o)[0] for o in obs])
     worst = float(np.max(np.abs(got - expected)))
     if not worst <= CHECK_TOLERANCE:

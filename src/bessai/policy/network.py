@@ -75,3 +75,16 @@ class Deterministic(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.clamp(self.actor(self.features(obs)), -1.0, 1.0)
+
+
+class MeanAction(nn.Module):
+    """An ensemble: the mean of its members' clipped actions. Seeds of the same settings differ
+    by as much as settings do; averaging their actions buys that noise down (`bessai policy
+    ensemble`)."""
+
+    def __init__(self, members: list[ActorCritic]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(Deterministic(m) for m in members)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(obs) for m in self.members]).mean(dim=0)
