@@ -178,3 +178,48 @@ def test_an_ensemble_refuses_members_that_read_another_observation(tmp_path: Pat
         ensemble_policy([tmp_path / "a"], tmp_path / "out")
     with pytest.raises(PolicyError, match="one of the members"):
         ensemble_policy([tmp_path / "a", tmp_path / "a"], tmp_path / "a")
+
+
+def test_a_policy_warm_started_on_the_lps_demonstrations(tmp_path: Path) -> None:
+    runner = CliRunner()
+    prices = str(DATA / "cen_cmg_crucero220_2019-2023.csv")
+    demos = tmp_path / "demos.npz"
+    taught = runner.invoke(
+        app,
+        ["policy", "teach", "--prices", prices, "--from", "2022-02-01", "--to", "2022-02-14",
+         "--out", str(demos)],
+    )  # fmt: skip
+    assert taught.exit_code == 0, taught.output
+    base = ["policy", "train", "--prices", prices, "--from", "2022-01-20", "--to",
+            "2022-02-28", "--forecaster", "recent-mean-ar", "--no-clock", "--num-envs", "2",
+            "--seed", "1"]  # fmt: skip
+    only = runner.invoke(
+        app,
+        [*base, "--lag-h", "1", "--out", str(tmp_path / "only"), "--imitate", str(demos),
+         "--steps", "0", "--imitate-epochs", "60"],
+    )  # fmt: skip
+    assert only.exit_code == 0, only.output
+    imitation = load_card(tmp_path / "only").training["imitation"]
+    assert imitation["pairs"] == 14 * 24
+    # It learned the LP's mapping, far closer than an actor that idles.
+    assert imitation["mse"] < 0.5 * imitation["mse_if_idle"]
+    tuned = runner.invoke(
+        app,
+        [*base, "--lag-h", "1", "--out", str(tmp_path / "tuned"), "--imitate", str(demos),
+         "--steps", "1400", "--critic-warmup", "2", "--log-std", "-1.5"],
+    )  # fmt: skip
+    assert tuned.exit_code == 0, tuned.output
+    card = load_card(tmp_path / "tuned")
+    assert card.training["steps"] == 4 * 2 * 168
+    assert card.training["settings"]["log_std_init"] == -1.5
+    checked = runner.invoke(app, ["policy", "check", "--model", str(tmp_path / "tuned")])
+    assert checked.exit_code == 0, checked.output
+
+    wrong_lag = runner.invoke(
+        app, [*base, "--lag-h", "6", "--out", str(tmp_path / "x"), "--imitate", str(demos)]
+    )
+    assert isinstance(wrong_lag.exception, ConfigError)
+    assert "lag_steps is 1, the policy being trained has 6" in str(wrong_lag.exception)
+    no_lag = runner.invoke(app, [*base, "--out", str(tmp_path / "y"), "--imitate", str(demos)])
+    assert isinstance(no_lag.exception, ConfigError)
+    assert "give --lag-h" in str(no_lag.exception)

@@ -4,6 +4,7 @@ engine in the same rolling back-test, side by side."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,8 +32,51 @@ from bessai.policy.commands import PolicyDirOpt, policy_app
 
 
 def register() -> None:
-    """Add `eval` to the `policy` group."""
+    """Add `eval` and `teach` to the `policy` group."""
     policy_app.command("eval")(eval_command)
+    policy_app.command("teach")(teach_command)
+
+
+def teach_command(
+    prices: PricesOpt,
+    out: Annotated[Path, typer.Option("--out", help="Demonstrations file to write (.npz).")],
+    node: NodeOpt = None,
+    column: ColumnOpt = None,
+    first: FromOpt = None,
+    last: ToOpt = None,
+    power_kw: PowerOpt = 1000.0,
+    capacity_kwh: CapacityOpt = 4000.0,
+    forecaster: Annotated[
+        str, typer.Option("--forecaster", help="The forecast the LP plans on and the policy reads.")
+    ] = "recent-mean-ar",
+    lag_h: Annotated[
+        float, typer.Option("--lag-h", help="Hours after which a price is published.")
+    ] = 1.0,
+) -> None:
+    """Record what the LP re-planned every step does over a period, as the learned policy would
+    have seen it: demonstrations for `bessai policy train --imitate` (observation layout 2)."""
+    from bessai.analysis.teacher import lp_demonstrations
+    from bessai.policy.commands import lag_steps
+
+    storage = StorageSpec(max_charge_kw=power_kw, capacity_kwh=capacity_kwh)
+    err = Console(stderr=True)
+    source = PriceSource.from_options(prices, column, node, first, last)
+    series = source.load(err)
+    lag = lag_steps(lag_h, series) or 0
+    with day_progress(err, "LP {task.description}") as progress:
+        task = progress.add_task(forecaster, total=None)
+
+        def on_day(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        demos = lp_demonstrations(
+            series, forecaster, lag, storage, period=(source.first, source.last), on_day=on_day
+        )
+    demos.save(out)
+    stdout_console().print(
+        f"wrote {out}: {len(demos.action):,} steps of {demos.meta['teacher']} over "
+        f"{demos.meta['period']} (capture {demos.meta['capture_vs_daily_perfect']:.1%})"
+    )
 
 
 def eval_command(

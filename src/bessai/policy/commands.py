@@ -24,6 +24,7 @@ from bessai.market.options import (
     stdout_console,
 )
 from bessai.market.prices import DEFAULT_MAX_GAP_H, PriceSeries
+from bessai.policy.demonstrations import joined
 
 policy_app = typer.Typer(
     name="policy",
@@ -107,6 +108,30 @@ def train_command(
     hidden: Annotated[
         int, typer.Option("--hidden", help="Units per hidden layer of actor and critic.")
     ] = 64,
+    imitate: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--imitate",
+            help="Demonstrations of `bessai policy teach` (repeatable): the actor first learns "
+            "to act as the LP did, then PPO continues (needs --lag-h; --steps 0: imitation only).",
+        ),
+    ] = None,
+    imitate_epochs: Annotated[
+        int, typer.Option("--imitate-epochs", help="Epochs of imitation before PPO.")
+    ] = 30,
+    log_std: Annotated[
+        float,
+        typer.Option("--log-std", help="Log standard deviation of the exploration at the start."),
+    ] = -0.5,
+    learning_rate: Annotated[
+        float, typer.Option("--learning-rate", help="PPO's Adam step size (decays linearly).")
+    ] = 3e-4,
+    critic_warmup: Annotated[
+        int,
+        typer.Option(
+            "--critic-warmup", help="PPO iterations at the start in which only the critic learns."
+        ),
+    ] = 0,
     max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
 ) -> None:
     """Train PPO on bessai/BESS-v0 over real prices, the observation holding the day-ahead
@@ -116,8 +141,14 @@ def train_command(
     from bessai.policy.ppo import PpoSettings
     from bessai.policy.training import TrainSpec, train_policy
 
-    if steps < 1 or num_envs < 1 or hidden < 1:
-        raise ConfigError("--steps, --num-envs and --hidden must be at least 1")
+    if steps < (0 if imitate else 1) or num_envs < 1 or hidden < 1:
+        raise ConfigError("--steps (0 only with --imitate), --num-envs and --hidden must be >= 1")
+    if imitate_epochs < 0 or critic_warmup < 0 or not learning_rate > 0:
+        raise ConfigError("--imitate-epochs, --critic-warmup >= 0 and --learning-rate > 0")
+    if imitate and lag_h is None:
+        raise ConfigError(
+            "--imitate: the demonstrations hold the forecast re-made every step; give --lag-h"
+        )
     err = Console(stderr=True)
     source = PriceSource.from_options(prices, column, node, first, last, max_gap_h=max_gap_h)
     series = source.load_window(err)
@@ -129,6 +160,9 @@ def train_command(
         use_clock=clock,
         reward_per_spread=reward_per_spread,
         hidden=hidden,
+        log_std_init=log_std,
+        learning_rate=learning_rate,
+        critic_warmup_iterations=critic_warmup,
     )
     spec = TrainSpec(
         forecaster=forecaster,
@@ -136,7 +170,19 @@ def train_command(
         ppo=ppo,
         lag_steps=lag_steps(lag_h, series),
         price_scales=scale_factors(price_scales),
+        imitate_epochs=imitate_epochs,
     )
+    demos = None
+    if imitate:
+        expect = {
+            "forecaster": forecaster,
+            "lag_steps": spec.lag_steps,
+            "forecast_steps": spec.forecast_steps,
+            "step_hours": series.step_h,
+            "duration_h": duration_h,
+            "unit": series.unit,
+        }
+        demos = joined(imitate, expect)
     started = time.perf_counter()
     with Progress(
         TextColumn("PPO {task.description}"),
@@ -151,10 +197,11 @@ def train_command(
         def on_iteration(done: int, usd_per_day: float) -> None:
             progress.update(task, completed=done, description=f"{usd_per_day:8.1f} USD/day")
 
-        curve = train_policy(series, spec, out, on_iteration)
+        curve = train_policy(series, spec, out, on_iteration, demos)
+    last = f"last episode reward {curve.usd_per_day[-1]:.1f} USD/day" if curve.steps else "no PPO"
     stdout_console().print(
-        f"trained {curve.steps[-1]:,} steps in {time.perf_counter() - started:.0f} s "
-        f"(last episode reward {curve.usd_per_day[-1]:.1f} USD/day); wrote {out}"
+        f"trained {curve.steps[-1] if curve.steps else 0:,} steps in "
+        f"{time.perf_counter() - started:.0f} s ({last}); wrote {out}"
     )
 
 

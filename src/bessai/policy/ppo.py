@@ -47,6 +47,12 @@ class PpoSettings:
     #: `SPREAD_FLOOR_USD_MWH`) instead of the fixed price scale: a calm week weighs as much as
     #: a wild one, so the policy learns to trade the shape, not the level
     reward_per_spread: bool = False
+    #: the log standard deviation of the actions explored at the start (a policy warm-started
+    #: from demonstrations explores less, or the noise undoes what it learned)
+    log_std_init: float = -0.5
+    #: iterations at the start in which only the critic learns (a warm-started actor waits for
+    #: a critic that knows its returns; an untrained critic's advantages would push it anywhere)
+    critic_warmup_iterations: int = 0
 
 
 #: below this spread (USD/MWh) an episode's rewards are not scaled up further
@@ -130,7 +136,9 @@ def _rollout(
     return _Rollout(obs, actions, logp, values, rewards, last_value, scales)
 
 
-def _update(net: ActorCritic, opt: torch.optim.Optimizer, ro: _Rollout, s: PpoSettings) -> None:
+def _update(
+    net: ActorCritic, opt: torch.optim.Optimizer, ro: _Rollout, s: PpoSettings, actor: bool
+) -> None:
     adv = _gae(ro.rewards, ro.values, ro.last_value, s)
     returns = (adv + ro.values).reshape(-1)
     obs = ro.obs.reshape(-1, ro.obs.shape[-1])
@@ -148,7 +156,9 @@ def _update(net: ActorCritic, opt: torch.optim.Optimizer, ro: _Rollout, s: PpoSe
             policy_loss = -torch.min(ratio * a, ratio.clamp(1 - s.clip, 1 + s.clip) * a).mean()
             value_loss = (value - returns[idx]).pow(2).mean()
             entropy = dist.entropy().sum(-1).mean()
-            loss = policy_loss + s.value_coef * value_loss - s.entropy_coef * entropy
+            loss = s.value_coef * value_loss
+            if actor:
+                loss = loss + policy_loss - s.entropy_coef * entropy
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), s.max_grad_norm)
@@ -160,16 +170,22 @@ def train_ppo(
     settings: PpoSettings,
     reward_scale: float,
     on_iteration: Callable[[int, float], None] | None = None,
+    init: ActorCritic | None = None,
 ) -> tuple[ActorCritic, Curve]:
-    """Train a policy on `venv` for about `settings.total_steps` env steps (whole rollouts).
-    `on_iteration(steps_done, usd_per_day)` reports progress."""
+    """Train a policy on `venv` for about `settings.total_steps` env steps (whole rollouts),
+    from `init` (a warm start) or from scratch. `on_iteration(steps_done, usd_per_day)`
+    reports progress."""
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)
     torch.set_num_threads(1)
-    net = ActorCritic(venv.task.forecast_steps, settings.hidden, settings.use_clock)
+    net = init or ActorCritic(venv.task.forecast_steps, settings.hidden, settings.use_clock)
+    with torch.no_grad():
+        net.log_std.fill_(settings.log_std_init)
     opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     per_iteration = venv.task.episode_steps * venv.num_envs
-    iterations = max(1, settings.total_steps // per_iteration)
+    iterations = settings.total_steps // per_iteration
+    if init is None:
+        iterations = max(1, iterations)
     days = venv.task.episode_steps / venv.task.steps_per_day
     curve = Curve()
     started = time.perf_counter()
@@ -186,7 +202,7 @@ def train_ppo(
         ro = _rollout(
             venv, net, settings.seed * 100_003 + it, reward_scale, settings.reward_per_spread
         )
-        _update(net, opt, ro, settings)
+        _update(net, opt, ro, settings, actor=it >= settings.critic_warmup_iterations)
         usd_per_day = float((ro.rewards * ro.scales).sum(0).mean()) / days
         curve.steps.append((it + 1) * per_iteration)
         curve.usd_per_day.append(usd_per_day)

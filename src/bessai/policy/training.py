@@ -9,11 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bessai.errors import ConfigError
 from bessai.market.prices import PriceSeries
 from bessai.plant.battery import BatteryParams, ci_container_1mw_4mwh
 from bessai.plant.env_vector import BessVectorEnv
 from bessai.policy.card import LAYOUTS
+from bessai.policy.demonstrations import Demonstrations
 from bessai.policy.export import ExportInfo, export_policy
+from bessai.policy.imitation import clone_actor
+from bessai.policy.network import ActorCritic
 from bessai.policy.ppo import Curve, PpoSettings, train_ppo
 from bessai.policy.windows import scaled_copies, training_series
 
@@ -34,6 +38,8 @@ class TrainSpec:
     efficiency: float = 0.95
     price_scale_usd_mwh: float = 100.0
     replacement_cost_usd_per_kwh: float = 0.0
+    #: epochs of behaviour cloning on the demonstrations before PPO (with demonstrations only)
+    imitate_epochs: int = 30
     ppo: PpoSettings = dataclasses.field(default_factory=PpoSettings)
 
 
@@ -55,9 +61,11 @@ def train_policy(
     spec: TrainSpec,
     out: Path,
     on_iteration: Callable[[int, float], None] | None = None,
+    demonstrations: Demonstrations | None = None,
 ) -> Curve:
     """Train on `series` and export to `out` (policy.onnx, card.json, network.pt and
-    learning_curve.png)."""
+    learning_curve.png); with `demonstrations`, the actor first imitates them
+    (:mod:`bessai.policy.imitation`), then PPO continues from there."""
     data = training_series(series, spec.forecaster, spec.forecast_steps, spec.lag_steps)
     layout = 1 if spec.lag_steps is None else 2
     step_h = series.step.total_seconds() / 3600.0
@@ -65,20 +73,34 @@ def train_policy(
     if spec.price_scales != (1.0,):
         prices, windows = scaled_copies(data, spec.price_scales, max(1, round(24.0 / step_h)))
     battery = training_battery(spec.duration_h, spec.efficiency)
-    venv = BessVectorEnv(
-        spec.ppo.num_envs,
-        prices,
-        step_h,
-        battery=battery,
-        episode_days=spec.episode_days,
-        forecast_steps=spec.forecast_steps,
-        start_hour_of_day=data.start_hour_utc,
-        replacement_cost_usd_per_kwh=spec.replacement_cost_usd_per_kwh,
-        price_scale_usd_mwh=spec.price_scale_usd_mwh,
-        observed_prices_usd_mwh=windows,
-    )
+    try:
+        venv = BessVectorEnv(
+            spec.ppo.num_envs,
+            prices,
+            step_h,
+            battery=battery,
+            episode_days=spec.episode_days,
+            forecast_steps=spec.forecast_steps,
+            start_hour_of_day=data.start_hour_utc,
+            replacement_cost_usd_per_kwh=spec.replacement_cost_usd_per_kwh,
+            price_scale_usd_mwh=spec.price_scale_usd_mwh,
+            observed_prices_usd_mwh=windows,
+        )
+    except ValueError as exc:  # too short a period for one episode, and the like
+        raise ConfigError(f"training prices {data.first} .. {data.last}: {exc}") from None
     reward_scale = battery.max_charge_w / 1e6 * spec.price_scale_usd_mwh
-    net, curve = train_ppo(venv, spec.ppo, reward_scale, on_iteration)
+    init, cloned = None, None
+    if demonstrations is not None:
+        init = ActorCritic(spec.forecast_steps, spec.ppo.hidden, spec.ppo.use_clock)
+        cloned = clone_actor(
+            init,
+            demonstrations,
+            spec.price_scale_usd_mwh,
+            spec.price_scales,
+            spec.imitate_epochs,
+            spec.ppo.seed,
+        )
+    net, curve = train_ppo(venv, spec.ppo, reward_scale, on_iteration, init)
     training = {
         "algorithm": "PPO (bessai.policy.ppo, clipped surrogate, GAE)",
         "prices": f"{series.node} {data.first} .. {data.last} ({series.unit})",
@@ -91,13 +113,22 @@ def train_policy(
         "replacement_cost_usd_per_kwh": spec.replacement_cost_usd_per_kwh,
         "seed": spec.ppo.seed,
         "num_envs": spec.ppo.num_envs,
-        "steps": curve.steps[-1],
+        "steps": curve.steps[-1] if curve.steps else 0,
         "wall_s": round(curve.wall_s, 1),
         "machine": f"{platform.machine()}, {platform.python_implementation()} "
         f"{platform.python_version()}",
         "settings": dataclasses.asdict(spec.ppo),
     }
-    score = {"train_usd_per_day_last": round(curve.usd_per_day[-1], 2)}
+    if demonstrations is not None and cloned is not None:
+        training["imitation"] = {
+            "teacher": demonstrations.meta.get("teacher"),
+            "periods": demonstrations.meta.get("periods"),
+            "pairs": cloned.pairs,
+            "epochs": cloned.epochs,
+            "mse": round(cloned.mse, 4),
+            "mse_if_idle": round(cloned.mse_idle, 4),
+        }
+    score = {"train_usd_per_day_last": round(curve.usd_per_day[-1], 2)} if curve.steps else {}
     info = ExportInfo(
         forecast_steps=spec.forecast_steps,
         step_hours=series.step.total_seconds() / 3600.0,
