@@ -202,6 +202,11 @@ def test_config_check_warns_of_a_policy_that_cannot_dispatch(tmp_path: Path) -> 
         "[[sites]]\n"
         'id = "a"\n'
         '[sites.optimizer]\nenabled = true\nforecaster = "recent-mean-ar"\n'
+        "degradation_per_mwh = 0.0\n"
+        f'[sites.controllers]\npolicy = "onnx:{POLICY}"\n'
+        "[[sites]]\n"
+        'id = "d"\n'
+        '[sites.optimizer]\nenabled = true\nforecaster = "recent-mean-ar"\n'
         f'[sites.controllers]\npolicy = "onnx:{POLICY}"\n'
         "[[sites]]\n"
         'id = "b"\n'
@@ -224,3 +229,10 @@ def test_config_check_warns_of_a_policy_that_cannot_dispatch(tmp_path: Path) -> 
         "week-mean; the plan dispatches instead" in result.stderr
     )
     assert "the plan dispatches instead" in result.stderr
+    # Site d counts the default wear cost (from the battery's replacement cost); the policy was
+    # trained without one: it still dispatches, and the operator is told.
+    assert (
+        "# warning: site d: controllers.policy: trained without a wear cost, the site's "
+        "optimizer counts" in result.stderr
+    )
+    assert "site d: controllers.policy: card does not match" not in result.stderr

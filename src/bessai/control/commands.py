@@ -16,8 +16,8 @@ from rich.text import Text
 
 from bessai.config import load_config
 from bessai.control.audit import open_readonly
-from bessai.control.learned import policy_problem
-from bessai.control.planner import planner_inputs
+from bessai.control.learned import policy_problem, wear_note
+from bessai.control.planner import planner_inputs, site_wear_cost_per_mwh
 from bessai.telemetry.config import no_sinks_note
 
 log = structlog.get_logger("bessai.gateway")
@@ -119,6 +119,9 @@ def config_check(
                 if problem is not None:
                     notes.append(f"site {site.id}: controllers.policy: {problem}; the plan "
                                  "dispatches instead")  # fmt: skip
+                wear = site_wear_cost_per_mwh(site.optimizer, site.battery)
+                if (note := wear_note(site.controllers.policy, wear)) is not None:
+                    notes.append(f"site {site.id}: controllers.policy: {note}")
     data = _jsonable(cfg.model_dump(mode="json"))
     typer.echo(tomli_w.dumps(data))
     source = str(path) if path else "embedded default"

@@ -58,6 +58,22 @@ def policy_problem(
     return None if mismatch is None else f"card does not match the site: {mismatch}"
 
 
+def wear_note(spec: str, wear_cost_per_mwh: float) -> str | None:
+    """What to tell an operator whose site counts a wear cost the policy `spec` was not trained
+    with (it still dispatches: the choice is theirs), or None."""
+    try:
+        card = _load(spec).card
+    except PolicyError:
+        return None  # policy_problem says why
+    if wear_cost_per_mwh > 0 and card.trained_without_wear():
+        return (
+            f"trained without a wear cost, the site's optimizer counts {wear_cost_per_mwh:.3g} "
+            "per MWh of cell throughput: the policy cycles as if wear were free "
+            "(docs/policy.md)"
+        )
+    return None
+
+
 class FallbackError(Exception):
     """This decision cannot come from the policy: `kind` (missing, card, slow, nan, input) and
     why, in words."""

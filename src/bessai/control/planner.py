@@ -17,7 +17,7 @@ import pandas as pd
 import structlog
 
 from bessai.carbon.marginal import Band, band_factors, default_bands
-from bessai.config import OptimizerConfig
+from bessai.config import BatteryConfig, OptimizerConfig
 from bessai.control.site import SiteRunner
 from bessai.errors import ConfigError, DataError
 from bessai.market.baselines import FORECASTERS
@@ -69,6 +69,14 @@ class Plan:
     bands: Bands | None = None
     forecaster: str = ""  # the forecaster the plan was made on
     forecaster_note: str | None = None  # why it is the fallback, not the configured one
+
+
+def site_wear_cost_per_mwh(optimizer: OptimizerConfig, battery: BatteryConfig) -> float:
+    """The site's wear cost per MWh of cell throughput: configured, or what the degradation
+    model gives for the battery's replacement cost."""
+    if optimizer.degradation_per_mwh is not None:
+        return optimizer.degradation_per_mwh
+    return cycle_wear_cost_per_mwh(battery.replacement_cost_per_kwh)
 
 
 def planner_inputs(site_id: str, config: OptimizerConfig) -> tuple[PriceSeries, Predictor | None]:
@@ -238,9 +246,7 @@ class SchedulePlanner:
     def wear_cost_per_mwh(self) -> float:
         """The configured wear cost, or the one the degradation model gives for this battery:
         a plan that cycles for less than this wears the battery for nothing."""
-        if self.config.degradation_per_mwh is not None:
-            return self.config.degradation_per_mwh
-        return cycle_wear_cost_per_mwh(self.site.config.battery.replacement_cost_per_kwh)
+        return site_wear_cost_per_mwh(self.config, self.site.config.battery)
 
     def battery(self) -> StorageSpec:
         cfg = self.site.config

@@ -75,6 +75,12 @@ class PolicyCard:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 
+    def trained_without_wear(self) -> bool:
+        """Whether the policy was trained with no wear cost (every member, for an ensemble): it
+        then cycles as if throughput were free."""
+        members = self.training.get("members") or [self.training]
+        return all(not m.get("replacement_cost_usd_per_kwh") for m in members)
+
     def mismatch(
         self, step_hours: float, price_unit: str, duration_h: float, forecaster: str | None = None
     ) -> str | None:
