@@ -199,7 +199,9 @@ def test_a_policy_warm_started_on_the_lps_demonstrations(tmp_path: Path) -> None
          "--steps", "0", "--imitate-epochs", "60"],
     )  # fmt: skip
     assert only.exit_code == 0, only.output
-    imitation = load_card(tmp_path / "only").training["imitation"]
+    only_card = load_card(tmp_path / "only")
+    assert only_card.training["algorithm"].endswith("(no PPO)")
+    imitation = only_card.training["imitation"]
     assert imitation["pairs"] == 14 * 24
     # It learned the LP's mapping, far closer than an actor that idles.
     assert imitation["mse"] < 0.5 * imitation["mse_if_idle"]
@@ -210,6 +212,7 @@ def test_a_policy_warm_started_on_the_lps_demonstrations(tmp_path: Path) -> None
     )  # fmt: skip
     assert tuned.exit_code == 0, tuned.output
     card = load_card(tmp_path / "tuned")
+    assert "warm-started by behaviour cloning" in card.training["algorithm"]
     assert card.training["steps"] == 4 * 2 * 168
     assert card.training["settings"]["log_std_init"] == -1.5
     checked = runner.invoke(app, ["policy", "check", "--model", str(tmp_path / "tuned")])

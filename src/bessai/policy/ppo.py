@@ -178,7 +178,11 @@ def train_ppo(
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)
     torch.set_num_threads(1)
-    net = init or ActorCritic(venv.task.forecast_steps, settings.hidden, settings.use_clock)
+    net = (
+        init
+        if init is not None
+        else ActorCritic(venv.task.forecast_steps, settings.hidden, settings.use_clock)
+    )
     with torch.no_grad():
         net.log_std.fill_(settings.log_std_init)
     opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)

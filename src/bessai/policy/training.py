@@ -56,6 +56,15 @@ def training_battery(duration_h: float, efficiency: float) -> BatteryParams:
     )
 
 
+def _algorithm(imitated: bool, ppo: bool) -> str:
+    ppo_name = "PPO (bessai.policy.ppo, clipped surrogate, GAE)"
+    if not imitated:
+        return ppo_name
+    if not ppo:
+        return "behaviour cloning of the LP's demonstrations (no PPO)"
+    return f"{ppo_name} warm-started by behaviour cloning of the LP's demonstrations"
+
+
 def train_policy(
     series: PriceSeries,
     spec: TrainSpec,
@@ -102,7 +111,7 @@ def train_policy(
         )
     net, curve = train_ppo(venv, spec.ppo, reward_scale, on_iteration, init)
     training = {
-        "algorithm": "PPO (bessai.policy.ppo, clipped surrogate, GAE)",
+        "algorithm": _algorithm(demonstrations is not None, bool(curve.steps)),
         "prices": f"{series.node} {data.first} .. {data.last} ({series.unit})",
         "forecaster": spec.forecaster,
         "observation_prices": LAYOUTS[layout],
