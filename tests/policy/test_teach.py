@@ -81,3 +81,16 @@ def test_demonstrations_of_another_observation_are_refused(taught: Path, tmp_pat
         load_demonstrations(tmp_path / "missing.npz")
     both = joined([taught, taught], {"forecaster": "recent-mean-ar", "duration_h": 4.0})
     assert len(both.action) == 144
+
+
+def test_an_unwritable_out_is_named_before_the_lp_runs(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    result = CliRunner().invoke(
+        app,
+        ["policy", "teach", "--prices", str(CRUCERO), "--from", "2023-03-01", "--to",
+         "2023-12-31", "--out", str(blocker / "demos.npz")],
+    )  # fmt: skip
+    assert isinstance(result.exception, ConfigError)
+    assert "--out" in str(result.exception)
+    assert "cannot create its directory" in str(result.exception)

@@ -15,6 +15,7 @@ from rich.table import Table
 from bessai.analysis.backtest import backtest
 from bessai.analysis.intraday import Replan
 from bessai.analysis.result import BacktestResult
+from bessai.errors import ConfigError
 from bessai.market.options import (
     ColumnOpt,
     FromOpt,
@@ -53,12 +54,18 @@ def teach_command(
         float, typer.Option("--lag-h", help="Hours after which a price is published.")
     ] = 1.0,
 ) -> None:
-    """Record what the LP re-planned every step does over a period, as the learned policy would
-    have seen it: demonstrations for `bessai policy train --imitate` (observation layout 2)."""
+    """Record the LP's dispatch as demonstrations for `policy train --imitate`.
+
+    The LP re-planned every step over the period, as a policy of observation layout 2 would
+    have seen it: the SOC, the forecast window and the LP's action at each step."""
     from bessai.analysis.teacher import lp_demonstrations
     from bessai.policy.commands import lag_steps
 
     storage = StorageSpec(max_charge_kw=power_kw, capacity_kwh=capacity_kwh)
+    try:  # before minutes of LP runs, not after
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create its directory ({exc.strerror})") from None
     err = Console(stderr=True)
     source = PriceSource.from_options(prices, column, node, first, last)
     series = source.load(err)
@@ -102,10 +109,11 @@ def eval_command(
     ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Back-test the policy beside the LP on the same forecast and the rule engine: capture
-    of the daily perfect foresight, and equivalent full cycles. A policy that reads a forecast
-    re-made every step (observation layout 2) is compared with the LP re-planned every step on
-    that forecaster with the same publication lag."""
+    """Back-test the policy beside the LP on the same forecast and the rule engine.
+
+    Capture of the daily perfect foresight, and equivalent full cycles. A policy that reads a
+    forecast re-made every step (observation layout 2) is compared with the LP re-planned every
+    step on that forecaster with the same publication lag."""
     # onnxruntime loads only for this command, not for every `bessai` start.
     from bessai.analysis.policy_backtest import PolicyBacktest, policy_backtest
     from bessai.policy.runner import OnnxPolicy

@@ -28,7 +28,7 @@ from bessai.policy.demonstrations import joined
 
 policy_app = typer.Typer(
     name="policy",
-    help="Learned dispatch: train a PPO policy, check its ONNX export, judge it.",
+    help="Learned dispatch: teach, train, combine and check a PPO policy, judge it.",
     no_args_is_help=True,
 )
 
@@ -134,9 +134,11 @@ def train_command(
     ] = 0,
     max_gap_h: MaxGapOpt = DEFAULT_MAX_GAP_H,
 ) -> None:
-    """Train PPO on bessai/BESS-v0 over real prices, the observation holding the day-ahead
-    forecast (or with --lag-h the forecast re-made every step); write policy.onnx, card.json,
-    network.pt and learning_curve.png."""
+    """Train a PPO policy on bessai/BESS-v0 over real prices and export it.
+
+    The observation holds the day-ahead forecast (or with --lag-h the forecast re-made every
+    step); with --imitate the actor first learns to act as the LP did. Writes policy.onnx,
+    card.json, network.pt and learning_curve.png."""
     need_torch("policy train")
     from bessai.policy.ppo import PpoSettings
     from bessai.policy.training import TrainSpec, train_policy
@@ -234,8 +236,9 @@ def ensemble_command(
     ],
     out: Annotated[Path, typer.Option("--out", help="Policy directory to write.")],
 ) -> None:
-    """Write one policy acting the mean of the given policies' actions (seeds of the same
-    settings); its card holds each member's training record."""
+    """Write one policy acting the mean of several policies' actions.
+
+    For seeds of the same settings; the card holds each member's training record."""
     need_torch("policy ensemble")
     from bessai.policy.ensemble import ensemble_policy
 

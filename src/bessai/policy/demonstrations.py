@@ -40,16 +40,21 @@ class Demonstrations:
             raise ConfigError("demonstrations: arrays of different lengths")
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as fh:
-            np.savez_compressed(
-                fh,
-                soc=self.soc,
-                windows_usd_mwh=self.windows_usd_mwh,
-                hour_utc=self.hour_utc,
-                action=self.action,
-                meta=np.array(json.dumps(self.meta)),
-            )
+        """Write the file (a partial file is removed: a full disk leaves nothing half-read)."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("wb") as fh:
+                np.savez_compressed(
+                    fh,
+                    soc=self.soc,
+                    windows_usd_mwh=self.windows_usd_mwh,
+                    hour_utc=self.hour_utc,
+                    action=self.action,
+                    meta=np.array(json.dumps(self.meta)),
+                )
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise ConfigError(f"{path}: cannot write the demonstrations ({exc.strerror})") from None
 
     def observations(
         self, price_scale_usd_mwh: float, factor: float = 1.0
