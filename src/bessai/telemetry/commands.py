@@ -65,7 +65,7 @@ def _print_result(result: QueryResult, output: OutputFormat) -> None:
 
 def _register_lake(app: typer.Typer, configured_lake: Callable[[Path | None], Path]) -> None:
     lake_app = typer.Typer(
-        help="The Parquet telemetry lake (site=<id>/date=<day>/*.parquet).",
+        help="The Parquet telemetry lake (`site=<id>/date=<day>/*.parquet`).",
         no_args_is_help=True,
     )
 
