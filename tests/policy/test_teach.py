@@ -94,3 +94,23 @@ def test_an_unwritable_out_is_named_before_the_lp_runs(tmp_path: Path) -> None:
     assert isinstance(result.exception, ConfigError)
     assert "--out" in str(result.exception)
     assert "cannot create its directory" in str(result.exception)
+
+
+def test_a_teacher_with_wear_plans_as_a_site_does(taught: Path, tmp_path: Path) -> None:
+    from bessai.plant.degradation import cycle_wear_cost_per_mwh
+
+    out = tmp_path / "worn.npz"
+    result = CliRunner().invoke(
+        app,
+        ["policy", "teach", "--prices", str(CRUCERO), "--from", "2023-03-01", "--to",
+         "2023-03-03", "--out", str(out), "--replacement-cost-usd-per-kwh", "300"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    worn, free = load_demonstrations(out), load_demonstrations(taught)
+    assert worn.meta["replacement_cost_usd_per_kwh"] == 300.0
+    assert worn.meta["degradation_per_mwh"] == pytest.approx(cycle_wear_cost_per_mwh(300.0))
+    assert free.meta["degradation_per_mwh"] == 0.0
+    # Wear makes the LP leave the thinnest spreads alone: no more throughput than without.
+    assert np.abs(worn.action).sum() <= np.abs(free.action).sum() + 1e-9
+    with pytest.raises(ConfigError, match=r"replacement_cost_usd_per_kwh is 300\.0"):
+        joined([out], {"replacement_cost_usd_per_kwh": 0.0})

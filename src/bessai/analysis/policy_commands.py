@@ -29,6 +29,7 @@ from bessai.market.options import (
 )
 from bessai.optimize.options import CapacityOpt, PowerOpt, WearOpt
 from bessai.optimize.storage import StorageSpec
+from bessai.plant.degradation import cycle_wear_cost_per_mwh
 from bessai.policy.commands import PolicyDirOpt, policy_app
 
 
@@ -53,6 +54,14 @@ def teach_command(
     lag_h: Annotated[
         float, typer.Option("--lag-h", help="Hours after which a price is published.")
     ] = 1.0,
+    replacement_cost: Annotated[
+        float,
+        typer.Option(
+            "--replacement-cost-usd-per-kwh",
+            help="New cells' cost: the LP plans with the wear cost the degradation model gives "
+            "for it, as a site does (0: no wear cost).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Record the LP's dispatch as demonstrations for `policy train --imitate`.
 
@@ -61,7 +70,12 @@ def teach_command(
     from bessai.analysis.teacher import lp_demonstrations
     from bessai.policy.commands import lag_steps
 
-    storage = StorageSpec(max_charge_kw=power_kw, capacity_kwh=capacity_kwh)
+    if not 0 <= replacement_cost < 1e5:
+        raise ConfigError(f"--replacement-cost-usd-per-kwh {replacement_cost:g}: 0 .. 1e5")
+    wear = cycle_wear_cost_per_mwh(replacement_cost) if replacement_cost > 0 else 0.0
+    storage = StorageSpec(
+        max_charge_kw=power_kw, capacity_kwh=capacity_kwh, degradation_per_mwh=wear
+    )
     try:  # before minutes of LP runs, not after
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -79,6 +93,7 @@ def teach_command(
         demos = lp_demonstrations(
             series, forecaster, lag, storage, period=(source.first, source.last), on_day=on_day
         )
+    demos.meta["replacement_cost_usd_per_kwh"] = replacement_cost
     demos.save(out)
     stdout_console().print(
         f"wrote {out}: {len(demos.action):,} steps of {demos.meta['teacher']} over "

@@ -61,6 +61,7 @@ def lp_demonstrations(
         "forecast_steps": forecast_steps,
         "step_hours": step_h,
         "duration_h": storage.capacity_kwh / storage.discharge_limit_kw,
+        "degradation_per_mwh": storage.degradation_per_mwh,
         "capture_vs_daily_perfect": round(result.capture_daily, 4),
     }
     return Demonstrations(

@@ -108,6 +108,14 @@ def train_command(
     hidden: Annotated[
         int, typer.Option("--hidden", help="Units per hidden layer of actor and critic.")
     ] = 64,
+    replacement_cost: Annotated[
+        float,
+        typer.Option(
+            "--replacement-cost-usd-per-kwh",
+            help="New cells' cost: the environment charges the capacity each step wears away "
+            "(0: trained as if wear were free; a site counting wear is warned).",
+        ),
+    ] = 0.0,
     imitate: Annotated[
         list[Path] | None,
         typer.Option(
@@ -145,6 +153,8 @@ def train_command(
 
     if steps < (0 if imitate else 1) or num_envs < 1 or hidden < 1:
         raise ConfigError("--steps (0 only with --imitate), --num-envs and --hidden must be >= 1")
+    if not 0 <= replacement_cost < 1e5:
+        raise ConfigError(f"--replacement-cost-usd-per-kwh {replacement_cost:g}: 0 .. 1e5")
     if imitate_epochs < 0 or critic_warmup < 0 or not learning_rate > 0:
         raise ConfigError("--imitate-epochs, --critic-warmup >= 0 and --learning-rate > 0")
     if imitate and lag_h is None:
@@ -173,6 +183,7 @@ def train_command(
         lag_steps=lag_steps(lag_h, series),
         price_scales=scale_factors(price_scales),
         imitate_epochs=imitate_epochs,
+        replacement_cost_usd_per_kwh=replacement_cost,
     )
     demos = None
     if imitate:
@@ -183,6 +194,7 @@ def train_command(
             "step_hours": series.step_h,
             "duration_h": duration_h,
             "unit": series.unit,
+            "replacement_cost_usd_per_kwh": replacement_cost,
         }
         demos = joined(imitate, expect)
     started = time.perf_counter()
