@@ -16,7 +16,7 @@ from rich.text import Text
 
 from bessai.config import load_config
 from bessai.control.audit import open_readonly
-from bessai.control.learned import policy_problem, wear_note
+from bessai.control.learned import policy_notes
 from bessai.control.planner import planner_inputs, site_wear_cost_per_mwh
 from bessai.telemetry.config import no_sinks_note
 
@@ -109,19 +109,16 @@ def config_check(
         if site.optimizer.enabled:
             prices, _ = planner_inputs(site.id, site.optimizer)
             if site.controllers.policy is not None:
-                problem = policy_problem(
+                wear = site_wear_cost_per_mwh(site.optimizer, site.battery)
+                said = policy_notes(
                     site.controllers.policy,
                     site.battery,
                     prices.step,
                     prices.unit,
                     site.optimizer.forecaster,
+                    wear,
                 )
-                if problem is not None:
-                    notes.append(f"site {site.id}: controllers.policy: {problem}; the plan "
-                                 "dispatches instead")  # fmt: skip
-                wear = site_wear_cost_per_mwh(site.optimizer, site.battery)
-                if (note := wear_note(site.controllers.policy, wear)) is not None:
-                    notes.append(f"site {site.id}: controllers.policy: {note}")
+                notes += [f"site {site.id}: controllers.policy: {n}" for n in said]
     data = _jsonable(cfg.model_dump(mode="json"))
     typer.echo(tomli_w.dumps(data))
     source = str(path) if path else "embedded default"

@@ -44,34 +44,34 @@ def duration_h(battery: BatteryConfig) -> float:
     return battery.capacity_kwh * 1000.0 / battery.max_discharge_w
 
 
-def policy_problem(
-    spec: str, battery: BatteryConfig, step: timedelta, unit: str, forecaster: str | None = None
-) -> str | None:
-    """Why the policy `spec` would not dispatch a site (it would fall back to the plan for
-    good), or None: `bessai config check` says it before the gateway starts."""
+def policy_notes(
+    spec: str,
+    battery: BatteryConfig,
+    step: timedelta,
+    unit: str,
+    forecaster: str | None,
+    wear_cost_per_mwh: float,
+) -> list[str]:
+    """What `bessai config check` says of the policy `spec` on a site before the gateway
+    starts, loading it once: why it would not dispatch (it would fall back to the plan for
+    good), and a wear cost the site counts that the policy was not trained with (it still
+    dispatches: the choice is the operator's)."""
     try:
         policy = _load(spec)
     except PolicyError as exc:
-        return f"model missing or unusable: {exc}"
+        return [f"model missing or unusable: {exc}; the plan dispatches instead"]
+    notes = []
     hours = step.total_seconds() / 3600.0
     mismatch = policy.card.mismatch(hours, unit, duration_h(battery), forecaster)
-    return None if mismatch is None else f"card does not match the site: {mismatch}"
-
-
-def wear_note(spec: str, wear_cost_per_mwh: float) -> str | None:
-    """What to tell an operator whose site counts a wear cost the policy `spec` was not trained
-    with (it still dispatches: the choice is theirs), or None."""
-    try:
-        card = _load(spec).card
-    except PolicyError:
-        return None  # policy_problem says why
-    if wear_cost_per_mwh > 0 and card.trained_without_wear():
-        return (
+    if mismatch is not None:
+        notes.append(f"card does not match the site: {mismatch}; the plan dispatches instead")
+    if wear_cost_per_mwh > 0 and policy.card.trained_without_wear():
+        notes.append(
             f"trained without a wear cost, the site's optimizer counts {wear_cost_per_mwh:.3g} "
             "per MWh of cell throughput: the policy cycles as if wear were free "
             "(docs/policy.md)"
         )
-    return None
+    return notes
 
 
 class FallbackError(Exception):
