@@ -68,10 +68,9 @@ def teach_command(
     The LP re-planned every step over the period, as a policy of observation layout 2 would
     have seen it: the SOC, the forecast window and the LP's action at each step."""
     from bessai.analysis.teacher import lp_demonstrations
-    from bessai.policy.commands import lag_steps
+    from bessai.policy.commands import check_replacement_cost, lag_steps
 
-    if not 0 <= replacement_cost < 1e5:
-        raise ConfigError(f"--replacement-cost-usd-per-kwh {replacement_cost:g}: 0 .. 1e5")
+    check_replacement_cost(replacement_cost)
     wear = cycle_wear_cost_per_mwh(replacement_cost) if replacement_cost > 0 else 0.0
     storage = StorageSpec(
         max_charge_kw=power_kw, capacity_kwh=capacity_kwh, degradation_per_mwh=wear

@@ -153,8 +153,7 @@ def train_command(
 
     if steps < (0 if imitate else 1) or num_envs < 1 or hidden < 1:
         raise ConfigError("--steps (0 only with --imitate), --num-envs and --hidden must be >= 1")
-    if not 0 <= replacement_cost < 1e5:
-        raise ConfigError(f"--replacement-cost-usd-per-kwh {replacement_cost:g}: 0 .. 1e5")
+    check_replacement_cost(replacement_cost)
     if imitate_epochs < 0 or critic_warmup < 0 or not learning_rate > 0:
         raise ConfigError("--imitate-epochs, --critic-warmup >= 0 and --learning-rate > 0")
     if imitate and lag_h is None:
@@ -228,6 +227,12 @@ def scale_factors(text: str) -> tuple[float, ...]:
     if not factors or not all(0 < k < 1e3 for k in factors):
         raise ConfigError(f"--price-scales {text!r}: positive numbers separated by commas")
     return factors
+
+
+def check_replacement_cost(usd_per_kwh: float) -> None:
+    """`--replacement-cost-usd-per-kwh` of `train` and `teach`: 0 (no wear) up to 1e5."""
+    if not 0 <= usd_per_kwh < 1e5:
+        raise ConfigError(f"--replacement-cost-usd-per-kwh {usd_per_kwh:g}: 0 .. 1e5")
 
 
 def lag_steps(lag_h: float | None, series: PriceSeries) -> int | None:
